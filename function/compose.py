@@ -1,0 +1,176 @@
+"""From a VirtualKey and what Crossplane observed to the desired state. Pure.
+
+`compose(xr, observed, raw_input)` -> `Composed`: the desired resources with
+their readiness, the XR status fields the function owns, one condition and
+results. It raises `InvalidInputError` for input a person must fix; the gRPC
+layer turns that into a Fatal result, so Crossplane applies nothing and
+deletes nothing that run.
+
+What it composes for each VirtualKey:
+
+- `key` -> a Secret with the raw key (data key `key`) and the proxy URL.
+- `request-<token prefix>` -> the provider-http Request for that key.
+
+Where the key comes from, on every run:
+
+1. The observed Secret holds a well-formed key and no observed Request names
+   another token: keep it. This is the normal case, and what makes every
+   run after the first byte-identical.
+2. Otherwise make a new one. On the first run nothing is observed. After the
+   Secret was deleted or its value changed, the only copy of the old key is
+   gone: the new key gets a Request under a new name, and the old Request,
+   no longer desired, is deleted by Crossplane, whose REMOVE deletes the
+   old key from LiteLLM. The new CREATE succeeds once the alias is free.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from function.connection import Connection, resolve
+from function.keys import key_from_secret_data, new_key, token_of
+from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
+from function.readiness import KeyState, key_state
+from function.request import build_request, token_in_request
+
+SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
+REQUEST_RESOURCE_PREFIX = "request-"
+CONDITION_TYPE = "KeyReady"
+LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
+LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
+_MAX_BASE = 200  # leaves room for suffixes in a 253-character name
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One desired composed resource and whether it is ready."""
+
+    body: dict[str, Any]
+    ready: bool
+
+
+@dataclass(frozen=True)
+class Composed:
+    """Everything the function returns for one VirtualKey."""
+
+    resources: dict[str, Desired]
+    status: dict[str, Any]
+    state: KeyState
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Where the composed resources go and what they are named after."""
+
+    namespace: str
+    base_name: str
+    virtualkey: str
+
+
+def owner_of(xr: dict[str, Any]) -> Owner:
+    """Namespace and names for a v2 namespaced XR or a legacy claim's XR."""
+    meta = xr.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = str(meta.get("name") or "")
+    if not name:
+        msg = "metadata.name: the VirtualKey has no name"
+        raise InvalidInputError(msg)
+    if meta.get("namespace"):
+        return Owner(str(meta["namespace"]), _base(name), name)
+    # A legacy (LegacyCluster) XR is cluster-scoped; its claim's namespace is
+    # where the tenant looks for the Secret.
+    claim_ref = (xr.get("spec") or {}).get("claimRef") or {}
+    namespace = labels.get(LEGACY_CLAIM_NAMESPACE) or claim_ref.get("namespace")
+    claim = labels.get(LEGACY_CLAIM_NAME) or claim_ref.get("name")
+    if not namespace or not claim:
+        msg = (
+            f"metadata: XVirtualKey {name!r} is cluster-scoped and has no claim, so there is "
+            "no namespace for its key Secret; create a VirtualKey claim instead"
+        )
+        raise InvalidInputError(msg)
+    return Owner(str(namespace), _base(str(claim)), str(claim))
+
+
+def _base(name: str) -> str:
+    return name[:_MAX_BASE].rstrip("-.")
+
+
+def _observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX)}
+
+
+def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """The raw key to use, and whether it replaces a key that was lost."""
+    requests = _observed_requests(observed)
+    secret = observed.get(SECRET_RESOURCE)
+    kept = key_from_secret_data(secret.get("data")) if secret else None
+    if kept is not None:
+        tokens = {token_in_request(r) for r in requests.values()}
+        if not requests or token_of(kept) in tokens:
+            return kept, False
+    return new_key(), bool(requests)
+
+
+def compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]], raw_input: Any) -> Composed:
+    """The desired state for one VirtualKey (raises InvalidInputError)."""
+    settings: Input = parse_input(raw_input)
+    owner = owner_of(xr)
+    spec: VirtualKeySpec = parse_spec(xr.get("spec"))
+    connection: Connection = resolve(
+        spec.connection_ref,
+        owner.namespace,
+        settings.instance,
+        settings.allowed_master_key_namespaces,
+    )
+    key, replaced = choose_key(observed)
+    token = token_of(key)
+    secret_name = f"{owner.base_name}-litellm-key"
+    request_resource = f"{REQUEST_RESOURCE_PREFIX}{token[:10]}"
+    request_name = f"{owner.base_name}-{token[:8]}"
+    labels = {**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")}
+
+    secret_body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name, "namespace": owner.namespace, "labels": labels},
+        "type": "Opaque",
+        "data": {
+            "key": base64.b64encode(key.encode()).decode(),
+            "baseUrl": base64.b64encode(connection.base_url.encode()).decode(),
+        },
+    }
+    request_body = build_request(
+        name=request_name,
+        namespace=owner.namespace,
+        spec=spec,
+        token=token,
+        key_secret=secret_name,
+        connection=connection,
+        provider_config=settings.provider_config_ref.model_dump(),
+        wait_timeout=settings.request_timeout,
+        labels=labels,
+    )
+    observed_request = observed.get(request_resource)
+    state = key_state(observed_request, connection, spec.key_alias)
+    warnings = []
+    if replaced:
+        warnings.append(
+            "The key Secret was deleted or changed, and LiteLLM keeps no copy of a key: "
+            "a new key is being issued and the old one deleted. Clients must read the "
+            f"new key from Secret {owner.namespace}/{secret_name}."
+        )
+    if state.is_problem:
+        warnings.append(f"{state.reason}: {state.message}")
+    return Composed(
+        resources={
+            SECRET_RESOURCE: Desired(secret_body, ready=SECRET_RESOURCE in observed),
+            request_resource: Desired(request_body, ready=state.ready),
+        },
+        status={"keySecretRef": secret_name, "tokenHash": token},
+        state=state,
+        warnings=warnings,
+    )

@@ -1,0 +1,132 @@
+"""The `function-litellm-keys` command: serve, render and poll.
+
+- `serve`: the composition function's gRPC server (what Crossplane runs).
+- `render FILE`: the function on a VirtualKey file, no cluster needed.
+- `poll`: the status poller sidecar (see `function.poller`).
+
+Every flag can also come from an environment variable, named in its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from crossplane.function import logging, runtime
+
+from function import __version__
+from function.fn import FunctionRunner
+from function.render import EXAMPLE, RenderError, dump, load_documents, render
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.configure(logging.Level.DEBUG if args.debug else logging.Level.INFO)
+    if not args.insecure and not args.tls_certs_dir:
+        print(  # noqa: T201 - a CLI error for a person.
+            "serve: give --tls-certs-dir (or TLS_SERVER_CERTS_DIR), or --insecure for local use",
+            file=sys.stderr,
+        )
+        return 2
+    creds = runtime.load_credentials(args.tls_certs_dir) if args.tls_certs_dir else None
+    runtime.serve(FunctionRunner(), args.address, creds=creds, insecure=args.insecure)
+    return 0
+
+
+def _read(path: str | None, what: str) -> str:
+    if path is None:
+        return EXAMPLE
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        msg = f"cannot read {what} {path}: {e.strerror}"
+        raise RenderError(msg) from None
+
+
+def _render(args: argparse.Namespace) -> int:
+    logging.configure(logging.Level.DISABLED if not args.debug else logging.Level.DEBUG)
+    try:
+        xrs = load_documents(_read(args.file, "VirtualKey file"), "the VirtualKey file")
+        if len(xrs) != 1:
+            msg = f"the VirtualKey file must hold exactly one object, found {len(xrs)}"
+            raise RenderError(msg)
+        observed = (
+            load_documents(_read(args.observed, "observed file"), "the observed file")
+            if args.observed
+            else []
+        )
+        fn_input = None
+        if args.input:
+            inputs = load_documents(_read(args.input, "input file"), "the input file")
+            fn_input = inputs[0] if inputs else None
+        docs, fatal = render(xrs[0], observed, fn_input)
+    except RenderError as e:
+        print(f"render: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    sys.stdout.write(dump(docs))
+    return 1 if fatal else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(
+        prog="function-litellm-keys",
+        description="LiteLLM virtual keys managed the Crossplane way.",
+    )
+    top.add_argument("--version", action="version", version=__version__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the composition function over gRPC")
+    serve.add_argument(
+        "--address",
+        default=_env("FUNCTION_ADDRESS", "0.0.0.0:9443"),
+        help="address to listen on (FUNCTION_ADDRESS; default 0.0.0.0:9443)",
+    )
+    serve.add_argument(
+        "--tls-certs-dir",
+        default=_env("TLS_SERVER_CERTS_DIR"),
+        help="directory with tls.crt, tls.key and ca.crt (TLS_SERVER_CERTS_DIR)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("FUNCTION_INSECURE", "") == "true",
+        help="serve without TLS, for local development (FUNCTION_INSECURE=true)",
+    )
+    serve.add_argument("--debug", action="store_true", help="log at debug level")
+    serve.set_defaults(run=_serve)
+
+    rend = sub.add_parser("render", help="run the function on a VirtualKey file, print YAML")
+    rend.add_argument(
+        "file", nargs="?", help="VirtualKey YAML ('-' for stdin; default: the seed example)"
+    )
+    rend.add_argument("--observed", help="YAML stream of observed composed resources")
+    rend.add_argument("--input", help="YAML file with the function input (kind Input)")
+    rend.add_argument("--debug", action="store_true", help="log at debug level")
+    rend.set_defaults(run=_render)
+
+    try:
+        from function.poller import cli as poller_cli  # noqa: PLC0415 - optional until built.
+    except ImportError:
+        poller_cli = None
+    if poller_cli is not None:
+        poll = sub.add_parser("poll", help="run the status poller")
+        poller_cli.configure_parser(poll)
+        poll.set_defaults(run=poller_cli.run)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `function-litellm-keys` command."""
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

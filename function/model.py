@@ -1,0 +1,333 @@
+"""Plain models of what users and platform teams write, validated with pydantic.
+
+- `VirtualKeySpec`: the `spec` of a VirtualKey (v2 XR, legacy XR or claim).
+- `ConnectionRef`: where the LiteLLM proxy is and where its master key lives.
+- `Input`: the function's input, set by the platform team in the Composition.
+- `InvalidInputError` and `describe_errors`: turn pydantic's errors into one
+  message per field that says what was wrong and which form is accepted.
+
+Every pattern here is repeated in the XRD's OpenAPI schema, so the API server
+rejects bad input first; the function checks again because `render`, legacy
+XRs and older XRD revisions do not go through the same schema.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# LiteLLM's own built-in key alias rule (key_management_endpoints.py,
+# _KEY_ALIAS_PATTERN), so an alias we accept is one every proxy accepts.
+KEY_ALIAS_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_\-/.@]{0,253}[a-zA-Z0-9]$"
+# LiteLLM parses durations with (\d+)(mo|[smhdw]); zero would mean "now".
+DURATION_PATTERN = r"^[1-9][0-9]{0,5}(mo|[smhdw])$"
+# Dollars as a string, so that YAML never turns 0.1 into a binary float.
+DOLLARS_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,6})?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]{1,253}$"  # noqa: S105 - a pattern.
+# provider-http resolves {{ name:namespace:key }} anywhere in a body, so a
+# user string that looks like one could make it send another Secret's value
+# to LiteLLM, where the tenant could read it back through /key/info.
+PLACEHOLDER_OPENER = "{{"
+_MAX_SHOWN = 60
+
+ACCEPTED_FORMS: dict[str, str] = {
+    "keyAlias": (
+        "2-255 characters: letters, digits and _ - / . @, starting and ending "
+        'with a letter or digit, e.g. "team-a-service"'
+    ),
+    "models": 'a list of model names, e.g. ["gpt-4o"]; empty or absent means all models',
+    "maxBudget": 'dollars as a quoted decimal with at most 6 decimals, e.g. "10" or "0.5"',
+    "softBudget": 'dollars as a quoted decimal with at most 6 decimals, e.g. "8"',
+    "budgetDuration": (
+        'a whole number followed by s, m, h, d, w or mo, e.g. "30s", "1h", "30d", "1mo"'
+    ),
+    "duration": 'a whole number followed by s, m, h, d, w or mo, e.g. "30d"',
+    "tpmLimit": "a whole number >= 0",
+    "rpmLimit": "a whole number >= 0",
+    "maxParallelRequests": "a whole number >= 1",
+    "metadata": "a map of string keys to string values",
+    "tags": "a list of strings",
+    "connectionRef": (
+        "either instanceRef {name, namespace} or url plus masterKeySecretRef {name, namespace, key}"
+    ),
+    "name": "a Kubernetes name: lower-case letters, digits and '-', at most 63 characters",
+    "namespace": "a Kubernetes namespace name: lower-case letters, digits and '-'",
+    "key": "a Secret data key: letters, digits, '-', '_' and '.'",
+    "url": "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000",
+}
+
+
+class InvalidInputError(ValueError):
+    """Input that the function refuses, with a message meant for a person."""
+
+
+def _number_as_string(value: Any) -> Any:
+    # The XRD marks dollar fields x-kubernetes-int-or-string, so `maxBudget: 10`
+    # arrives as an int. Floats are refused: 0.1 has no exact binary form.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Dollars = Annotated[
+    str,
+    BeforeValidator(_number_as_string),
+    StringConstraints(pattern=DOLLARS_PATTERN),
+]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
+DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN)]
+SecretKey = Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+
+class InstanceRef(_Model):
+    """A LiteLLM instance described by the LiteLLM Operator's conventions."""
+
+    name: DnsLabel
+    namespace: DnsLabel
+
+
+class SecretKeyRef(_Model):
+    """One data key of one Secret."""
+
+    name: DnsSubdomain
+    namespace: DnsLabel | None = None
+    key: SecretKey | None = None
+
+
+class ConnectionRef(_Model):
+    """Where the proxy is: an instance, or an explicit URL and master-key Secret."""
+
+    instance_ref: InstanceRef | None = Field(default=None, alias="instanceRef")
+    url: str | None = None
+    master_key_secret_ref: SecretKeyRef | None = Field(default=None, alias="masterKeySecretRef")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ConnectionRef:
+        explicit = self.url is not None or self.master_key_secret_ref is not None
+        if self.instance_ref is not None and explicit:
+            msg = "set either instanceRef or url with masterKeySecretRef, not both"
+            raise ValueError(msg)
+        if self.instance_ref is None and not (
+            self.url is not None and self.master_key_secret_ref is not None
+        ):
+            msg = "set instanceRef {name, namespace}, or both url and masterKeySecretRef"
+            raise ValueError(msg)
+        return self
+
+
+class VirtualKeySpec(BaseModel):
+    """The user-facing part of a VirtualKey's spec.
+
+    Unknown fields are ignored rather than refused: Crossplane keeps its own
+    machinery (compositionRef, resourceRefs, claimRef, crossplane) in the
+    same `spec`, and the XRD's structural schema already prunes typos.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    key_alias: Annotated[str, StringConstraints(pattern=KEY_ALIAS_PATTERN)] = Field(
+        alias="keyAlias"
+    )
+    models: list[NonEmpty] = Field(default_factory=list, max_length=200)
+    max_budget: Dollars | None = Field(default=None, alias="maxBudget")
+    soft_budget: Dollars | None = Field(default=None, alias="softBudget")
+    budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
+    duration: Duration | None = None
+    blocked: bool | None = None
+    tpm_limit: Annotated[int, Field(ge=0, le=2**53)] | None = Field(default=None, alias="tpmLimit")
+    rpm_limit: Annotated[int, Field(ge=0, le=2**53)] | None = Field(default=None, alias="rpmLimit")
+    max_parallel_requests: Annotated[int, Field(ge=1, le=2**31)] | None = Field(
+        default=None, alias="maxParallelRequests"
+    )
+    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    tags: list[NonEmpty] = Field(default_factory=list, max_length=64)
+    team_id: NonEmpty | None = Field(default=None, alias="teamID")
+    user_id: NonEmpty | None = Field(default=None, alias="userID")
+    connection_ref: ConnectionRef = Field(alias="connectionRef")
+
+    @field_validator("key_alias")
+    @classmethod
+    def _no_dot_segment(cls, value: str) -> str:
+        # LiteLLM refuses ".." path segments (raise_if_unsafe_secret_name).
+        if ".." in value:
+            msg = "must not contain '..'"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("models", "tags")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            msg = "must not repeat an entry"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VirtualKeySpec:
+        if (
+            self.soft_budget is not None
+            and self.max_budget is not None
+            and Decimal(self.soft_budget) > Decimal(self.max_budget)
+        ):
+            msg = "softBudget must not be larger than maxBudget"
+            raise ValueError(msg)
+        for path, text in _strings(self.model_dump(by_alias=True, exclude_none=True)):
+            if PLACEHOLDER_OPENER in text:
+                msg = (
+                    f"{path} contains '{{{{', which provider-http would read as a "
+                    "secret placeholder; remove it"
+                )
+                raise ValueError(msg)
+        return self
+
+
+def _strings(value: Any, path: str = "spec") -> list[tuple[str, str]]:
+    """Every string in a nested structure, keys included, with its path."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        found.append((path, value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.append((f"{path}.{key}", str(key)))
+            found.extend(_strings(item, f"{path}.{key}"))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_strings(item, f"{path}[{index}]"))
+    return found
+
+
+class ProviderConfigRef(_Model):
+    """The provider-http (Cluster)ProviderConfig the Request uses."""
+
+    kind: Literal["ClusterProviderConfig", "ProviderConfig"] = "ClusterProviderConfig"
+    name: DnsSubdomain = "default"
+
+
+class InstanceConventions(_Model):
+    """How an instanceRef turns into a URL and a master-key Secret.
+
+    The defaults are the LiteLLM Operator's: a Service `<name>-service` on
+    port 4000 and a Secret `<name>-secrets` with data key `masterkey`.
+    """
+
+    url_template: str = Field(
+        default="http://{name}-service.{namespace}.svc.cluster.local:4000", alias="urlTemplate"
+    )
+    master_key_secret_name: str = Field(default="{name}-secrets", alias="masterKeySecretName")
+    master_key_secret_key: SecretKey = Field(default="masterkey", alias="masterKeySecretKey")
+
+    @field_validator("url_template", "master_key_secret_name")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        unknown = set(re.findall(r"{([^}]*)}", value)) - {"name", "namespace"}
+        if unknown:
+            msg = f"may only use {{name}} and {{namespace}}, not {sorted(unknown)}"
+            raise ValueError(msg)
+        return value
+
+
+class Input(_Model):
+    """The function's input (`litellm.fn.crossplane.io/v1beta1`, kind Input)."""
+
+    api_version: str | None = Field(default=None, alias="apiVersion")
+    kind: str | None = None
+    metadata: dict[str, Any] | None = None
+    instance: InstanceConventions = Field(default_factory=InstanceConventions)
+    provider_config_ref: ProviderConfigRef = Field(
+        default_factory=ProviderConfigRef, alias="providerConfigRef"
+    )
+    # An explicit masterKeySecretRef may name a Secret in the VirtualKey's own
+    # namespace, or in one of these. Without this, any tenant could have
+    # provider-http send any Secret in the cluster to a URL of its choosing.
+    allowed_master_key_namespaces: list[DnsLabel] = Field(
+        default_factory=list, alias="allowedMasterKeyNamespaces"
+    )
+    # provider-http's per-call HTTP timeout (spec.forProvider.waitTimeout).
+    request_timeout: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}(s|m)$")] = Field(
+        default="30s", alias="requestTimeout"
+    )
+
+
+def describe_errors(error: ValidationError, prefix: str) -> str:
+    """One line per invalid field: where it is, what is wrong, what is accepted."""
+    lines = []
+    for item in error.errors(include_url=False):
+        path = prefix + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+        )
+        field = next((p for p in reversed(item["loc"]) if isinstance(p, str)), "")
+        problem = _problem(item)
+        accepted = ACCEPTED_FORMS.get(field)
+        line = f"{path}: {problem}"
+        if accepted and item["type"] not in ("value_error", "missing"):
+            line += f"; expected {accepted}"
+        elif accepted and item["type"] == "missing":
+            line += f"; set it to {accepted}"
+        lines.append(line)
+    return "; ".join(lines)
+
+
+def _problem(item: Any) -> str:
+    kind = item["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    got = item.get("input")
+    shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+    if isinstance(got, str) and len(got) > _MAX_SHOWN:
+        shown = repr(got[: _MAX_SHOWN - 3] + "...")
+    return f"{item['msg'].lower()} (got {shown})"
+
+
+def parse_spec(spec: Any) -> VirtualKeySpec:
+    """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
+    if not isinstance(spec, dict):
+        msg = (
+            "spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
+            "spec.connectionRef"
+        )
+        raise InvalidInputError(msg)
+    try:
+        return VirtualKeySpec.model_validate(spec)
+    except ValidationError as e:
+        raise InvalidInputError(describe_errors(e, "spec")) from None
+
+
+def parse_input(raw: Any) -> Input:
+    """Validate the function input (absent means all defaults)."""
+    if raw is None or raw == {}:
+        return Input()
+    if not isinstance(raw, dict):
+        msg = "input: must be an object of kind Input"
+        raise InvalidInputError(msg)
+    try:
+        return Input.model_validate(raw)
+    except ValidationError as e:
+        raise InvalidInputError(
+            describe_errors(e, "input") + " (fix the function input in the Composition)"
+        ) from None

@@ -1,0 +1,207 @@
+"""The provider-http Request that creates, observes, updates and deletes one key.
+
+- `litellm_fields(spec)`: the VirtualKey spec in LiteLLM's field names.
+- `build_request(...)`: the whole `http.m.crossplane.io/v1alpha2` Request.
+- `OBSERVE_IS_REMOVED`, `EXPECTED_RESPONSE`, `ECHO_KEY_JQ`: the jq programs.
+
+Design rules, each from provider-http's source (see
+../shared/docs/provider-http-request.md and the README's design section):
+
+- Every URL and body is templated from `.payload` only, never from
+  `.response`: the stored response is whatever answered last (§1.6, §8.5).
+- Every mapping sets `action` and `method`: LiteLLM writes are all POSTs (§1.2).
+- The key is named by its token everywhere; the raw key appears only in
+  the CREATE body, as a secret placeholder resolved after jq (§3).
+- `/key/generate` echoes the raw key. An injection config copies it into a
+  provider-owned Secret so that provider-http masks it in status (§4); its
+  jq returns null for every other response and the strategy is `preserve`.
+- The up-to-date check is CUSTOM, since `/key/info` nests fields under
+  `info` (§1.3 step 8). A non-200 OBSERVE counts as up to date: with the
+  proxy down or the master key wrong, an UPDATE could only fail and then
+  flip the Request back to "not created" (§1.6).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from function.connection import Connection
+from function.model import VirtualKeySpec
+
+REQUEST_API_VERSION = "http.m.crossplane.io/v1alpha2"
+REQUEST_KIND = "Request"
+
+# /key/info answers 404 for a token it never knew, and 200 with
+# info.status "deleted" for one that was deleted.
+OBSERVE_IS_REMOVED = (
+    ".response.statusCode == 404 or (.response.statusCode == 200"
+    ' and (.response.body | type) == "object"'
+    ' and (.response.body.info | type) == "object"'
+    ' and .response.body.info.status == "deleted")'
+)
+
+# LiteLLM adds these to a key's metadata itself; they are not the user's.
+_LITELLM_METADATA_KEYS = (
+    '"tags", "model_rpm_limit", "model_tpm_limit", "guardrails", "prompts", "logging"'
+)
+
+EXPECTED_RESPONSE = (
+    "if .response.statusCode != 200"
+    ' or (.response.body | type) != "object"'
+    ' or (.response.body.info | type) != "object" then true'
+    " else .response.body.info as $live | .payload.body.fields | to_entries | all("
+    ' if .key == "models" then (.value | sort) == (($live.models // []) | sort)'
+    ' elif .key == "tags"'
+    " then (.value | sort) == (($live.tags // $live.metadata.tags // []) | sort)"
+    ' elif .key == "soft_budget" then .value == ($live.litellm_budget_table.soft_budget // null)'
+    ' elif .key == "blocked" then .value == ($live.blocked // false)'
+    ' elif .key == "metadata" then .value == (($live.metadata // {})'
+    f" | with_entries(select(.key | IN({_LITELLM_METADATA_KEYS}) | not)))"
+    " else .value == $live[.key] end) end"
+)
+
+# Only the /key/generate answer carries a raw key (sk-...): /key/info and
+# /key/update echo the token, error bodies carry none.
+ECHO_KEY_JQ = (
+    'if .statusCode == 200 and (.body | type) == "object"'
+    ' and (.body.key | type) == "string" and (.body.key | startswith("sk-"))'
+    " then .body.key else null end"
+)
+
+
+def _dollars(value: str) -> float:
+    # LiteLLM keeps budgets as floats; Decimal keeps "0.1" from becoming 0.1000000001.
+    return float(Decimal(value))
+
+
+def litellm_fields(spec: VirtualKeySpec) -> dict[str, Any]:
+    """The fields LiteLLM keeps in step with the spec, by their LiteLLM names.
+
+    A field the user left out is not managed, except `models`: absent means
+    all models, which LiteLLM spells as an empty list.
+    """
+    fields: dict[str, Any] = {"key_alias": spec.key_alias, "models": list(spec.models)}
+    optional: dict[str, Any] = {
+        "max_budget": None if spec.max_budget is None else _dollars(spec.max_budget),
+        "soft_budget": None if spec.soft_budget is None else _dollars(spec.soft_budget),
+        "budget_duration": spec.budget_duration,
+        "blocked": spec.blocked,
+        "tpm_limit": spec.tpm_limit,
+        "rpm_limit": spec.rpm_limit,
+        "max_parallel_requests": spec.max_parallel_requests,
+        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
+        "tags": list(spec.tags) if "tags" in spec.model_fields_set else None,
+        "team_id": spec.team_id,
+        "user_id": spec.user_id,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def create_only_fields(spec: VirtualKeySpec) -> dict[str, Any]:
+    """Fields sent only to /key/generate.
+
+    `duration` sets the expiry relative to now: sent again on every update it
+    would push the expiry out each time, so the XRD makes it immutable.
+    """
+    return {"duration": spec.duration} if spec.duration else {}
+
+
+def build_request(  # noqa: PLR0913 - each argument is one independent fact.
+    *,
+    name: str,
+    namespace: str,
+    spec: VirtualKeySpec,
+    token: str,
+    key_secret: str,
+    connection: Connection,
+    provider_config: dict[str, str],
+    wait_timeout: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The Request for one key, fully determined by its arguments."""
+    payload = {
+        "token": token,
+        "fields": litellm_fields(spec),
+        "createOnly": create_only_fields(spec),
+    }
+    raw_key = f"{{{{ {key_secret}:{namespace}:key }}}}"
+    return {
+        "apiVersion": REQUEST_API_VERSION,
+        "kind": REQUEST_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "providerConfigRef": provider_config,
+            "forProvider": {
+                "waitTimeout": wait_timeout,
+                "headers": {
+                    "Content-Type": ["application/json"],
+                    "Authorization": [f"Bearer {connection.master_key.placeholder()}"],
+                },
+                "payload": {
+                    "baseUrl": connection.base_url,
+                    "body": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+                },
+                "mappings": [
+                    {
+                        "action": "CREATE",
+                        "method": "POST",
+                        "url": '(.payload.baseUrl + "/key/generate")',
+                        "body": (
+                            "(.payload.body.fields + .payload.body.createOnly"
+                            f' + {{"key": "{raw_key}"}})'
+                        ),
+                    },
+                    {
+                        "action": "OBSERVE",
+                        "method": "GET",
+                        "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
+                    },
+                    {
+                        "action": "UPDATE",
+                        "method": "POST",
+                        "url": '(.payload.baseUrl + "/key/update")',
+                        "body": '(.payload.body.fields + {"key": .payload.body.token})',
+                    },
+                    {
+                        "action": "REMOVE",
+                        "method": "POST",
+                        "url": '(.payload.baseUrl + "/key/delete")',
+                        "body": '({"keys": [.payload.body.token]})',
+                    },
+                ],
+                "isRemovedCheck": {"type": "CUSTOM", "logic": OBSERVE_IS_REMOVED},
+                "expectedResponseCheck": {"type": "CUSTOM", "logic": EXPECTED_RESPONSE},
+                "secretInjectionConfigs": [
+                    {
+                        "secretRef": {"name": echo_secret_name(name), "namespace": namespace},
+                        "setOwnerReference": True,
+                        "keyMappings": [
+                            {
+                                "secretKey": "key",
+                                "responseJQ": ECHO_KEY_JQ,
+                                "missingFieldStrategy": "preserve",
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+    }
+
+
+def echo_secret_name(request_name: str) -> str:
+    """The provider-owned Secret that holds /key/generate's echo of the key."""
+    return f"{request_name}-generated"
+
+
+def token_in_request(request: dict[str, Any]) -> str | None:
+    """The token an observed Request manages, read back from its payload."""
+    try:
+        body = request["spec"]["forProvider"]["payload"]["body"]
+        token = json.loads(body)["token"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return token if isinstance(token, str) else None
