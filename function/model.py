@@ -298,10 +298,15 @@ def _problem(item: Any) -> str:
     if kind == "value_error":
         return str(item["msg"]).removeprefix("Value error, ")
     got = item.get("input")
-    shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+    if kind == "string_pattern_mismatch":
+        return f"has the wrong form (got {_shown(got)})"
+    return f"{item['msg'].lower()} (got {_shown(got)})"
+
+
+def _shown(got: Any) -> str:
     if isinstance(got, str) and len(got) > _MAX_SHOWN:
-        shown = repr(got[: _MAX_SHOWN - 3] + "...")
-    return f"{item['msg'].lower()} (got {shown})"
+        return repr(got[: _MAX_SHOWN - 3] + "...")
+    return repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
 
 
 def parse_spec(spec: Any) -> VirtualKeySpec:

@@ -1,0 +1,78 @@
+"""Run the function's real gRPC server on loopback, as Crossplane calls it.
+
+`FunctionServer` starts `FunctionRunner` on a grpc.aio server in a thread of
+its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
+`make_request` builds a RunFunctionRequest from plain dicts. Tests and the
+benchmark share this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import grpc
+from crossplane.function import resource
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
+
+from function.fn import FunctionRunner
+
+
+class FunctionServer:
+    """A gRPC server with one servicer, on loopback, for as long as the context lasts."""
+
+    def __init__(self, servicer: grpcv1.FunctionRunnerServiceServicer | None = None) -> None:
+        self._servicer = servicer or FunctionRunner()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: grpc.aio.Server | None = None
+        self.address = ""
+        self.channel: grpc.Channel | None = None
+        self.stub: grpcv1.FunctionRunnerServiceStub | None = None
+
+    def __enter__(self) -> FunctionServer:
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        self.address = f"127.0.0.1:{port}"
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = grpcv1.FunctionRunnerServiceStub(self.channel)
+        return self
+
+    async def _start(self) -> int:
+        self._server = grpc.aio.server()
+        grpcv1.add_FunctionRunnerServiceServicer_to_server(self._servicer, self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        return port
+
+    def __exit__(self, *_: object) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(None), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+    def run(self, req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
+        """Call RunFunction over the wire."""
+        assert self.stub is not None
+        rsp: fnv1.RunFunctionResponse = self.stub.RunFunction(req, timeout=30)
+        return rsp
+
+
+def make_request(
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]] | None = None,
+    fn_input: dict[str, Any] | None = None,
+    tag: str = "",
+) -> fnv1.RunFunctionRequest:
+    """A RunFunctionRequest for an XR, its observed composed resources and an input."""
+    req = fnv1.RunFunctionRequest(meta=fnv1.RequestMeta(tag=tag))
+    resource.update(req.observed.composite, xr)
+    for name, body in (observed or {}).items():
+        resource.update(req.observed.resources[name], body)
+    if fn_input is not None:
+        req.input.CopyFrom(resource.dict_to_struct(fn_input))
+    return req

@@ -1,0 +1,177 @@
+"""The Request's jq programs, run by real jq on LiteLLM's real answers.
+
+The bodies come from ../shared/litellm/samples (recorded from LiteLLM
+1.108.7). The context is shaped as provider-http builds it: all of
+spec.forProvider with JSON strings turned into objects, plus `.response`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jq
+import pytest
+
+from function.model import parse_spec
+from function.request import (
+    ECHO_KEY_JQ,
+    EXPECTED_RESPONSE,
+    OBSERVE_IS_REMOVED,
+    create_only_fields,
+    litellm_fields,
+)
+from tests.conftest import SHARED
+
+SAMPLES = SHARED / "litellm" / "samples"
+
+
+def sample(name: str) -> dict[str, Any]:
+    path = next(SAMPLES.glob(f"{name}-*.json"))
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def run(program: str, value: Any) -> Any:
+    return jq.compile(program).input_value(value).first()
+
+
+# The VirtualKey whose key samples 01/02 recorded (alias, models, budget, metadata).
+SPEC = {
+    "keyAlias": "e2e-main-2e0bad",
+    "models": ["gpt-4o"],
+    "maxBudget": "10",
+    "budgetDuration": "1h",
+    "metadata": {"purpose": "e2e"},
+    "connectionRef": {"instanceRef": {"name": "litellm", "namespace": "litellm"}},
+}
+
+
+def context(spec: dict[str, Any], code: int, body: Any) -> dict[str, Any]:
+    parsed = parse_spec(spec)
+    return {
+        "payload": {
+            "baseUrl": "http://litellm:4000",
+            "body": {
+                "token": "e225b2cb10b8cc69c7ed78e996b9a9cef0a8c6e13ab86a84d3e8411d9dcefce4",
+                "fields": litellm_fields(parsed),
+                "createOnly": create_only_fields(parsed),
+            },
+        },
+        "response": {"statusCode": code, "body": body, "headers": None},
+    }
+
+
+def info_body() -> dict[str, Any]:
+    return copy.deepcopy(sample("02")["body"])
+
+
+def with_info(**changes: Any) -> dict[str, Any]:
+    body = info_body()
+    body["info"].update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("case", "spec_changes", "body", "up_to_date"),
+    [
+        ("matches the recorded key", {}, info_body(), True),
+        ("budget changed in spec", {"maxBudget": "200"}, info_body(), False),
+        ("budget changed on the proxy", {}, with_info(max_budget=5.0), False),
+        ("budget equal as float", {"maxBudget": "10.0"}, info_body(), True),
+        ("model added in spec", {"models": ["gpt-4o", "gemini-pro"]}, info_body(), False),
+        ("models in another order", {"models": ["b", "a"]}, with_info(models=["a", "b"]), True),
+        ("absent models means all", {"models": []}, with_info(models=[]), True),
+        ("period changed", {"budgetDuration": "30d"}, info_body(), False),
+        ("never blocked is unblocked", {"blocked": False}, info_body(), True),
+        ("blocked on the proxy", {"blocked": False}, with_info(blocked=True), False),
+        ("blocked in spec", {"blocked": True}, info_body(), False),
+        ("metadata removed on proxy", {}, with_info(metadata={}), False),
+        (
+            "litellm's own metadata ignored",
+            {},
+            with_info(metadata={"purpose": "e2e", "tags": ["x"]}),
+            True,
+        ),
+        ("soft budget lives in the budget table", {"softBudget": "5"}, info_body(), False),
+        (
+            "soft budget matches the budget table",
+            {"softBudget": "5"},
+            with_info(litellm_budget_table={"soft_budget": 5.0}),
+            True,
+        ),
+        ("rpm limit differs", {"rpmLimit": 10}, info_body(), False),
+        ("rpm limit matches", {"rpmLimit": 10}, with_info(rpm_limit=10), True),
+        ("unmanaged field differs", {}, with_info(tpm_limit=999), True),
+    ],
+)
+def test_expected_response_check(
+    case: str, spec_changes: dict[str, Any], body: Any, up_to_date: bool
+) -> None:
+    spec = {**SPEC, **spec_changes}
+    assert run(EXPECTED_RESPONSE, context(spec, 200, body)) is up_to_date, case
+
+
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (401, {"error": {"message": "Authentication Error", "type": "auth_error"}}),
+        (500, {"error": {"message": "db down"}}),
+        (404, {"error": {"message": "Key not found in database"}}),
+        (200, "<html>not litellm</html>"),
+    ],
+)
+def test_failed_observe_counts_as_up_to_date(code: int, body: Any) -> None:
+    # An UPDATE could only fail too, and a failed POST turns the Request back
+    # into "not created" (provider-http observe.go objectNotCreated).
+    assert run(EXPECTED_RESPONSE, context(SPEC, code, body)) is True
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "body", "removed"),
+    [
+        ("active key", 200, info_body(), False),
+        ("deleted key answers 200 with status deleted", 200, sample("17")["body"], True),
+        ("unknown token", 404, {"error": {"message": "Key not found in database"}}, True),
+        ("wrong master key", 401, {"error": {"message": "Authentication Error"}}, False),
+        ("proxy error", 500, {"error": {"message": "boom"}}, False),
+        ("not json", 200, "<html>not litellm</html>", False),
+        ("transport error", 0, None, False),
+    ],
+)
+def test_is_removed_check(case: str, code: int, body: Any, removed: bool) -> None:
+    assert run(OBSERVE_IS_REMOVED, context(SPEC, code, body)) is removed, case
+
+
+def injection_input(code: int, body: Any) -> dict[str, Any]:
+    """What provider-http's responseJQ sees: {body, headers, statusCode}."""
+    return {"body": body, "headers": {}, "statusCode": code}
+
+
+def test_echo_jq_picks_the_key_only_from_generate() -> None:
+    generated = copy.deepcopy(sample("01")["body"])
+    generated["key"] = "sk-" + "A" * 43
+    assert run(ECHO_KEY_JQ, injection_input(200, generated)) == "sk-" + "A" * 43
+    info = info_body()
+    info["key"] = "e225b2cb10b8cc69c7ed78e996b9a9cef0a8c6e13ab86a84d3e8411d9dcefce4"
+    assert run(ECHO_KEY_JQ, injection_input(200, info)) is None
+    updated = copy.deepcopy(sample("05")["body"])
+    updated["key"] = updated["token"]  # we name keys by token in /key/update
+    assert run(ECHO_KEY_JQ, injection_input(200, updated)) is None
+    assert run(ECHO_KEY_JQ, injection_input(400, sample("15")["body"])) is None
+    assert run(ECHO_KEY_JQ, injection_input(0, "")) is None
+    assert run(ECHO_KEY_JQ, injection_input(200, sample("16")["body"])) is None
+
+
+def test_generate_body_puts_create_only_fields_and_the_placeholder() -> None:
+    spec = {**SPEC, "duration": "30d"}
+    ctx = context(spec, 0, None)
+    program = '(.payload.body.fields + .payload.body.createOnly + {"key": "{{ s:ns:key }}"})'
+    body = run(program, ctx)
+    assert body["duration"] == "30d"
+    assert body["key"] == "{{ s:ns:key }}"
+    assert body["max_budget"] == 10.0
+    update = run('(.payload.body.fields + {"key": .payload.body.token})', ctx)
+    assert "duration" not in update
+    assert update["key"] == ctx["payload"]["body"]["token"]
