@@ -43,7 +43,7 @@ class FunctionServer:
     async def _start(self) -> int:
         self._server = grpc.aio.server()
         grpcv1.add_FunctionRunnerServiceServicer_to_server(self._servicer, self._server)
-        port = self._server.add_insecure_port("127.0.0.1:0")
+        port: int = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
         return port
 

@@ -1,0 +1,93 @@
+"""The real LiteLLM proxy for the end-to-end suite, or a one-line skip.
+
+`../shared/litellm/up.sh` starts it and exports LITELLM_URL and
+LITELLM_MASTER_KEY. Without them the suite is skipped; with E2E_REQUIRED=1
+(as .ci/run sets) a missing or dead proxy fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import load_example
+from tests.e2e.cluster import Cluster, FakeClock
+from tests.e2e.provider_http import ProviderHTTP
+from tests.grpc_harness import FunctionServer
+
+INSTANCE = ("litellm", "litellm-example-secrets")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: str
+    master_key: str
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.master_key}"},
+            timeout=30,
+        )
+
+
+@pytest.fixture(scope="session")
+def proxy() -> Proxy:
+    url, key = os.environ.get("LITELLM_URL"), os.environ.get("LITELLM_MASTER_KEY")
+    required = os.environ.get("E2E_REQUIRED") == "1"
+    if not url or not key:
+        if required:
+            pytest.fail("E2E_REQUIRED=1 but LITELLM_URL/LITELLM_MASTER_KEY are not set")
+        pytest.skip('no LiteLLM proxy: run `eval "$(bash ../shared/litellm/up.sh)"` first')
+    try:
+        httpx.get(f"{url}/health/liveliness", timeout=10).raise_for_status()
+    except httpx.HTTPError as e:
+        if required:
+            pytest.fail(f"LiteLLM proxy at {url} does not answer: {e}")
+        pytest.skip(f"LiteLLM proxy at {url} does not answer")
+    return Proxy(url.rstrip("/"), key)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def make_cluster(
+    proxy: Proxy, function_server: FunctionServer, unique: str
+) -> Iterator[Callable[..., Cluster]]:
+    """A Cluster holding one seed VirtualKey with a unique alias, pointed at the proxy."""
+    made: list[Cluster] = []
+    http = httpx.Client(timeout=30)
+
+    def make(example: str = "virtualkey.yaml", **spec: Any) -> Cluster:
+        xr = load_example(example)
+        xr["metadata"]["name"] = f"{xr['metadata']['name']}-{unique}-{len(made)}"
+        xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{unique}-{len(made)}"
+        xr["spec"].update(spec)
+        fn_input = {
+            "apiVersion": "litellm.fn.crossplane.io/v1beta1",
+            "kind": "Input",
+            "instance": {"urlTemplate": proxy.url},
+        }
+        secrets: dict[tuple[str, str], dict[str, str]] = {INSTANCE: {"masterkey": proxy.master_key}}
+        clock = FakeClock()
+        provider_http = ProviderHTTP(secrets, http, clock=clock)
+        cluster = Cluster(function_server, provider_http, fn_input, clock)
+        cluster.apply_xr(xr)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:  # never leave keys behind on the shared proxy
+        if cluster.xr is not None:
+            cluster.delete_xr()
+            cluster.converge()
+    http.close()
