@@ -13,6 +13,7 @@ XRs and older XRD revisions do not go through the same schema.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -191,7 +192,10 @@ class VirtualKeySpec(BaseModel):
             and self.max_budget is not None
             and Decimal(self.soft_budget) > Decimal(self.max_budget)
         ):
-            msg = "softBudget must not be larger than maxBudget"
+            msg = (
+                f"spec.softBudget: {self.soft_budget} is larger than spec.maxBudget "
+                f"{self.max_budget}; lower softBudget or raise maxBudget"
+            )
             raise ValueError(msg)
         for path, text in _strings(self.model_dump(by_alias=True, exclude_none=True)):
             if PLACEHOLDER_OPENER in text:
@@ -200,7 +204,24 @@ class VirtualKeySpec(BaseModel):
                     "secret placeholder; remove it"
                 )
                 raise ValueError(msg)
+            if _is_json_object(text):
+                msg = (
+                    f"{path} is a JSON object in a string, which provider-http would turn "
+                    "into an object before LiteLLM sees it; store it in another form"
+                )
+                raise ValueError(msg)
         return self
+
+
+def _is_json_object(text: str) -> bool:
+    # provider-http converts every string of its jq context that parses as a
+    # JSON object into that object (internal/json/util.go).
+    if not text.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _strings(value: Any, path: str = "spec") -> list[tuple[str, str]]:
@@ -280,7 +301,8 @@ def describe_errors(error: ValidationError, prefix: str) -> str:
         field = next((p for p in reversed(item["loc"]) if isinstance(p, str)), "")
         problem = _problem(item)
         accepted = ACCEPTED_FORMS.get(field)
-        line = f"{path}: {problem}"
+        # Whole-spec rules name their own field path already.
+        line = problem if problem.startswith(prefix + ".") else f"{path}: {problem}"
         if accepted and item["type"] not in ("value_error", "missing"):
             line += f"; expected {accepted}"
         elif accepted and item["type"] == "missing":
