@@ -73,8 +73,8 @@ class Owner:
 
 def owner_of(xr: dict[str, Any]) -> Owner:
     """Namespace and names for a v2 namespaced XR or a legacy claim's XR."""
-    meta = xr.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    meta = _mapping(xr.get("metadata"), "metadata")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
     name = str(meta.get("name") or "")
     if not name:
         msg = "metadata.name: the VirtualKey has no name"
@@ -83,7 +83,8 @@ def owner_of(xr: dict[str, Any]) -> Owner:
         return Owner(str(meta["namespace"]), _base(name), name)
     # A legacy (LegacyCluster) XR is cluster-scoped; its claim's namespace is
     # where the tenant looks for the Secret.
-    claim_ref = (xr.get("spec") or {}).get("claimRef") or {}
+    spec = _mapping(xr.get("spec"), "spec")
+    claim_ref = _mapping(spec.get("claimRef"), "spec.claimRef")
     namespace = labels.get(LEGACY_CLAIM_NAMESPACE) or claim_ref.get("namespace")
     claim = labels.get(LEGACY_CLAIM_NAME) or claim_ref.get("name")
     if not namespace or not claim:
@@ -93,6 +94,15 @@ def owner_of(xr: dict[str, Any]) -> Owner:
         )
         raise InvalidInputError(msg)
     return Owner(str(namespace), _base(str(claim)), str(claim))
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        msg = f"{path}: must be an object, not {type(value).__name__}"
+        raise InvalidInputError(msg)
+    return value
 
 
 def _base(name: str) -> str:

@@ -12,16 +12,19 @@ The master key's value never passes through here: only where it lives.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from function.model import (
+    DNS_SUBDOMAIN_PATTERN,
     ConnectionRef,
     InstanceConventions,
     InvalidInputError,
 )
 
 _MAX_PORT = 65535
+_MAX_URL = 2048
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,13 @@ def resolve(
         inst = ref.instance_ref
         url = conventions.url_template.format(name=inst.name, namespace=inst.namespace)
         secret = conventions.master_key_secret_name.format(name=inst.name, namespace=inst.namespace)
+        if re.fullmatch(DNS_SUBDOMAIN_PATTERN, secret) is None:
+            msg = (
+                f"input.instance.masterKeySecretName: gives {secret[:80]!r} for instance "
+                f"{inst.name!r}, which is not a valid Secret name; fix the function input "
+                "in the Composition"
+            )
+            raise InvalidInputError(msg)
         return Connection(
             base_url=_checked_url(url, "input.instance.urlTemplate"),
             master_key=MasterKeyRef(
@@ -107,13 +117,16 @@ def _checked_url(url: str, field: str) -> str:
         port_ok = False
         parts = urlsplit("")
     problem = None
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+    if len(url) > _MAX_URL:
+        problem = f"is longer than {_MAX_URL} characters"
+    elif parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         problem = "is not a valid URL"
     elif parts.query or parts.fragment or "{" in url or "}" in url or " " in url:
         problem = "must not have a query, fragment, braces or spaces"
     elif parts.username or parts.password:
         problem = "must not carry credentials; the master key comes from its Secret"
     if problem:
-        msg = f"{field}: {problem} (got {url[:80]!r}); expected {expected}"
+        fix = "; fix the function input in the Composition" if field.startswith("input.") else ""
+        msg = f"{field}: {problem} (got {url[:80]!r}); expected {expected}{fix}"
         raise InvalidInputError(msg)
     return url.rstrip("/")

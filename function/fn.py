@@ -29,16 +29,25 @@ def _plain(message: Any) -> dict[str, Any]:
     return plain if isinstance(plain, dict) else {}
 
 
+def _where(xr: dict[str, Any]) -> str:
+    """namespace/name of the XR for messages, whatever shape its metadata has."""
+    meta = xr.get("metadata")
+    if not isinstance(meta, dict):
+        return "(unnamed)"
+    parts = [str(meta.get(k) or "")[:253] for k in ("namespace", "name")]
+    return "/".join(p for p in parts if p) or "(unnamed)"
+
+
 def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     """Run the function on one request; never raises."""
     rsp = response.to(req)
     log = logging.get_logger()
-    xr = _plain(req.observed.composite.resource)
-    meta = xr.get("metadata") or {}
-    where = f"{meta.get('namespace', '')}/{meta.get('name', '')}".lstrip("/")
-    observed = {name: _plain(r.resource) for name, r in req.observed.resources.items()}
-    raw_input = _plain(req.input) if req.HasField("input") else None
+    where = "(unnamed)"
     try:
+        xr = _plain(req.observed.composite.resource)
+        where = _where(xr)
+        observed = {name: _plain(r.resource) for name, r in req.observed.resources.items()}
+        raw_input = _plain(req.input) if req.HasField("input") else None
         composed = compose(xr, observed, raw_input)
     except InvalidInputError as e:
         log.info("invalid input", virtualkey=where, error=str(e))

@@ -23,11 +23,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
+
+from function.redact import redact
 
 # LiteLLM's own built-in key alias rule (key_management_endpoints.py,
 # _KEY_ALIAS_PATTERN), so an alias we accept is one every proxy accepts.
@@ -69,6 +72,8 @@ ACCEPTED_FORMS: dict[str, str] = {
     "namespace": "a Kubernetes namespace name: lower-case letters, digits and '-'",
     "key": "a Secret data key: letters, digits, '-', '_' and '.'",
     "url": "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000",
+    "requestTimeout": 'seconds or minutes, e.g. "30s" or "2m"',
+    "blocked": "true or false",
 }
 
 
@@ -78,9 +83,25 @@ class InvalidInputError(ValueError):
 
 def _number_as_string(value: Any) -> Any:
     # The XRD marks dollar fields x-kubernetes-int-or-string, so `maxBudget: 10`
-    # arrives as an int. Floats are refused: 0.1 has no exact binary form.
-    if isinstance(value, int) and not isinstance(value, bool):
+    # is allowed; protobuf's Struct then carries it as the double 10.0. Other
+    # floats are refused: 0.1 has no exact binary form.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    # Strict like the API server (no "10", no true), but protobuf's doubles
+    # with no fraction are the integers they were in the YAML.
+    if isinstance(value, bool) or isinstance(value, str):
+        msg = "must be a whole number, not a string or boolean"
+        raise ValueError(msg)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -94,6 +115,8 @@ DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN)]
 SecretKey = Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=2**53)]
+Parallel = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=2**31)]
 
 
 class _Model(BaseModel):
@@ -154,12 +177,10 @@ class VirtualKeySpec(BaseModel):
     soft_budget: Dollars | None = Field(default=None, alias="softBudget")
     budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
     duration: Duration | None = None
-    blocked: bool | None = None
-    tpm_limit: Annotated[int, Field(ge=0, le=2**53)] | None = Field(default=None, alias="tpmLimit")
-    rpm_limit: Annotated[int, Field(ge=0, le=2**53)] | None = Field(default=None, alias="rpmLimit")
-    max_parallel_requests: Annotated[int, Field(ge=1, le=2**31)] | None = Field(
-        default=None, alias="maxParallelRequests"
-    )
+    blocked: StrictBool | None = None
+    tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
+    rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
+    max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
     metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, max_length=64
     )
@@ -266,6 +287,11 @@ class InstanceConventions(_Model):
         if unknown:
             msg = f"may only use {{name}} and {{namespace}}, not {sorted(unknown)}"
             raise ValueError(msg)
+        try:
+            value.format(name="n", namespace="ns")
+        except (ValueError, IndexError, KeyError):
+            msg = "has unbalanced braces; use {name} and {namespace} as placeholders"
+            raise ValueError(msg) from None
         return value
 
 
@@ -296,7 +322,8 @@ def describe_errors(error: ValidationError, prefix: str) -> str:
     lines = []
     for item in error.errors(include_url=False):
         path = prefix + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+            f"[{part}]" if isinstance(part, int) else f".{redact(str(part), _MAX_SHOWN)}"
+            for part in item["loc"]
         )
         field = next((p for p in reversed(item["loc"]) if isinstance(p, str)), "")
         problem = _problem(item)
@@ -322,13 +349,14 @@ def _problem(item: Any) -> str:
     got = item.get("input")
     if kind == "string_pattern_mismatch":
         return f"has the wrong form (got {_shown(got)})"
-    return f"{item['msg'].lower()} (got {_shown(got)})"
+    text = str(item["msg"])
+    return f"{text[:1].lower()}{text[1:]} (got {_shown(got)})"
 
 
 def _shown(got: Any) -> str:
-    if isinstance(got, str) and len(got) > _MAX_SHOWN:
-        return repr(got[: _MAX_SHOWN - 3] + "...")
-    return repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+    if isinstance(got, str):
+        return repr(redact(got, _MAX_SHOWN))
+    return repr(got) if isinstance(got, int | float | bool) else type(got).__name__
 
 
 def parse_spec(spec: Any) -> VirtualKeySpec:

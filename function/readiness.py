@@ -7,20 +7,18 @@ call that was (`status.requestDetails.url`), `status.error` for transport
 failures and the Request's Synced condition for templating failures.
 
 - `key_state(request, ...)` -> `KeyState` (ready, reason, message)
-- `redact(text)`: strips anything key-like before it reaches a condition.
+LiteLLM's error text is passed through `function.redact.redact` first.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from function.connection import Connection
+from function.redact import redact
 
-_SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-]{2,}|Bearer\s+\S+|Passed in:\s*\S+)")
-_MAX_MESSAGE = 240
 HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_BAD_REQUEST = 400
 HTTP_UNAUTHORIZED = 401
@@ -56,14 +54,6 @@ def _not_ready(reason: str, message: str) -> KeyState:
 
 def _ready(message: str) -> KeyState:
     return KeyState(ready=True, reason="Available", message=message)
-
-
-def redact(text: str) -> str:
-    """Remove keys, bearer values and LiteLLM's "Passed in:" echo; shorten."""
-    cleaned = _SECRETISH.sub("[redacted]", text).replace("\n", " ").strip()
-    if len(cleaned) > _MAX_MESSAGE:
-        cleaned = cleaned[: _MAX_MESSAGE - 3] + "..."
-    return cleaned
 
 
 def _litellm_message(body: Any) -> str:

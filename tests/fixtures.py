@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from typing import Any
 
 from function.keys import token_of
+from tests.conftest import load_example
 
 # A key of the shape the function makes; fixed so that runs are comparable.
 FIXED_KEY = "sk-" + "Fx3dTestKey0123456789abcdefghijklmnopqrstuv"
@@ -66,3 +68,23 @@ def observed_request(
 
 def request_resource_name(key: str = FIXED_KEY) -> str:
     return f"request-{token_of(key)[:10]}"
+
+
+def legacy_xr() -> dict[str, Any]:
+    """The cluster-scoped XR Crossplane makes for the seed's legacy claim."""
+    xr = copy.deepcopy(load_example("legacy/virtualkey.yaml"))
+    xr["kind"] = "XVirtualKey"
+    xr["metadata"] = {
+        "name": "example-service-x7k2p",
+        "labels": {
+            "crossplane.io/claim-name": "example-service",
+            "crossplane.io/claim-namespace": "team-a",
+        },
+    }
+    xr["spec"]["claimRef"] = {
+        "apiVersion": "auth.litellm.ai/v1alpha1",
+        "kind": "VirtualKey",
+        "name": "example-service",
+        "namespace": "team-a",
+    }
+    return xr

@@ -217,3 +217,18 @@ def test_api_server_rules_reject_bad_virtualkeys(
     validated = _validate(cli, extensions, path)
     assert validated.returncode != 0, validated.stdout
     assert complaint in validated.stdout, validated.stdout
+
+
+def test_packages_build(cli: Path, tmp_path: Path) -> None:
+    """`crossplane xpkg build` parses and lints both packages."""
+    built = subprocess.run(  # noqa: S603
+        ["bash", str(ROOT / "tools" / "crossplane" / "build-packages.sh"), str(tmp_path)],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "CROSSPLANE_CLI": str(cli)},
+    )
+    assert built.returncode == 0, built.stderr
+    for name in ("configuration.xpkg", "function.xpkg"):
+        assert (tmp_path / name).stat().st_size > 0

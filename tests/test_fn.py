@@ -22,7 +22,13 @@ from google.protobuf import json_format
 
 from function.keys import is_key, token_of
 from tests.conftest import load_example
-from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
+from tests.fixtures import (
+    FIXED_KEY,
+    legacy_xr,
+    observed_request,
+    observed_secret,
+    request_resource_name,
+)
 from tests.grpc_harness import FunctionServer, make_request
 
 GOLDEN = Path(__file__).parent / "testdata" / "fn"
@@ -31,25 +37,6 @@ GOLDEN = Path(__file__).parent / "testdata" / "fn"
 def _xr(example: str = "virtualkey.yaml", **spec: Any) -> dict[str, Any]:
     xr = copy.deepcopy(load_example(example))
     xr["spec"].update(spec)
-    return xr
-
-
-def _legacy_xr() -> dict[str, Any]:
-    xr = _xr()
-    xr["kind"] = "XVirtualKey"
-    xr["metadata"] = {
-        "name": "example-service-x7k2p",
-        "labels": {
-            "crossplane.io/claim-name": "example-service",
-            "crossplane.io/claim-namespace": "team-a",
-        },
-    }
-    xr["spec"]["claimRef"] = {
-        "apiVersion": "auth.litellm.ai/v1alpha1",
-        "kind": "VirtualKey",
-        "name": "example-service",
-        "namespace": "team-a",
-    }
     return xr
 
 
@@ -75,7 +62,7 @@ GOLDEN_CASES: dict[str, dict[str, Any]] = {
             "requestTimeout": "45s",
         },
     },
-    "legacy-claim": {"xr": _legacy_xr(), "observed": _STEADY},
+    "legacy-claim": {"xr": legacy_xr(), "observed": _STEADY},
     "master-key-refused": {
         "xr": _xr(),
         "observed": {
@@ -299,7 +286,7 @@ def test_litellm_error_text_is_redacted(
     rsp = function_server.run(make_request(seed_xr, observed))
     text = json.dumps(_as_plain(rsp))
     assert leaked not in text
-    assert "[redacted]" in rsp.conditions[0].message
+    assert "REDACTED" in rsp.conditions[0].message
 
 
 def test_raw_key_appears_only_in_the_secret(
