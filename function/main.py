@@ -18,6 +18,7 @@ from crossplane.function import logging, runtime
 
 from function import __version__
 from function.fn import FunctionRunner
+from function.poller import cli as poller_cli
 from function.render import EXAMPLE, RenderError, dump, load_documents, render
 
 
@@ -110,14 +111,9 @@ def parser() -> argparse.ArgumentParser:
     rend.add_argument("--debug", action="store_true", help="log at debug level")
     rend.set_defaults(run=_render)
 
-    try:
-        from function.poller import cli as poller_cli  # noqa: PLC0415 - optional until built.
-    except ImportError:
-        poller_cli = None
-    if poller_cli is not None:
-        poll = sub.add_parser("poll", help="run the status poller")
-        poller_cli.configure_parser(poll)
-        poll.set_defaults(run=poller_cli.run)
+    poll = sub.add_parser("poll", help="run the status poller (see docs/poller.md)")
+    poller_cli.configure_parser(poll)
+    poll.set_defaults(run=poller_cli.run)
     return top
 
 

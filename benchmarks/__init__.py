@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure, not tests that pass or fail."""

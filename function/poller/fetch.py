@@ -1,0 +1,149 @@
+"""Fetch the state of many keys of one proxy with few requests.
+
+`KeyFetcher(client, mode).fetch(wanted)` -> one `KeyRecord | None` per
+`Wanted` (None: LiteLLM has no live key for it), in the same order.
+
+Modes:
+
+- `bulk` (default): page through `GET /key/list?return_full_object=true`
+  (100 per page, oldest first), matching by token, or by alias for a
+  VirtualKey whose `status.tokenHash` is not written yet. It stops early
+  once every wanted key is found. Keys still missing are confirmed with one
+  `POST /v2/key/info` per 100 of them, because a key deleted during the
+  listing shifts the later pages and may hide another. `/v2/key/info`
+  answers without `token`, in database order, leaving out unknown keys;
+  its entries are matched by alias, which LiteLLM keeps unique and the
+  function always sets. Requests: ceil(keys on the proxy / 100), plus one
+  per 100 missing keys.
+  A proxy without `/key/list` (404 or 405) falls back to `/v2/key/info` for
+  every key, and one without that to one `GET /key/info` per key.
+- `per-key`: one `GET /key/info` per key (the naive way, for comparison).
+  It alone sees deleted keys (`status: "deleted"`); `bulk` sees them as
+  missing, which gives the same reason, KeyNotFound.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, replace
+
+from function.poller.litellm import (
+    PAGE_SIZE,
+    LiteLLMClient,
+    LiteLLMNotFound,
+    LiteLLMPermanentError,
+    LiteLLMUnauthorized,
+)
+from function.poller.records import KeyRecord
+
+log = logging.getLogger(__name__)
+
+MAX_PAGES = 100_000  # a guard against a proxy that never stops paging
+_MISSING_ENDPOINT = (404, 405)
+
+
+class FetchMode(enum.StrEnum):
+    """How keys are fetched."""
+
+    BULK = "bulk"
+    V2 = "v2"
+    PER_KEY = "per-key"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What identifies one VirtualKey's key at LiteLLM."""
+
+    token: str | None
+    alias: str
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class KeyFetcher:
+    """Fetches keys from one proxy; remembers a fallback mode between cycles."""
+
+    def __init__(self, client: LiteLLMClient, mode: FetchMode = FetchMode.BULK) -> None:
+        """Fetch through `client`, starting with `mode`."""
+        self.client = client
+        self.mode = mode
+
+    def fetch(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
+        """One record or None per wanted key. Raises LiteLLMError."""
+        if self.mode is FetchMode.PER_KEY:
+            return self._per_key(wanted)
+        if self.mode is FetchMode.BULK:
+            try:
+                return self._bulk(wanted)
+            except LiteLLMPermanentError as e:
+                if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
+                    raise
+                log.warning("%s: /key/list is missing; falling back to /v2/key/info", e)
+                self.mode = FetchMode.V2
+        try:
+            results: list[KeyRecord | None] = [None] * len(wanted)
+            self._confirm(wanted, results, [i for i, w in enumerate(wanted) if w.token])
+        except LiteLLMPermanentError as e:
+            if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
+                raise
+            log.warning("%s: /v2/key/info is missing; falling back to /key/info per key", e)
+            self.mode = FetchMode.PER_KEY
+            return self._per_key(wanted)
+        return results
+
+    def _bulk(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
+        by_token = {w.token: i for i, w in enumerate(wanted) if w.token}
+        by_alias = {w.alias: i for i, w in enumerate(wanted) if not w.token}
+        results: list[KeyRecord | None] = [None] * len(wanted)
+        left = len(wanted)
+        page = 1
+        while left and page <= MAX_PAGES:
+            listing = self.client.list_keys(page, PAGE_SIZE)
+            for record in listing.records:
+                index = by_token.get(record.token or "")
+                if index is None and record.alias is not None:
+                    index = by_alias.get(record.alias)
+                if index is not None and results[index] is None:
+                    results[index] = record
+                    left -= 1
+            if page >= listing.total_pages or not listing.records:
+                break
+            page += 1
+        missing = [i for i, r in enumerate(results) if r is None and wanted[i].token]
+        if missing:
+            try:
+                self._confirm(wanted, results, missing)
+            except LiteLLMPermanentError as e:
+                # An older proxy without /v2/key/info: the listing stands.
+                if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
+                    raise
+        return results
+
+    def _confirm(
+        self, wanted: list[Wanted], results: list[KeyRecord | None], indexes: list[int]
+    ) -> None:
+        """Fill `results` at `indexes` from /v2/key/info, 100 tokens a request."""
+        for batch in _chunks(indexes, PAGE_SIZE):
+            tokens = [wanted[i].token for i in batch if wanted[i].token]
+            by_alias = {wanted[i].alias: i for i in batch}
+            for record in self.client.key_info_v2([t for t in tokens if t]):
+                index = by_alias.get(record.alias or "")
+                if index is not None:
+                    results[index] = replace(record, token=wanted[index].token)
+
+    def _per_key(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
+        results: list[KeyRecord | None] = []
+        for item in wanted:
+            if not item.token:
+                results.append(None)
+                continue
+            try:
+                results.append(self.client.key_info(item.token))
+            except LiteLLMNotFound as e:
+                if e.route_missing:
+                    raise
+                results.append(None)
+        return results

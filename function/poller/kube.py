@@ -1,0 +1,334 @@
+"""The Kubernetes API, as the poller uses it, over the kubernetes client.
+
+- `XRRef`: which VirtualKey (v2 namespaced `virtualkeys`, or legacy
+  cluster-scoped `xvirtualkeys`).
+- `Cluster`: the protocol the cycle needs; `KubeCluster` implements it with
+  the kubernetes client's `ApiClient` (JSON in, dicts out, no models):
+
+  - `list_virtualkeys()`: both kinds, paged 500 at a time; a kind whose CRD
+    is not installed is skipped.
+  - `get_virtualkey(ref)`, `patch_status(ref, patch)`: the status
+    subresource, as a JSON merge patch, with field manager
+    `function-litellm-keys-poller`. The caller puts
+    `metadata.resourceVersion` in the patch, so a concurrent writer makes
+    it fail with `KubeConflictError`.
+  - `read_secret_value(namespace, name, key)`: a master key, decoded.
+  - `emit_event(target, event)`: a core/v1 Event.
+  - `get_lease`, `create_lease`, `replace_lease`: coordination.k8s.io/v1.
+
+- The errors, mapped from HTTP in one place (`_raise_for`): `KubeConflictError`
+  (409), `KubeNotFoundError` (404), `KubeTemporaryError` (429, 5xx, transport)
+  and `KubePermanentError` (anything else).
+- `api_client(kubeconfig, context)`: in-cluster configuration inside a pod,
+  kubeconfig outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from function.poller.redact import redact
+from function.poller.state import Event
+
+GROUP = "auth.litellm.ai"
+VERSION = "v1alpha1"
+PLURAL = "virtualkeys"
+LEGACY_PLURAL = "xvirtualkeys"
+FIELD_MANAGER = "function-litellm-keys-poller"
+LIST_PAGE = 500
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """A failed Kubernetes API call. Messages are safe to log."""
+
+
+class KubeTemporaryError(KubeError):
+    """429, 5xx, a timeout or a broken connection: try again later."""
+
+
+class KubePermanentError(KubeError):
+    """A refusal that retrying will not fix (400, 403, 422, ...)."""
+
+
+class KubeNotFoundError(KubePermanentError):
+    """404: the object or the resource type does not exist."""
+
+
+class KubeConflictError(KubeError):
+    """409: someone else changed the object; read it again."""
+
+
+@dataclass(frozen=True)
+class XRRef:
+    """One VirtualKey: its plural, name and (for v2 XRs) namespace."""
+
+    plural: str
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        """`virtualkeys/ns/name` or `xvirtualkeys/name`."""
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.plural}/{where}{self.name}"
+
+    def path(self, subresource: str = "") -> str:
+        """The object's API path."""
+        base = f"/apis/{GROUP}/{VERSION}"
+        if self.namespace:
+            base += f"/namespaces/{self.namespace}"
+        path = f"{base}/{self.plural}/{self.name}"
+        return f"{path}/{subresource}" if subresource else path
+
+
+class Cluster(Protocol):
+    """What the poller needs from Kubernetes."""
+
+    def list_virtualkeys(self) -> list[tuple[XRRef, dict[str, Any]]]:
+        """Every VirtualKey, both kinds."""
+        ...
+
+    def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:
+        """One VirtualKey, fresh."""
+        ...
+
+    def patch_status(self, ref: XRRef, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource."""
+        ...
+
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One decoded data value of a Secret."""
+        ...
+
+    def emit_event(self, target: dict[str, Any], event: Event) -> None:
+        """Record an Event about `target` (an object or an object reference)."""
+        ...
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Lease, or None."""
+        ...
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Lease (KubeConflictError if it exists)."""
+        ...
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace a Lease (KubeConflictError on a stale resourceVersion)."""
+        ...
+
+
+def _raise_for(status: int, what: str, body: bytes) -> None:
+    if 200 <= status < 300:  # noqa: PLR2004
+        return
+    detail = ""
+    try:
+        decoded = json.loads(body)
+        if isinstance(decoded, dict):
+            detail = str(decoded.get("message") or decoded.get("reason") or "")
+    except ValueError:
+        pass
+    message = f"{what}: HTTP {status}" + (f" ({redact(detail, limit=200)})" if detail else "")
+    if status == 409:  # noqa: PLR2004
+        raise KubeConflictError(message)
+    if status == 404:  # noqa: PLR2004
+        raise KubeNotFoundError(message)
+    if status >= 500 or status == 429:  # noqa: PLR2004
+        raise KubeTemporaryError(message)
+    raise KubePermanentError(message)
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
+    """An ApiClient: in-cluster config inside a pod, else the kubeconfig."""
+    configuration = k8s.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        load_incluster: Callable[..., None] = k8s_config.load_incluster_config
+        load_incluster(client_configuration=configuration)
+    else:
+        load_kubeconfig: Callable[..., None] = k8s_config.load_kube_config
+        load_kubeconfig(config_file=kubeconfig, context=context, client_configuration=configuration)
+    # Retries are the poller's job (with backoff), not urllib3's.
+    configuration.retries = False
+    return k8s.ApiClient(configuration)
+
+
+class KubeCluster:
+    """`Cluster` over a kubernetes `ApiClient`."""
+
+    def __init__(
+        self,
+        client: k8s.ApiClient,
+        timeout: float = 10.0,
+        plurals: tuple[str, ...] = (PLURAL, LEGACY_PLURAL),
+    ) -> None:
+        """Use `client` with a per-request `timeout` in seconds."""
+        self._client = client
+        self._timeout = timeout
+        self._plurals = plurals
+        self.writes = 0
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            # Every PATCH here is a JSON merge patch of a status.
+            headers["Content-Type"] = MERGE_PATCH if method == "PATCH" else "application/json"
+        request = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._client.call_api(*request, _request_timeout=self._timeout)
+            raw: Any = response
+            data: bytes = raw.read()
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            msg = f"{what}: {type(e).__name__}: {redact(e, limit=160)}"
+            raise KubeTemporaryError(msg) from None
+        except k8s.ApiException as e:
+            _raise_for(int(e.status or 500), what, (e.body or "").encode())
+            raise KubeTemporaryError(what) from None
+        _raise_for(response.status, what, data or b"")
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            msg = f"{what}: the API server answered malformed JSON"
+            raise KubeTemporaryError(msg) from None
+
+    def list_virtualkeys(self) -> list[tuple[XRRef, dict[str, Any]]]:
+        """Every VirtualKey of both kinds, 500 per request."""
+        found: list[tuple[XRRef, dict[str, Any]]] = []
+        for plural in self._plurals:
+            token = ""
+            while True:
+                query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
+                try:
+                    body = self._request(
+                        "GET", f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}", query
+                    )
+                except KubeNotFoundError:
+                    break  # that XRD is not installed
+                for item in body.get("items") or []:
+                    meta = item.get("metadata") or {}
+                    ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
+                    found.append((ref, item))
+                token = str((body.get("metadata") or {}).get("continue") or "")
+                if not token:
+                    break
+        return found
+
+    def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:
+        """One VirtualKey, read again (after a conflict)."""
+        result: dict[str, Any] = self._request("GET", ref.path(), f"get {ref}")
+        return result
+
+    def patch_status(self, ref: XRRef, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch `ref`'s status subresource as the poller's field manager."""
+        self.writes += 1
+        result: dict[str, Any] = self._request(
+            "PATCH",
+            ref.path("status"),
+            f"patch {ref} status",
+            [("fieldManager", FIELD_MANAGER)],
+            patch,
+        )
+        return result
+
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        """The decoded value of one data key of a Secret."""
+        what = f"Secret {namespace}/{name}"
+        secret = self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}", what)
+        encoded = (secret.get("data") or {}).get(key)
+        if not isinstance(encoded, str):
+            msg = f"{what} has no data key {key!r}"
+            raise KubePermanentError(msg)
+        try:
+            return base64.b64decode(encoded, validate=True).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            msg = f"{what}: data key {key!r} is not valid base64 text"
+            raise KubePermanentError(msg) from None
+
+    def emit_event(self, target: dict[str, Any], event: Event) -> None:
+        """Create a core/v1 Event about `target` (an object or a reference)."""
+        meta = target.get("metadata") or {}
+        involved = {
+            "apiVersion": target.get("apiVersion"),
+            "kind": target.get("kind"),
+            "name": meta.get("name") or target.get("name"),
+            "namespace": meta.get("namespace") or target.get("namespace"),
+            "uid": meta.get("uid") or target.get("uid"),
+        }
+        involved = {k: v for k, v in involved.items() if v}
+        namespace = involved.get("namespace") or "default"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{involved.get('name', 'virtualkey')}.",
+                "namespace": namespace,
+            },
+            "involvedObject": involved,
+            "reason": event.reason,
+            "message": redact(event.message, limit=1000),
+            "type": event.type,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": os.environ.get("POD_NAME", FIELD_MANAGER),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/events",
+            f"create event {event.reason}",
+            body=body,
+        )
+
+    def _lease_path(self, namespace: str, name: str = "") -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        return f"{path}/{name}" if name else path
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease, or None when it does not exist."""
+        try:
+            lease: dict[str, Any] = self._request(
+                "GET", self._lease_path(namespace, name), f"get Lease {namespace}/{name}"
+            )
+        except KubeNotFoundError:
+            return None
+        return lease
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease."""
+        lease: dict[str, Any] = self._request(
+            "POST", self._lease_path(namespace), f"create Lease in {namespace}", body=body
+        )
+        return lease
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the Lease; its resourceVersion makes this a compare-and-swap."""
+        lease: dict[str, Any] = self._request(
+            "PUT", self._lease_path(namespace, name), f"update Lease {namespace}/{name}", body=body
+        )
+        return lease

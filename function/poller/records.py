@@ -1,0 +1,108 @@
+"""LiteLLM's key objects, reduced to what the status needs. Pure.
+
+- `KeyRecord`: spend, budgets, expiry, blocked and deleted, as exact values.
+- `parse_key(obj)`: one object from `/key/list` (full objects),
+  `/v2/key/info` or `/key/info`'s `info`, or `MalformedKeyError`.
+
+The three endpoints share field names but not everything: only `/key/list`
+carries `token`; `/key/info` alone says `status: "deleted"`; the soft budget
+is in `litellm_budget_table.soft_budget` (the top-level `soft_budget` of
+`/key/list` is the caller's, not the key's). Money is read as `Decimal`
+through the float's shortest repr, so 0.0048 stays 0.0048.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+class MalformedKeyError(ValueError):
+    """A key object whose fields do not have the expected types."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One LiteLLM key as the poller sees it."""
+
+    token: str | None
+    alias: str | None
+    spend: Decimal
+    max_budget: Decimal | None
+    soft_budget: Decimal | None
+    expires: datetime | None
+    budget_reset_at: datetime | None
+    blocked: bool
+    deleted: bool
+
+
+def _money(value: Any, field: str, *, required: bool = False) -> Decimal | None:
+    if value is None:
+        if required:
+            return Decimal(0)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        msg = f"{field} is not a number"
+        raise MalformedKeyError(msg)
+    try:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        msg = f"{field} is not a number"
+        raise MalformedKeyError(msg) from None
+    if not number.is_finite():
+        msg = f"{field} is not finite"
+        raise MalformedKeyError(msg)
+    return number
+
+
+def parse_time(value: Any, field: str) -> datetime | None:
+    """An ISO 8601 time from LiteLLM (`...Z` or `...+00:00`), in UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        msg = f"{field} is not a time"
+        raise MalformedKeyError(msg)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"{field} is not a time"
+        raise MalformedKeyError(msg) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _optional_str(value: Any, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    msg = f"{field} is not a string"
+    raise MalformedKeyError(msg)
+
+
+def parse_key(obj: Any) -> KeyRecord:
+    """A `KeyRecord` from one LiteLLM key object."""
+    if not isinstance(obj, dict):
+        msg = "a key entry is not an object"
+        raise MalformedKeyError(msg)
+    table = obj.get("litellm_budget_table")
+    soft = table.get("soft_budget") if isinstance(table, dict) else None
+    blocked = obj.get("blocked")
+    if blocked is not None and not isinstance(blocked, bool):
+        msg = "blocked is not a boolean"
+        raise MalformedKeyError(msg)
+    spend = _money(obj.get("spend"), "spend", required=True)
+    assert spend is not None  # noqa: S101 - required=True never returns None.
+    return KeyRecord(
+        token=_optional_str(obj.get("token"), "token"),
+        alias=_optional_str(obj.get("key_alias"), "key_alias"),
+        spend=spend,
+        max_budget=_money(obj.get("max_budget"), "max_budget"),
+        soft_budget=_money(soft, "soft_budget"),
+        expires=parse_time(obj.get("expires"), "expires"),
+        budget_reset_at=parse_time(obj.get("budget_reset_at"), "budget_reset_at"),
+        # LiteLLM answers `blocked: null` for keys never blocked.
+        blocked=blocked is True,
+        deleted=obj.get("status") == "deleted" or obj.get("deleted_at") is not None,
+    )

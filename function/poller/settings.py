@@ -1,0 +1,264 @@
+"""Every setting of the poller, from a flag or an environment variable.
+
+- `add_arguments(parser)`: the flags; each one's default comes from the
+  environment variable named in its help, then from the built-in default.
+- `Settings.from_args(args)`: validated settings. The instance conventions
+  are `function.model.InstanceConventions`, so the poller resolves a
+  connectionRef exactly as the function does, with the same defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from function.model import InstanceConventions, InvalidInputError, describe_errors
+from function.poller.fetch import FetchMode
+
+_CONVENTIONS = InstanceConventions()
+DEFAULT_LEASE_NAME = "function-litellm-keys-poller"
+DEFAULT_METRICS_ADDRESS = ":8089"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The poller's settings."""
+
+    interval: float = 60.0
+    jitter: float = 0.1
+    once: bool = False
+    litellm_timeout: float = 10.0
+    fetch_mode: FetchMode = FetchMode.BULK
+    concurrency: int = 4
+    backoff_base: float = 5.0
+    backoff_max: float = 300.0
+    write_retries: int = 5
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    leader_elect: bool = True
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str = "crossplane-system"
+    lease_duration: float = 15.0
+    identity: str = "poller"
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    kube_timeout: float = 10.0
+    conventions: InstanceConventions = _CONVENTIONS
+    allowed_master_key_namespaces: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        """Settings from parsed flags; raises InvalidInputError on a bad value."""
+        try:
+            conventions = InstanceConventions.model_validate(
+                {
+                    "urlTemplate": args.url_template,
+                    "masterKeySecretName": args.master_key_secret_name,
+                    "masterKeySecretKey": args.master_key_secret_key,
+                }
+            )
+        except ValidationError as e:
+            msg = describe_errors(e, "instance")
+            raise InvalidInputError(msg) from None
+        for name in (
+            "interval",
+            "litellm_timeout",
+            "kube_timeout",
+            "lease_duration",
+            "backoff_base",
+        ):
+            if getattr(args, name) <= 0:
+                msg = f"--{name.replace('_', '-')} must be greater than 0"
+                raise InvalidInputError(msg)
+        if not 0 <= args.jitter < 1:
+            msg = "--jitter must be a fraction in [0, 1)"
+            raise InvalidInputError(msg)
+        if args.concurrency < 1:
+            msg = "--concurrency must be at least 1"
+            raise InvalidInputError(msg)
+        allowed = tuple(
+            n.strip() for n in (args.allowed_master_key_namespaces or "").split(",") if n.strip()
+        )
+        return cls(
+            interval=args.interval,
+            jitter=args.jitter,
+            once=args.once,
+            litellm_timeout=args.litellm_timeout,
+            fetch_mode=FetchMode(args.fetch_mode),
+            concurrency=args.concurrency,
+            backoff_base=args.backoff_base,
+            backoff_max=max(args.backoff_max, args.backoff_base),
+            metrics_address=args.metrics_address,
+            leader_elect=args.leader_elect,
+            lease_name=args.lease_name,
+            lease_namespace=args.lease_namespace,
+            lease_duration=args.lease_duration,
+            identity=args.identity,
+            kubeconfig=args.kubeconfig or None,
+            kube_context=args.kube_context or None,
+            kube_timeout=args.kube_timeout,
+            conventions=conventions,
+            allowed_master_key_namespaces=allowed,
+            log_level=args.log_level.upper(),
+        )
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str, *, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    msg = f"expected true or false, got {value!r}"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the poller's flags to `parser`."""
+    add = parser.add_argument
+    add(
+        "--interval",
+        type=float,
+        default=float(_env("POLLER_INTERVAL", "60")),
+        help="seconds between cycles (POLLER_INTERVAL; default 60)",
+    )
+    add(
+        "--jitter",
+        type=float,
+        default=float(_env("POLLER_JITTER", "0.1")),
+        help="random spread of the interval, as a fraction (POLLER_JITTER; default 0.1)",
+    )
+    add(
+        "--once",
+        action="store_true",
+        default=_env_bool("POLLER_ONCE", default=False),
+        help="run one cycle and exit, without leader election (POLLER_ONCE=true)",
+    )
+    add(
+        "--litellm-timeout",
+        type=float,
+        default=float(_env("POLLER_LITELLM_TIMEOUT", "10")),
+        help="seconds per LiteLLM request (POLLER_LITELLM_TIMEOUT; default 10)",
+    )
+    add(
+        "--fetch-mode",
+        choices=[m.value for m in FetchMode],
+        default=_env("POLLER_FETCH_MODE", FetchMode.BULK.value),
+        help="bulk (/key/list, then /v2/key/info), v2, or per-key (/key/info each) "
+        "(POLLER_FETCH_MODE; default bulk)",
+    )
+    add(
+        "--concurrency",
+        type=int,
+        default=int(_env("POLLER_CONCURRENCY", "4")),
+        help="LiteLLM instances polled in parallel (POLLER_CONCURRENCY; default 4)",
+    )
+    add(
+        "--backoff-base",
+        type=float,
+        default=float(_env("POLLER_BACKOFF_BASE", "5")),
+        help="first backoff after an error, in seconds (POLLER_BACKOFF_BASE; default 5)",
+    )
+    add(
+        "--backoff-max",
+        type=float,
+        default=float(_env("POLLER_BACKOFF_MAX", "300")),
+        help="longest backoff, in seconds (POLLER_BACKOFF_MAX; default 300)",
+    )
+    add(
+        "--metrics-address",
+        default=_env("POLLER_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
+        help="host:port for /metrics, /healthz and /readyz; empty disables "
+        f"(POLLER_METRICS_ADDRESS; default {DEFAULT_METRICS_ADDRESS})",
+    )
+    add(
+        "--leader-elect",
+        type=_bool,
+        default=_env_bool("POLLER_LEADER_ELECT", default=True),
+        help="elect one active replica through a Lease (POLLER_LEADER_ELECT; default true)",
+    )
+    add(
+        "--lease-name",
+        default=_env("POLLER_LEASE_NAME", DEFAULT_LEASE_NAME),
+        help=f"the Lease's name (POLLER_LEASE_NAME; default {DEFAULT_LEASE_NAME})",
+    )
+    add(
+        "--lease-namespace",
+        default=_env("POLLER_LEASE_NAMESPACE", _env("POD_NAMESPACE", "crossplane-system")),
+        help="the Lease's namespace (POLLER_LEASE_NAMESPACE, else POD_NAMESPACE; "
+        "default crossplane-system)",
+    )
+    add(
+        "--lease-duration",
+        type=float,
+        default=float(_env("POLLER_LEASE_DURATION", "15")),
+        help="seconds a Lease lasts without renewal (POLLER_LEASE_DURATION; default 15)",
+    )
+    add(
+        "--identity",
+        default=_env("POLLER_IDENTITY", _env("POD_NAME", socket.gethostname())),
+        help="this replica's name in the Lease (POLLER_IDENTITY, else POD_NAME; "
+        "default the host name)",
+    )
+    add(
+        "--kubeconfig",
+        default=_env("KUBECONFIG", ""),
+        help="kubeconfig file outside a cluster (KUBECONFIG; default: in-cluster config "
+        "inside a pod, else ~/.kube/config)",
+    )
+    add(
+        "--kube-context",
+        default=_env("POLLER_KUBE_CONTEXT", ""),
+        help="kubeconfig context (POLLER_KUBE_CONTEXT; default the current one)",
+    )
+    add(
+        "--kube-timeout",
+        type=float,
+        default=float(_env("POLLER_KUBE_TIMEOUT", "10")),
+        help="seconds per API-server request (POLLER_KUBE_TIMEOUT; default 10)",
+    )
+    add(
+        "--url-template",
+        default=_env("POLLER_URL_TEMPLATE", _CONVENTIONS.url_template),
+        help="URL of an instanceRef, as the function input's instance.urlTemplate "
+        f"(POLLER_URL_TEMPLATE; default {_CONVENTIONS.url_template})",
+    )
+    add(
+        "--master-key-secret-name",
+        default=_env("POLLER_MASTER_KEY_SECRET_NAME", _CONVENTIONS.master_key_secret_name),
+        help="master-key Secret of an instanceRef, as instance.masterKeySecretName "
+        f"(POLLER_MASTER_KEY_SECRET_NAME; default {_CONVENTIONS.master_key_secret_name})",
+    )
+    add(
+        "--master-key-secret-key",
+        default=_env("POLLER_MASTER_KEY_SECRET_KEY", _CONVENTIONS.master_key_secret_key),
+        help="data key in that Secret, as instance.masterKeySecretKey "
+        f"(POLLER_MASTER_KEY_SECRET_KEY; default {_CONVENTIONS.master_key_secret_key})",
+    )
+    add(
+        "--allowed-master-key-namespaces",
+        default=_env("POLLER_ALLOWED_MASTER_KEY_NAMESPACES", ""),
+        help="comma-separated, as the input's allowedMasterKeyNamespaces "
+        "(POLLER_ALLOWED_MASTER_KEY_NAMESPACES; default none)",
+    )
+    add(
+        "--log-level",
+        default=_env("POLLER_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
+        help="log level (POLLER_LOG_LEVEL; default INFO)",
+    )

@@ -1,0 +1,255 @@
+"""From a LiteLLM key record and the time to status fields and events. Pure.
+
+- `observe(record, now)` -> `Observation`: the reason (`Reason`), a message
+  for a person and the status fields to set (`currentSpend`, `isActive`,
+  `expiryDate`, `budgetResetAt`; None removes a field).
+- `unavailable(message)` -> `Observation` that sets no field: the last known
+  values stay, only the condition says LiteLLMUnavailable.
+- `status_patch(status, observation, now, generation)` -> the `status` part
+  of a merge patch, or None when nothing would change. It carries the whole
+  `conditions` list (a merge patch replaces lists) with only the
+  `SpendSynced` entry replaced, and moves `lastTransitionTime` only when
+  the condition's status or reason changes.
+- `events(status, record, observation)` -> the `Event`s of a transition:
+  80% and 100% of the max budget, soft budget crossed, expired, blocked,
+  not found. Levels are compared with the spend in the old status, so a
+  restarted poller does not repeat them.
+
+Why a key is not active, in order: it is missing or deleted (KeyNotFound),
+blocked, expired, or its spend reached the max budget (LiteLLM refuses a
+request when spend >= max_budget; it does not mark such keys blocked).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from function.poller.records import KeyRecord
+
+CONDITION_TYPE = "SpendSynced"
+OWNED_FIELDS = ("currentSpend", "isActive", "expiryDate", "budgetResetAt")
+ALERT_FRACTION = Decimal("0.8")
+_MICRO = Decimal("0.000001")
+
+
+class Reason(enum.StrEnum):
+    """The reason of the SpendSynced condition."""
+
+    ACTIVE = "Active"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    EXPIRED = "Expired"
+    BLOCKED = "Blocked"
+    KEY_NOT_FOUND = "KeyNotFound"
+    UNAVAILABLE = "LiteLLMUnavailable"
+
+
+FOUND = frozenset({Reason.ACTIVE, Reason.BUDGET_EXCEEDED, Reason.EXPIRED, Reason.BLOCKED})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one cycle learnt about one key."""
+
+    reason: Reason
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to emit on the VirtualKey."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def dollars(value: Decimal) -> str:
+    """Dollars with at most 6 decimals and no trailing zeros: 0.0048, 10, 0."""
+    rounded = value.quantize(_MICRO, rounding=ROUND_HALF_UP)
+    text = format(rounded, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def rfc3339(moment: datetime) -> str:
+    """A UTC time as RFC 3339 with whole seconds, the Kubernetes way."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _budget_text(record: KeyRecord) -> str:
+    spent = f"${dollars(record.spend)} spent"
+    if record.max_budget is None:
+        return f"{spent}, no max budget"
+    return f"{spent} of a ${dollars(record.max_budget)} max budget"
+
+
+def observe(record: KeyRecord | None, now: datetime) -> Observation:
+    """The reason, message and status fields for a key (None: not found)."""
+    if record is None or record.deleted:
+        return Observation(
+            Reason.KEY_NOT_FOUND,
+            "LiteLLM has no live key with this VirtualKey's token: it was deleted, or is "
+            "not created yet (see the KeyReady condition)",
+            {"isActive": False},
+        )
+    fields: dict[str, Any] = {
+        "currentSpend": dollars(record.spend),
+        "expiryDate": rfc3339(record.expires) if record.expires else None,
+        "budgetResetAt": rfc3339(record.budget_reset_at) if record.budget_reset_at else None,
+    }
+    over = record.max_budget is not None and record.spend >= record.max_budget
+    if record.blocked:
+        reason = Reason.BLOCKED
+        message = (
+            f"The key is blocked in LiteLLM, which refuses its requests; {_budget_text(record)}"
+        )
+    elif record.expires is not None and record.expires <= now:
+        reason = Reason.EXPIRED
+        message = f"The key expired at {rfc3339(record.expires)}; LiteLLM refuses its requests"
+    elif over:
+        reason = Reason.BUDGET_EXCEEDED
+        reset = (
+            f"until the budget resets at {rfc3339(record.budget_reset_at)}"
+            if record.budget_reset_at
+            else "until the max budget is raised"
+        )
+        message = (
+            f"The key reached its max budget ({_budget_text(record)}); "
+            f"LiteLLM refuses its requests {reset}"
+        )
+    else:
+        reason = Reason.ACTIVE
+        message = f"The key is active: {_budget_text(record)}"
+    fields["isActive"] = reason is Reason.ACTIVE
+    return Observation(reason, message, fields)
+
+
+def unavailable(message: str) -> Observation:
+    """An observation that keeps every last known value."""
+    return Observation(Reason.UNAVAILABLE, message)
+
+
+def condition_of(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The SpendSynced condition in a status, if any."""
+    for item in status.get("conditions") or []:
+        if isinstance(item, dict) and item.get("type") == CONDITION_TYPE:
+            return item
+    return None
+
+
+def status_patch(
+    status: dict[str, Any],
+    observation: Observation,
+    now: datetime,
+    generation: int | None = None,
+) -> dict[str, Any] | None:
+    """The `status` of a merge patch that brings `status` up to date, or None."""
+    patch: dict[str, Any] = {}
+    for name, value in observation.fields.items():
+        if value is None:
+            if name in status:
+                patch[name] = None
+        elif status.get(name) != value:
+            patch[name] = value
+    old = condition_of(status)
+    wanted_status = "True" if observation.reason is Reason.ACTIVE else "False"
+    transition = rfc3339(now)
+    if old and old.get("status") == wanted_status and old.get("reason") == observation.reason:
+        transition = str(old.get("lastTransitionTime") or transition)
+    condition: dict[str, Any] = {
+        "type": CONDITION_TYPE,
+        "status": wanted_status,
+        "reason": str(observation.reason),
+        "message": observation.message,
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    if condition != old:
+        conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+        for index, item in enumerate(conditions):
+            if item.get("type") == CONDITION_TYPE:
+                conditions[index] = condition
+                break
+        else:
+            conditions.append(condition)
+        patch["conditions"] = conditions
+    return patch or None
+
+
+def _spend_of(status: dict[str, Any]) -> Decimal:
+    try:
+        return Decimal(str(status.get("currentSpend", "0")))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _level(spend: Decimal, max_budget: Decimal) -> int:
+    if spend >= max_budget:
+        return 100
+    if spend >= max_budget * ALERT_FRACTION:
+        return 80
+    return 0
+
+
+def _budget_events(
+    before: Decimal, record: KeyRecord, observation: Observation, *, changed: bool
+) -> list[Event]:
+    found: list[Event] = []
+    budget = record.max_budget
+    spent = f"Spend ${dollars(record.spend)}"
+    if budget is not None and budget > 0:
+        old_level, new_level = _level(before, budget), _level(record.spend, budget)
+        newly_over = changed and observation.reason is Reason.BUDGET_EXCEEDED
+        if new_level == 100 and (old_level < 100 or newly_over):  # noqa: PLR2004
+            found.append(
+                Event(
+                    "Warning",
+                    "BudgetExceeded",
+                    f"{spent} reached the max budget ${dollars(budget)}; "
+                    "LiteLLM refuses the key's requests",
+                )
+            )
+        elif new_level == 80 and old_level < 80:  # noqa: PLR2004
+            found.append(
+                Event(
+                    "Normal",
+                    "BudgetAlmostSpent",
+                    f"{spent} passed 80% of the max budget ${dollars(budget)}",
+                )
+            )
+    soft = record.soft_budget
+    if soft is not None and before < soft <= record.spend:
+        found.append(
+            Event(
+                "Warning", "SoftBudgetExceeded", f"{spent} passed the soft budget ${dollars(soft)}"
+            )
+        )
+    return found
+
+
+def events(
+    status: dict[str, Any], record: KeyRecord | None, observation: Observation
+) -> list[Event]:
+    """The events for the change from `status` to `observation`."""
+    if observation.reason is Reason.UNAVAILABLE:
+        return []
+    old = condition_of(status) or {}
+    old_reason = old.get("reason")
+    changed = old_reason != observation.reason
+    found: list[Event] = []
+    if record is not None and not record.deleted:
+        found.extend(_budget_events(_spend_of(status), record, observation, changed=changed))
+    if changed and observation.reason is Reason.EXPIRED:
+        found.append(Event("Warning", "KeyExpired", observation.message))
+    if changed and observation.reason is Reason.BLOCKED:
+        found.append(Event("Warning", "KeyBlocked", observation.message))
+    if changed and observation.reason is Reason.KEY_NOT_FOUND and old_reason in FOUND:
+        found.append(Event("Warning", "KeyNotFound", observation.message))
+    return found
