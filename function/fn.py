@@ -10,23 +10,32 @@ key working.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+from collections import OrderedDict
 from typing import Any
 
 import grpc
 from crossplane.function import logging, resource, response
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
+from function import observed
 from function.compose import CONDITION_TYPE, Composed, compose
 from function.model import InvalidInputError
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
+DEFAULT_CACHE_SIZE = 1024
 
 
-def _plain(message: Any) -> dict[str, Any]:
-    plain = json_format.MessageToDict(message, preserving_proto_field_name=True)
-    return plain if isinstance(plain, dict) else {}
+@functools.lru_cache(maxsize=1024)
+def _struct_bytes(body: str) -> bytes:
+    """A resource as a serialized Struct; steady-state runs repeat the same bodies."""
+    struct = json_format.Parse(body, struct_pb2.Struct())
+    data: bytes = struct.SerializeToString()
+    return data
 
 
 def _where(xr: dict[str, Any]) -> str:
@@ -44,11 +53,11 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     log = logging.get_logger()
     where = "(unnamed)"
     try:
-        xr = _plain(req.observed.composite.resource)
+        xr = observed.composite(req.observed.composite.resource)
         where = _where(xr)
-        observed = {name: _plain(r.resource) for name, r in req.observed.resources.items()}
-        raw_input = _plain(req.input) if req.HasField("input") else None
-        composed = compose(xr, observed, raw_input)
+        seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
+        raw_input = observed.plain(req.input) if req.HasField("input") else None
+        composed = compose(xr, seen, raw_input)
     except InvalidInputError as e:
         log.info("invalid input", virtualkey=where, error=str(e))
         response.fatal(rsp, f"VirtualKey {where}: {e}")
@@ -69,11 +78,14 @@ def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:
     for name, desired in composed.resources.items():
         target = rsp.desired.resources[name]
         target.resource.Clear()
-        resource.update(target, desired.body)
+        if desired.body.get("kind") == "Secret":
+            resource.update(target, desired.body)  # never cache a key
+        else:
+            target.resource.MergeFromString(_struct_bytes(json.dumps(desired.body, sort_keys=True)))
         target.ready = _READY[desired.ready]
     # Merge into the status earlier pipeline steps asked for; never copy the
     # observed status: the poller owns currentSpend and friends.
-    earlier = _plain(rsp.desired.composite.resource).get("status") or {}
+    earlier = observed.plain(rsp.desired.composite.resource).get("status") or {}
     resource.update(rsp.desired.composite, {"status": {**earlier, **composed.status}})
     state = composed.state
     response.set_conditions(
@@ -90,10 +102,36 @@ def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:
 
 
 class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
-    """Serves RunFunction for Crossplane."""
+    """Serves RunFunction for Crossplane.
+
+    The function is pure, so a response depends on the request alone, and
+    Crossplane sends the same request again and again for a VirtualKey that
+    has not changed. Responses are kept by the SHA-256 of the request's
+    deterministic encoding (`cache_size` of them, least recently used first
+    out; 0 turns this off). A first run's fresh key is then also stable until
+    Crossplane has applied it, which is what it should be.
+    """
+
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        """A runner keeping up to `cache_size` responses."""
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
 
     async def RunFunction(
         self, req: fnv1.RunFunctionRequest, _: grpc.aio.ServicerContext
     ) -> fnv1.RunFunctionResponse:
         """Compose the resources for one VirtualKey."""
-        return run(req)
+        if self.cache_size <= 0:
+            return run(req)
+        key = hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            hit = fnv1.RunFunctionResponse()
+            hit.ParseFromString(cached)
+            return hit
+        rsp = run(req)
+        self._cache[key] = rsp.SerializeToString()
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return rsp

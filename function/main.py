@@ -17,7 +17,7 @@ from pathlib import Path
 from crossplane.function import logging, runtime
 
 from function import __version__
-from function.fn import FunctionRunner
+from function.fn import DEFAULT_CACHE_SIZE, FunctionRunner
 from function.poller import cli as poller_cli
 from function.render import EXAMPLE, RenderError, dump, load_documents, render
 
@@ -35,7 +35,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     creds = runtime.load_credentials(args.tls_certs_dir) if args.tls_certs_dir else None
-    runtime.serve(FunctionRunner(), args.address, creds=creds, insecure=args.insecure)
+    runtime.serve(
+        FunctionRunner(cache_size=args.cache_size),
+        args.address,
+        creds=creds,
+        insecure=args.insecure,
+    )
     return 0
 
 
@@ -98,6 +103,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_env("FUNCTION_INSECURE", "") == "true",
         help="serve without TLS, for local development (FUNCTION_INSECURE=true)",
+    )
+    serve.add_argument(
+        "--cache-size",
+        type=int,
+        default=int(_env("FUNCTION_CACHE_SIZE", str(DEFAULT_CACHE_SIZE)) or DEFAULT_CACHE_SIZE),
+        help="responses kept for repeated identical requests; 0 disables "
+        f"(FUNCTION_CACHE_SIZE; default {DEFAULT_CACHE_SIZE})",
     )
     serve.add_argument("--debug", action="store_true", help="log at debug level")
     serve.set_defaults(run=_serve)

@@ -13,6 +13,7 @@ XRs and older XRD revisions do not go through the same schema.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from decimal import Decimal
@@ -361,6 +362,21 @@ def _shown(got: Any) -> str:
 
 def parse_spec(spec: Any) -> VirtualKeySpec:
     """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
+    try:
+        text = json.dumps(spec, sort_keys=True)
+    except (TypeError, ValueError):
+        return _parse_spec(spec)
+    return _parse_spec_cached(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_spec_cached(text: str) -> VirtualKeySpec:
+    # Crossplane runs the function again and again on an unchanged spec; the
+    # model is frozen, so one validation can serve them all.
+    return _parse_spec(json.loads(text))
+
+
+def _parse_spec(spec: Any) -> VirtualKeySpec:
     if not isinstance(spec, dict):
         msg = (
             "spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
@@ -375,6 +391,19 @@ def parse_spec(spec: Any) -> VirtualKeySpec:
 
 def parse_input(raw: Any) -> Input:
     """Validate the function input (absent means all defaults)."""
+    try:
+        text = json.dumps(raw, sort_keys=True)
+    except (TypeError, ValueError):
+        return _parse_input(raw)
+    return _parse_input_cached(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_input_cached(text: str) -> Input:
+    return _parse_input(json.loads(text))
+
+
+def _parse_input(raw: Any) -> Input:
     if raw is None or raw == {}:
         return Input()
     if not isinstance(raw, dict):

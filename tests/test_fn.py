@@ -20,6 +20,7 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
+from function.fn import FunctionRunner
 from function.keys import is_key, token_of
 from tests.conftest import load_example
 from tests.fixtures import (
@@ -115,27 +116,26 @@ def test_first_run_makes_a_key_and_names_the_request_by_its_token(
     assert rsp.conditions[0].reason == "Creating"
 
 
-def test_two_first_runs_make_different_keys(
-    function_server: FunctionServer, seed_xr: dict[str, Any]
-) -> None:
-    keys = {
-        resource.struct_to_dict(
-            function_server.run(make_request(seed_xr)).desired.resources["key"].resource
-        )["data"]["key"]
-        for _ in range(5)
-    }
+def test_two_first_runs_make_different_keys(seed_xr: dict[str, Any]) -> None:
+    with FunctionServer(FunctionRunner(cache_size=0)) as server:
+        keys = {
+            resource.struct_to_dict(
+                server.run(make_request(seed_xr)).desired.resources["key"].resource
+            )["data"]["key"]
+            for _ in range(5)
+        }
     assert len(keys) == 5
 
 
-def test_key_is_stable_over_1000_runs(
-    function_server: FunctionServer, seed_xr: dict[str, Any]
-) -> None:
+def test_key_is_stable_over_1000_runs(seed_xr: dict[str, Any]) -> None:
+    # Without the response cache, so that every run composes from scratch.
     req = make_request(seed_xr, _STEADY)
-    first = function_server.run(req)
-    blob = first.desired.SerializeToString(deterministic=True)
-    for _ in range(999):
-        again = function_server.run(req)
-        assert again.desired.SerializeToString(deterministic=True) == blob
+    with FunctionServer(FunctionRunner(cache_size=0)) as server:
+        first = server.run(req)
+        blob = first.desired.SerializeToString(deterministic=True)
+        for _ in range(999):
+            again = server.run(req)
+            assert again.desired.SerializeToString(deterministic=True) == blob
     data = resource.struct_to_dict(first.desired.resources["key"].resource)["data"]
     assert base64.b64decode(data["key"]).decode() == FIXED_KEY
 
@@ -308,3 +308,22 @@ def test_raw_key_appears_only_in_the_secret(
     assert headers["Authorization"] == ["Bearer {{ litellm-example-secrets:litellm:masterkey }}"]
     create = next(m for m in request["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
     assert "{{ example-service-litellm-key:team-a:key }}" in create["body"]
+
+
+def test_repeated_requests_get_the_same_response_from_the_cache(seed_xr: dict[str, Any]) -> None:
+    # Even a first run's random key stays the same until Crossplane applies it.
+    runner = FunctionRunner(cache_size=2)
+    with FunctionServer(runner) as server:
+        req = make_request(seed_xr)
+        first = server.run(req)
+        assert server.run(req) == first
+        other = make_request(seed_xr, {"key": observed_secret()})
+        assert server.run(other) != first
+        assert len(runner._cache) == 2
+        server.run(make_request(seed_xr, _STEADY))
+        assert len(runner._cache) == 2  # the least recently used one went
+    uncached = FunctionRunner(cache_size=0)
+    with FunctionServer(uncached) as server:
+        a, b = server.run(make_request(seed_xr)), server.run(make_request(seed_xr))
+        assert a.desired.resources["key"] != b.desired.resources["key"]
+        assert not uncached._cache

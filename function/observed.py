@@ -1,0 +1,85 @@
+"""Plain dicts from Crossplane's protobuf, holding only what the function reads.
+
+Converting a whole observed provider-http Request (its status keeps the last
+response body) costs more than composing the key. So for the kinds the
+function composes, only the fields `compose` reads are converted:
+
+- the XR: `apiVersion`, `kind`, `spec` and its name, namespace, labels, uid;
+- a Secret: `data`;
+- a Request: `spec.forProvider.payload.body` and the parts of `status` that
+  say what LiteLLM last answered.
+
+Anything else is converted whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+
+def value(v: struct_pb2.Value) -> Any:
+    """A protobuf Value as plain Python values (numbers stay floats, as in JSON)."""
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: value(x) for k, x in v.struct_value.fields.items()}
+    if kind == "list_value":
+        return [value(x) for x in v.list_value.values]
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        return v.number_value
+    if kind == "bool_value":
+        return v.bool_value
+    return None
+
+
+def plain(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A protobuf Struct as a plain dict."""
+    return {k: value(x) for k, x in struct.fields.items()}
+
+
+def _pick(struct: struct_pb2.Struct, *names: str) -> dict[str, Any]:
+    return {n: value(struct.fields[n]) for n in names if n in struct.fields}
+
+
+def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """The XR's identity and spec; never its status or managedFields."""
+    view = _pick(struct, "apiVersion", "kind", "spec")
+    if "metadata" in struct.fields:
+        meta = struct.fields["metadata"]
+        if meta.WhichOneof("kind") == "struct_value":
+            view["metadata"] = _pick(meta.struct_value, "name", "namespace", "labels", "uid")
+        else:
+            view["metadata"] = value(meta)
+    return view
+
+
+def composed(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """An observed composed resource, reduced to what compose() reads."""
+    kind = struct.fields["kind"].string_value if "kind" in struct.fields else ""
+    if kind == "Secret":
+        return _pick(struct, "apiVersion", "kind", "data")
+    if kind == "Request":
+        view = _pick(struct, "apiVersion", "kind")
+        status = struct.fields["status"] if "status" in struct.fields else None
+        if status is not None and status.WhichOneof("kind") == "struct_value":
+            view["status"] = _pick(
+                status.struct_value, "response", "requestDetails", "error", "conditions"
+            )
+        body = _path(struct, "spec", "forProvider", "payload", "body")
+        if body is not None:
+            view["spec"] = {"forProvider": {"payload": {"body": body}}}
+        return view
+    return plain(struct)
+
+
+def _path(struct: struct_pb2.Struct, *names: str) -> str | None:
+    value: Any = struct
+    for name in names:
+        fields = value.fields if isinstance(value, struct_pb2.Struct) else value.struct_value.fields
+        if name not in fields:
+            return None
+        value = fields[name]
+    return value.string_value if value.WhichOneof("kind") == "string_value" else None
