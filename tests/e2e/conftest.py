@@ -8,18 +8,26 @@ LITELLM_MASTER_KEY. Without them the suite is skipped; with E2E_REQUIRED=1
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from function.model import InstanceConventions
+from function.poller.cycle import Poller
+from function.poller.kube import KubeCluster, api_client
+from function.poller.metrics import Metrics
+from function.poller.settings import Settings
 from tests.conftest import load_example
 from tests.e2e.cluster import Cluster, FakeClock
 from tests.e2e.provider_http import ProviderHTTP
 from tests.grpc_harness import FunctionServer
+from tests.poller.fake_apiserver import FakeAPIServer, Key
 
 INSTANCE = ("litellm", "litellm-example-secrets")
 
@@ -91,3 +99,58 @@ def make_cluster(
             cluster.delete_xr()
             cluster.converge()
     http.close()
+
+
+class SpendWatcher:
+    """The poller sidecar, watching the VirtualKeys the journey creates.
+
+    The poller talks to the real proxy and to the fake API server of
+    tests/poller, which holds each VirtualKey as the function left it.
+    """
+
+    def __init__(self, apiserver: FakeAPIServer, kubeconfig: str, proxy: Proxy) -> None:
+        self.apiserver = apiserver
+        apiserver.add_secret(*INSTANCE, {"masterkey": proxy.master_key})
+        settings = Settings(
+            conventions=InstanceConventions.model_validate({"urlTemplate": proxy.url}),
+            write_retries=3,
+            kube_timeout=5.0,
+            litellm_timeout=10.0,
+        )
+        kube = KubeCluster(api_client(kubeconfig), timeout=5.0)
+        self.poller = Poller(kube, settings, Metrics(), sleep=lambda _: None)
+
+    def watch(self, cluster: Cluster) -> Key:
+        assert cluster.xr is not None
+        return self.apiserver.add("virtualkeys", cluster.xr)
+
+    def status(self, key: Key) -> dict[str, Any]:
+        return self.apiserver.status(key)
+
+    def reason(self, key: Key) -> str:
+        conditions = self.status(key).get("conditions") or []
+        return next((c["reason"] for c in conditions if c["type"] == "SpendSynced"), "")
+
+    def until(
+        self, key: Key, check: Callable[[dict[str, Any]], bool], seconds: float = 40
+    ) -> dict[str, Any]:
+        """Poll cycles until `check(status)` holds (spend takes 1-6 s to reach LiteLLM's DB)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.poller.cycle()
+            status = self.status(key)
+            if check(status) or time.monotonic() > deadline:
+                return status
+            time.sleep(1)
+
+    def events(self, key: Key) -> list[str]:
+        name = key[2]
+        return [e["reason"] for e in self.apiserver.events if e["involvedObject"]["name"] == name]
+
+
+@pytest.fixture
+def watcher(proxy: Proxy, tmp_path: Path) -> Iterator[SpendWatcher]:
+    with FakeAPIServer() as apiserver:
+        watcher = SpendWatcher(apiserver, apiserver.kubeconfig(tmp_path), proxy)
+        yield watcher
+        watcher.poller.close()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import openai
 import pytest
 from openai.types.chat import ChatCompletionUserMessageParam
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import INSTANCE, Proxy
+from tests.e2e.conftest import INSTANCE, Proxy, SpendWatcher
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +41,22 @@ def key_info(proxy: Proxy, cluster: Cluster) -> dict[str, object]:
     return info
 
 
-def test_seed_keys_are_created_and_work(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
+def test_seed_keys_are_created_and_work(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
     for example in ("virtualkey.yaml", "virtualkey-advanced.yaml"):
         cluster = make_cluster(example)
         cluster.converge()
         assert cluster.condition()[:2] == ("True", "Available"), cluster.condition()
         key = cluster.key()
         assert "Hello from the mock gpt-4o" in chat(proxy, key)
+        # One poller cycle shows the spend, an active key, and no expiry.
+        watched = watcher.watch(cluster)
+        status = watcher.until(watched, lambda s: float(s.get("currentSpend") or 0) > 0)
+        assert float(status["currentSpend"]) > 0, status
+        assert status["isActive"] is True
+        assert "expiryDate" not in status
+        assert watcher.reason(watched) == "Active"
         info = key_info(proxy, cluster)
         assert info["key_alias"] == cluster.xr["spec"]["keyAlias"]  # type: ignore[index]
         assert info["max_budget"] == float(cluster.xr["spec"]["maxBudget"])  # type: ignore[index]
@@ -83,7 +93,9 @@ def test_drift_on_the_proxy_is_put_back(proxy: Proxy, make_cluster: Callable[...
     assert key_info(proxy, cluster)["max_budget"] == 10.0
 
 
-def test_over_budget_key_is_refused(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
+def test_over_budget_key_is_refused(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
     cluster = make_cluster(maxBudget="0.000001")
     cluster.converge()
     key = cluster.key()
@@ -92,25 +104,47 @@ def test_over_budget_key_is_refused(proxy: Proxy, make_cluster: Callable[..., Cl
         chat(proxy, key)
     assert refused.value.status_code == 422
     assert "budget" in str(refused.value).lower()
+    watched = watcher.watch(cluster)
+    status = watcher.until(watched, lambda s: s.get("isActive") is False)
+    assert status["isActive"] is False, status
+    assert watcher.reason(watched) == "BudgetExceeded"
+    assert "BudgetExceeded" in watcher.events(watched), watcher.events(watched)
 
 
-def test_expired_key_is_refused(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(duration="2s")
+def test_expired_key_is_refused(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
+    cluster = make_cluster(duration="4s")
     cluster.converge()
     key = cluster.key()
-    assert key_info(proxy, cluster)["expires"]
-    time.sleep(3)
+    expires = key_info(proxy, cluster)["expires"]
+    assert isinstance(expires, str)
+    watched = watcher.watch(cluster)
+    status = watcher.until(watched, lambda s: "expiryDate" in s, seconds=3)
+    # expiryDate is the instant LiteLLM reports, in RFC 3339 to the second.
+    reported = datetime.fromisoformat(status["expiryDate"].replace("Z", "+00:00"))
+    litellm = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    assert reported == litellm.replace(microsecond=0)
+    time.sleep(max(0.0, (reported - datetime.now(UTC)).total_seconds()) + 1)
     with pytest.raises(openai.AuthenticationError) as refused:
         chat(proxy, key)
     assert "expired" in str(refused.value).lower()
+    status = watcher.until(watched, lambda s: s.get("isActive") is False)
+    assert status["isActive"] is False
+    assert watcher.reason(watched) == "Expired"
 
 
-def test_delete_removes_the_key(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
+def test_delete_removes_the_key(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
     cluster = make_cluster()
     cluster.converge()
     key = cluster.key()
     token = cluster.xr["status"]["tokenHash"]  # type: ignore[index]
     request = cluster.request()
+    # The VirtualKey stays visible while its deletion runs (foreground).
+    watched = watcher.watch(cluster)
+    assert watcher.until(watched, lambda s: s.get("isActive") is True)["isActive"] is True
     cluster.delete_xr()
     history = cluster.converge()
     actions = [r.action for step in history for r in step.values()]
@@ -124,6 +158,10 @@ def test_delete_removes_the_key(proxy: Proxy, make_cluster: Callable[..., Cluste
     assert info["status"] == "deleted"
     with pytest.raises(openai.AuthenticationError):
         chat(proxy, key)
+    status = watcher.until(watched, lambda s: s.get("isActive") is False)
+    assert status["isActive"] is False
+    assert watcher.reason(watched) == "KeyNotFound"
+    assert "KeyNotFound" in watcher.events(watched)
 
 
 def test_lost_secret_rotates_the_key(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
