@@ -16,8 +16,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -48,6 +49,7 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]{1,253}$"  # noqa: S105 - a pattern.
 # to LiteLLM, where the tenant could read it back through /key/info.
 PLACEHOLDER_OPENER = "{{"
 _MAX_SHOWN = 60
+_T = TypeVar("_T")
 
 ACCEPTED_FORMS: dict[str, str] = {
     "keyAlias": (
@@ -360,23 +362,35 @@ def _shown(got: Any) -> str:
     return repr(got) if isinstance(got, int | float | bool) else type(got).__name__
 
 
+def _memoized_by_json(maxsize: int) -> Callable[[Callable[[Any], _T]], Callable[[Any], _T]]:
+    """Cache a parser of JSON-like input by the input's canonical JSON text.
+
+    Crossplane runs the function again and again on an unchanged spec and
+    input, and the models are frozen, so one validation serves them all.
+    Errors are not cached; input that is not JSON is parsed every time.
+    """
+
+    def wrap(parse: Callable[[Any], _T]) -> Callable[[Any], _T]:
+        @functools.lru_cache(maxsize=maxsize)
+        def by_text(text: str) -> _T:
+            return parse(json.loads(text))
+
+        @functools.wraps(parse)
+        def parse_any(value: Any) -> _T:
+            try:
+                text = json.dumps(value, sort_keys=True)
+            except (TypeError, ValueError):
+                return parse(value)
+            return by_text(text)
+
+        return parse_any
+
+    return wrap
+
+
+@_memoized_by_json(maxsize=1024)
 def parse_spec(spec: Any) -> VirtualKeySpec:
     """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
-    try:
-        text = json.dumps(spec, sort_keys=True)
-    except (TypeError, ValueError):
-        return _parse_spec(spec)
-    return _parse_spec_cached(text)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_spec_cached(text: str) -> VirtualKeySpec:
-    # Crossplane runs the function again and again on an unchanged spec; the
-    # model is frozen, so one validation can serve them all.
-    return _parse_spec(json.loads(text))
-
-
-def _parse_spec(spec: Any) -> VirtualKeySpec:
     if not isinstance(spec, dict):
         msg = (
             "spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
@@ -389,21 +403,9 @@ def _parse_spec(spec: Any) -> VirtualKeySpec:
         raise InvalidInputError(describe_errors(e, "spec")) from None
 
 
+@_memoized_by_json(maxsize=64)
 def parse_input(raw: Any) -> Input:
     """Validate the function input (absent means all defaults)."""
-    try:
-        text = json.dumps(raw, sort_keys=True)
-    except (TypeError, ValueError):
-        return _parse_input(raw)
-    return _parse_input_cached(text)
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_input_cached(text: str) -> Input:
-    return _parse_input(json.loads(text))
-
-
-def _parse_input(raw: Any) -> Input:
     if raw is None or raw == {}:
         return Input()
     if not isinstance(raw, dict):
