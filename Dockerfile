@@ -20,7 +20,7 @@ RUN /venv/fn/bin/pip install --no-cache-dir --no-deps . && /venv/fn/bin/pip unin
 
 FROM gcr.io/distroless/python3-debian12:nonroot AS image
 COPY --from=build /venv/fn /venv/fn
-ENV PATH=/venv/fn/bin:$PATH
+ENV PATH=/venv/fn/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 9443 8080
 USER nonroot:nonroot
 ENTRYPOINT ["/venv/fn/bin/function-litellm-keys"]
