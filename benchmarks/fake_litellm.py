@@ -33,10 +33,12 @@ import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from benchmarks.loopback import LoopbackServer
 
 SAMPLES = Path(
     os.environ.get(
@@ -99,25 +101,19 @@ class FakeLiteLLM:
         self.connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listed, self._v2, self._info = _templates()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        self._server = LoopbackServer(self._handler(), port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def start(self) -> FakeLiteLLM:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop listening and drop kept-alive connections: the proxy is gone."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         for conn in list(self.connections):
             try:
                 conn.shutdown(socket.SHUT_RDWR)

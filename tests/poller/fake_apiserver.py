@@ -33,10 +33,12 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from benchmarks.loopback import LoopbackServer
 
 GROUP_PATH = "/apis/auth.litellm.ai/v1alpha1"
 KINDS = {"virtualkeys": "VirtualKey", "xvirtualkeys": "XVirtualKey"}
@@ -93,24 +95,18 @@ class FakeAPIServer:
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        self._server = LoopbackServer(_handler(self))
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def __enter__(self) -> FakeAPIServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def kubeconfig(self, directory: Path) -> str:
         path = directory / "kubeconfig"

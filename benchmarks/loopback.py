@@ -1,0 +1,31 @@
+"""An HTTP server on 127.0.0.1, served from a daemon thread.
+
+The fake LiteLLM (benchmarks/fake_litellm.py) and the fake Kubernetes API
+server (tests/poller/fake_apiserver.py) both run on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackServer:
+    """`start()` serves `handler` on a free (or given) loopback port; `stop()` closes it."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.http.daemon_threads = True
+        self._thread = threading.Thread(target=self.http.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.http.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
