@@ -291,12 +291,7 @@ class Poller:
         metrics.keys.labels(instance_id).set(len(group))
         result = _InstanceResult(instance_id)
         if not state.backoff.ready():
-            result.unavailable = True
-            obs = unavailable(
-                f"LiteLLM at {instance_id} is unavailable: {state.backoff.last_error}; "
-                "showing the last known values, retrying with backoff"
-            )
-            result.observed = [(t, None, obs) for t in group]
+            _mark_unavailable(result, group, state.backoff.last_error)
         else:
             client_before = state.client
             before = state.client.requests if state.client else 0
@@ -314,12 +309,7 @@ class Poller:
                     len(group),
                     delay,
                 )
-                result.unavailable = True
-                obs = unavailable(
-                    f"LiteLLM at {instance_id} is unavailable: {message}; "
-                    "showing the last known values, retrying with backoff"
-                )
-                result.observed = [(t, None, obs) for t in group]
+                _mark_unavailable(result, group, message)
             else:
                 state.backoff.succeeded()
                 result.observed = [
@@ -406,3 +396,13 @@ class Poller:
             self.metrics.events.labels(event.reason).inc()
             with self._lock:
                 self._events_sent += 1
+
+
+def _mark_unavailable(result: _InstanceResult, group: list[Target], reason: str) -> None:
+    """Every key of an instance keeps its last values, with a LiteLLMUnavailable condition."""
+    result.unavailable = True
+    obs = unavailable(
+        f"LiteLLM at {result.instance_id} is unavailable: {reason}; "
+        "showing the last known values, retrying with backoff"
+    )
+    result.observed = [(t, None, obs) for t in group]
