@@ -6,8 +6,26 @@ server (tests/poller/fake_apiserver.py) both run on it.
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body, by its Content-Length."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, payload: Any) -> None:
+    """Answer with `payload` as JSON, keeping the connection alive."""
+    data = json.dumps(payload).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 class LoopbackServer:

@@ -63,9 +63,10 @@ def merge(target: Any, patch: Any) -> Any:
 class MemoryCluster:
     """The poller's `Cluster` in memory, counting status writes."""
 
-    def __init__(self, objects: dict[XRRef, dict[str, Any]], secret: str) -> None:
+    def __init__(self, objects: dict[XRRef, dict[str, Any]], secret: str, urls: list[str]) -> None:
         self.objects = objects
         self.secret = secret
+        self.urls = urls
         self.writes = 0
         self.events = 0
         self.version = 1
@@ -89,6 +90,12 @@ class MemoryCluster:
         self.writes += 1
         return copy.deepcopy(obj)
 
+    def list_policies(self) -> list[dict[str, Any]]:
+        return [policy(self.urls)]
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        return {}
+
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:  # noqa: ARG002
         return self.secret
 
@@ -105,10 +112,39 @@ class MemoryCluster:
         return body
 
 
+def instance(index: int) -> dict[str, str]:
+    return {"name": f"bench-{index}", "namespace": "litellm"}
+
+
+def policy(urls: list[str]) -> dict[str, Any]:
+    """One TenancyPolicy: every fake LiteLLM an instance, granted to every namespace."""
+    return {
+        "apiVersion": "litellm.fn.crossplane.io/v1beta1",
+        "kind": "TenancyPolicy",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "instances": [
+                {
+                    **instance(j),
+                    "url": url,
+                    "masterKeySecretRef": {"name": "litellm-secrets", "key": "masterkey"},
+                }
+                for j, url in enumerate(urls)
+            ],
+            "rules": [
+                {
+                    "name": "everyone",
+                    "namespaces": {"selector": {}},
+                    "instances": [instance(j) for j in range(len(urls))],
+                }
+            ],
+        },
+    }
+
+
 def virtualkeys(urls: list[str], keys: int) -> dict[XRRef, dict[str, Any]]:
     objects = {}
     for i in range(keys):
-        url = urls[i % len(urls)]
         name = f"vk-{i:05d}"
         ref = XRRef("virtualkeys", name, f"team-{i % 50}")
         objects[ref] = {
@@ -123,14 +159,7 @@ def virtualkeys(urls: list[str], keys: int) -> dict[XRRef, dict[str, Any]]:
             "spec": {
                 "keyAlias": f"bench-{i}",
                 "maxBudget": "10",
-                "connectionRef": {
-                    "url": url,
-                    "masterKeySecretRef": {
-                        "name": "litellm-secrets",
-                        "namespace": "litellm",
-                        "key": "masterkey",
-                    },
-                },
+                "connectionRef": {"instanceRef": instance(i % len(urls))},
             },
             "status": {
                 "keySecretRef": f"{name}-litellm-key",
@@ -149,10 +178,8 @@ def child(mode: str, urls: list[str], keys: int) -> None:
     from function.poller.fetch import FetchMode  # noqa: PLC0415
     from function.poller.settings import Settings  # noqa: PLC0415
 
-    cluster = MemoryCluster(virtualkeys(urls, keys), MASTER_KEY)
-    settings = Settings(
-        fetch_mode=FetchMode(mode), allowed_master_key_namespaces=("litellm",), litellm_timeout=30.0
-    )
+    cluster = MemoryCluster(virtualkeys(urls, keys), MASTER_KEY, urls)
+    settings = Settings(fetch_mode=FetchMode(mode), litellm_timeout=30.0)
     poller = Poller(cluster, settings)
     results = []
     for cycle in (1, 2):

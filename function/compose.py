@@ -29,11 +29,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from function.connection import Connection, resolve
 from function.keys import key_from_secret_data, new_key, token_of
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
+from function.policy import Policies, Tenant
 from function.readiness import KeyState, key_state
 from function.request import build_request, token_in_request
+from function.tenancy import Authorization, authorize
 
 SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
 REQUEST_RESOURCE_PREFIX = "request-"
@@ -125,17 +126,23 @@ def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, bool]:
     return new_key(), bool(requests)
 
 
-def compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]], raw_input: Any) -> Composed:
-    """The desired state for one VirtualKey (raises InvalidInputError)."""
+def compose(
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]],
+    raw_input: Any,
+    policies: Policies,
+    namespace_labels: dict[str, str] | None,
+) -> Composed:
+    """The desired state for one VirtualKey (raises InvalidInputError).
+
+    `policies` are the cluster's TenancyPolicies and `namespace_labels` the
+    labels of the tenant's Namespace (None if it was not found).
+    """
     settings: Input = parse_input(raw_input)
     owner = owner_of(xr)
     spec: VirtualKeySpec = parse_spec(xr.get("spec"))
-    connection: Connection = resolve(
-        spec.connection_ref,
-        owner.namespace,
-        settings.instance,
-        settings.allowed_master_key_namespaces,
-    )
+    granted: Authorization = authorize(spec, Tenant(owner.namespace, namespace_labels), policies)
+    connection = granted.connection
     key, replaced = choose_key(observed)
     token = token_of(key)
     secret_name = f"{owner.base_name}-litellm-key"
@@ -157,9 +164,9 @@ def compose(xr: dict[str, Any], observed: dict[str, dict[str, Any]], raw_input: 
         name=request_name,
         namespace=owner.namespace,
         spec=spec,
+        granted=granted,
         token=token,
         key_secret=secret_name,
-        connection=connection,
         provider_config=settings.provider_config_ref.model_dump(),
         wait_timeout=settings.request_timeout,
         labels=labels,

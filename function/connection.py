@@ -1,30 +1,41 @@
-"""Which LiteLLM proxy a VirtualKey talks to, and where its master key is.
+"""A LiteLLM proxy's URL and where its master key lives, and which URLs are safe.
 
 Shared by the function (which writes the URL and a secret placeholder into
 the Request) and the poller (which groups keys by instance and reads the
-master key itself), so both always agree on the same rules:
+master key itself). Which connection a VirtualKey gets is decided by
+`function.tenancy` from the platform's policy; this module only says what
+a connection is and checks URLs:
 
-- `resolve(ref, namespace, conventions, allowed_namespaces)` -> `Connection`
-- `Connection.instance_id` names an instance for grouping, metrics and logs.
-
-The master key's value never passes through here: only where it lives.
+- `Connection`, `MasterKeyRef`: a resolved connection. The master key's
+  value never passes through here: only where it lives.
+- `checked_platform_url(url)`: a URL the platform declared for an instance.
+- `checked_tenant_url(url, allow_loopback=...)`: a URL a tenant gave for a
+  proxy of its own, which provider-http will call from inside the cluster:
+  http or https, no credentials, no path, and never a link-local or
+  metadata address (nor loopback unless the platform allows it).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from function.model import (
-    DNS_SUBDOMAIN_PATTERN,
-    ConnectionRef,
-    InstanceConventions,
-    InvalidInputError,
-)
+from function.model import InvalidInputError
 
 _MAX_PORT = 65535
 _MAX_URL = 2048
+EXPECTED_URL = (
+    "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000"
+)
+# Cloud metadata services, by address and by name. 169.254.0.0/16 and
+# fe80::/10 are refused whole as link-local; these are the ones outside.
+_METADATA_ADDRESSES = (ipaddress.ip_address("fd00:ec2::254"),)
+_METADATA_NAMES = ("metadata", "metadata.google.internal", "instance-data", "metadata.azure.com")
+# A host that is only digits, dots and hex markers is an address in some
+# notation (2130706433, 0x7f.1, 127.1, 017.0.0.1) that resolvers differ on.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -54,62 +65,8 @@ class Connection:
         return f"{self.base_url} ({ref.namespace}/{ref.name})"
 
 
-def resolve(
-    ref: ConnectionRef,
-    namespace: str,
-    conventions: InstanceConventions,
-    allowed_namespaces: tuple[str, ...] | list[str] = (),
-) -> Connection:
-    """Resolve a connectionRef of a VirtualKey living in `namespace`.
-
-    Raises:
-        InvalidInputError: with a message that names the field and the fix.
-    """
-    if ref.instance_ref is not None:
-        inst = ref.instance_ref
-        url = conventions.url_template.format(name=inst.name, namespace=inst.namespace)
-        secret = conventions.master_key_secret_name.format(name=inst.name, namespace=inst.namespace)
-        if re.fullmatch(DNS_SUBDOMAIN_PATTERN, secret) is None:
-            msg = (
-                f"input.instance.masterKeySecretName: gives {secret[:80]!r} for instance "
-                f"{inst.name!r}, which is not a valid Secret name; fix the function input "
-                "in the Composition"
-            )
-            raise InvalidInputError(msg)
-        return Connection(
-            base_url=_checked_url(url, "input.instance.urlTemplate"),
-            master_key=MasterKeyRef(
-                name=secret, namespace=inst.namespace, key=conventions.master_key_secret_key
-            ),
-        )
-    # The model guarantees the explicit form is complete when instanceRef is absent.
-    assert ref.url is not None  # noqa: S101
-    assert ref.master_key_secret_ref is not None  # noqa: S101
-    secret_ref = ref.master_key_secret_ref
-    secret_namespace = secret_ref.namespace or namespace
-    if secret_namespace != namespace and secret_namespace not in allowed_namespaces:
-        msg = (
-            f"spec.connectionRef.masterKeySecretRef.namespace: {secret_namespace!r} is not "
-            f"allowed; a VirtualKey in {namespace!r} may read a master key only from its own "
-            "namespace or from the function input's allowedMasterKeyNamespaces "
-            f"({', '.join(allowed_namespaces) or 'none'}). Use instanceRef, or ask the "
-            "platform team to allow that namespace"
-        )
-        raise InvalidInputError(msg)
-    return Connection(
-        base_url=_checked_url(ref.url, "spec.connectionRef.url"),
-        master_key=MasterKeyRef(
-            name=secret_ref.name,
-            namespace=secret_namespace,
-            key=secret_ref.key or conventions.master_key_secret_key,
-        ),
-    )
-
-
-def _checked_url(url: str, field: str) -> str:
-    expected = (
-        "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000"
-    )
+def _parts(url: str, field: str) -> SplitResult:
+    """The URL's parts, after the checks every LiteLLM URL must pass."""
     try:
         parts = urlsplit(url)
         port_ok = parts.port is None or 0 < parts.port <= _MAX_PORT
@@ -120,13 +77,69 @@ def _checked_url(url: str, field: str) -> str:
     if len(url) > _MAX_URL:
         problem = f"is longer than {_MAX_URL} characters"
     elif parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        problem = "is not a valid URL"
-    elif parts.query or parts.fragment or "{" in url or "}" in url or " " in url:
-        problem = "must not have a query, fragment, braces or spaces"
-    elif parts.username or parts.password:
+        problem = "is not a valid http:// or https:// URL with a host"
+    elif parts.query or parts.fragment or any(c in url for c in "{} \t\r\n\\"):
+        problem = "must not have a query, fragment, braces, backslashes or spaces"
+    elif parts.username is not None or parts.password is not None or "@" in parts.netloc:
         problem = "must not carry credentials; the master key comes from its Secret"
     if problem:
-        fix = "; fix the function input in the Composition" if field.startswith("input.") else ""
-        msg = f"{field}: {problem} (got {url[:80]!r}); expected {expected}{fix}"
-        raise InvalidInputError(msg)
+        raise InvalidInputError(_message(field, url, problem))
+    return parts
+
+
+def _message(field: str, url: str, problem: str) -> str:
+    fix = "; fix the TenancyPolicy" if field.startswith("spec.instances") else ""
+    return f"{field}: {problem} (got {url[:80]!r}); expected {EXPECTED_URL}{fix}"
+
+
+def checked_platform_url(url: str, field: str = "spec.instances[].url") -> str:
+    """A platform instance's URL, without a trailing slash (raises InvalidInputError)."""
+    _parts(url, field)
     return url.rstrip("/")
+
+
+def checked_tenant_url(
+    url: str, *, allow_loopback: bool, field: str = "spec.connectionRef.url"
+) -> str:
+    """A tenant proxy's URL, without a trailing slash (raises InvalidInputError)."""
+    parts = _parts(url, field)
+    if parts.path not in ("", "/"):
+        problem = "must be the proxy's root, with no path; the function adds /key/... itself"
+        raise InvalidInputError(_message(field, url, problem))
+    refused = _refused_host((parts.hostname or "").lower(), allow_loopback=allow_loopback)
+    if refused:
+        raise InvalidInputError(_message(field, url, refused))
+    return url.rstrip("/")
+
+
+_LOOPBACK = "is a loopback address, which the platform has not allowed for tenant proxies"
+
+
+def _refused_host(host: str, *, allow_loopback: bool) -> str | None:
+    """Why provider-http must not call this host from inside the cluster, or None."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return _refused_name(host, allow_loopback=allow_loopback)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    address = mapped or address
+    problem = None
+    if address.is_link_local or address in _METADATA_ADDRESSES:
+        problem = "is a link-local or cloud metadata address"
+    elif address.is_unspecified or address.is_multicast:
+        problem = "is not a unicast address"
+    elif address.is_loopback and not allow_loopback:
+        problem = _LOOPBACK
+    return problem
+
+
+def _refused_name(host: str, *, allow_loopback: bool) -> str | None:
+    """Why a host name (not an address literal) is refused, or None."""
+    name = host.rstrip(".")
+    if _NUMERIC_HOST.fullmatch(host):
+        return "is a numeric host that is not a plain dotted IPv4 address; write it a.b.c.d"
+    if name in _METADATA_NAMES:
+        return "names a cloud metadata service"
+    if (name == "localhost" or name.endswith(".localhost")) and not allow_loopback:
+        return _LOOPBACK
+    return None

@@ -23,11 +23,16 @@ from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from google.protobuf import json_format, struct_pb2
 
 from function import observed
-from function.compose import CONDITION_TYPE, Composed, compose
+from function.compose import CONDITION_TYPE, Composed, compose, owner_of
 from function.model import InvalidInputError
+from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
 DEFAULT_CACHE_SIZE = 1024
+# What the function asks Crossplane to read for it (required resources): every
+# TenancyPolicy, and the tenant's Namespace for its labels.
+POLICIES = "tenancy-policies"
+NAMESPACE = "tenant-namespace"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -55,9 +60,17 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     try:
         xr = observed.composite(req.observed.composite.resource)
         where = _where(xr)
+        namespace = owner_of(xr).namespace
+        _require(rsp, namespace)
+        if POLICIES not in req.required_resources or NAMESPACE not in req.required_resources:
+            # First call of this run: Crossplane fetches them and calls again.
+            return rsp
+        policies = load_policies(_required(req, POLICIES))
+        tenant_namespace = _required(req, NAMESPACE)
+        labels = _labels(tenant_namespace[0]) if tenant_namespace else None
         seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
         raw_input = observed.plain(req.input) if req.HasField("input") else None
-        composed = compose(xr, seen, raw_input)
+        composed = compose(xr, seen, raw_input, policies, labels)
     except InvalidInputError as e:
         log.info("invalid input", virtualkey=where, error=str(e))
         response.fatal(rsp, f"VirtualKey {where}: {e}")
@@ -72,6 +85,27 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
         return rsp
     _write(rsp, composed)
     return rsp
+
+
+def _require(rsp: fnv1.RunFunctionResponse, namespace: str) -> None:
+    """Ask for every TenancyPolicy and the tenant's Namespace, on every call."""
+    policies = rsp.requirements.resources[POLICIES]
+    policies.api_version, policies.kind = POLICY_API_VERSION, POLICY_KIND
+    policies.match_labels.SetInParent()  # no labels: every TenancyPolicy
+    tenant = rsp.requirements.resources[NAMESPACE]
+    tenant.api_version, tenant.kind, tenant.match_name = "v1", "Namespace", namespace
+
+
+def _required(req: fnv1.RunFunctionRequest, name: str) -> list[dict[str, Any]]:
+    return [observed.plain(item.resource) for item in req.required_resources[name].items]
+
+
+def _labels(namespace: dict[str, Any]) -> dict[str, str]:
+    meta = namespace.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): v for k, v in labels.items() if isinstance(v, str)}
 
 
 def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:

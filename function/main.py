@@ -70,7 +70,12 @@ def _render(args: argparse.Namespace) -> int:
         if args.input:
             inputs = load_documents(_read(args.input, "input file"), "the input file")
             fn_input = inputs[0] if inputs else None
-        docs, fatal = render(xrs[0], observed, fn_input)
+        required = (
+            load_documents(_read(args.required_resources, "required resources"), "that file")
+            if args.required_resources
+            else []
+        )
+        docs, fatal = render(xrs[0], observed, fn_input, required)
     except RenderError as e:
         print(f"render: {e}", file=sys.stderr)  # noqa: T201
         return 2
@@ -120,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     )
     rend.add_argument("--observed", help="YAML stream of observed composed resources")
     rend.add_argument("--input", help="YAML file with the function input (kind Input)")
+    rend.add_argument(
+        "--required-resources",
+        help="YAML stream of the objects Crossplane would fetch for the function: "
+        "TenancyPolicies and the tenant's Namespace (without it, nothing is granted)",
+    )
     rend.add_argument("--debug", action="store_true", help="log at debug level")
     rend.set_defaults(run=_render)
 

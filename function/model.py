@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -127,7 +126,7 @@ class _Model(BaseModel):
 
 
 class InstanceRef(_Model):
-    """A LiteLLM instance described by the LiteLLM Operator's conventions."""
+    """A LiteLLM instance the platform declares in a TenancyPolicy."""
 
     name: DnsLabel
     namespace: DnsLabel
@@ -270,32 +269,7 @@ class ProviderConfigRef(_Model):
     name: DnsSubdomain = "default"
 
 
-class InstanceConventions(_Model):
-    """How an instanceRef turns into a URL and a master-key Secret.
-
-    The defaults are the LiteLLM Operator's: a Service `<name>-service` on
-    port 4000 and a Secret `<name>-secrets` with data key `masterkey`.
-    """
-
-    url_template: str = Field(
-        default="http://{name}-service.{namespace}.svc.cluster.local:4000", alias="urlTemplate"
-    )
-    master_key_secret_name: str = Field(default="{name}-secrets", alias="masterKeySecretName")
-    master_key_secret_key: SecretKey = Field(default="masterkey", alias="masterKeySecretKey")
-
-    @field_validator("url_template", "master_key_secret_name")
-    @classmethod
-    def _known_fields(cls, value: str) -> str:
-        unknown = set(re.findall(r"{([^}]*)}", value)) - {"name", "namespace"}
-        if unknown:
-            msg = f"may only use {{name}} and {{namespace}}, not {sorted(unknown)}"
-            raise ValueError(msg)
-        try:
-            value.format(name="n", namespace="ns")
-        except (ValueError, IndexError, KeyError):
-            msg = "has unbalanced braces; use {name} and {namespace} as placeholders"
-            raise ValueError(msg) from None
-        return value
+_MOVED = {"instance", "allowedMasterKeyNamespaces"}
 
 
 class Input(_Model):
@@ -304,20 +278,27 @@ class Input(_Model):
     api_version: str | None = Field(default=None, alias="apiVersion")
     kind: str | None = None
     metadata: dict[str, Any] | None = None
-    instance: InstanceConventions = Field(default_factory=InstanceConventions)
     provider_config_ref: ProviderConfigRef = Field(
         default_factory=ProviderConfigRef, alias="providerConfigRef"
-    )
-    # An explicit masterKeySecretRef may name a Secret in the VirtualKey's own
-    # namespace, or in one of these. Without this, any tenant could have
-    # provider-http send any Secret in the cluster to a URL of its choosing.
-    allowed_master_key_namespaces: list[DnsLabel] = Field(
-        default_factory=list, alias="allowedMasterKeyNamespaces"
     )
     # provider-http's per-call HTTP timeout (spec.forProvider.waitTimeout).
     request_timeout: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}(s|m)$")] = Field(
         default="30s", alias="requestTimeout"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_policy(cls, value: Any) -> Any:
+        # These lived in the input before the TenancyPolicy; left in place they
+        # would suggest a second, drifting copy of the platform's rules.
+        moved = sorted(set(value) & _MOVED) if isinstance(value, dict) else []
+        if moved:
+            msg = (
+                f"input.{moved[0]}: moved to the TenancyPolicy (spec.instances and "
+                "spec.rules, see package/policy/); remove it from the Composition's input"
+            )
+            raise ValueError(msg)
+        return value
 
 
 def describe_errors(error: ValidationError, prefix: str) -> str:
@@ -388,19 +369,33 @@ def _memoized_by_json(maxsize: int) -> Callable[[Callable[[Any], _T]], Callable[
     return wrap
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validated(model: type[_M], value: Any, prefix: str, *, not_object: str, fix: str = "") -> _M:
+    """`value` as `model`, or InvalidInputError with one line per bad field under `prefix`.
+
+    `not_object` is the message when `value` is not a mapping at all; `fix`
+    is appended to field errors (where a person makes the fix).
+    """
+    if not isinstance(value, dict):
+        raise InvalidInputError(not_object)
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        raise InvalidInputError(describe_errors(e, prefix) + fix) from None
+
+
 @_memoized_by_json(maxsize=1024)
 def parse_spec(spec: Any) -> VirtualKeySpec:
     """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
-    if not isinstance(spec, dict):
-        msg = (
-            "spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
-            "spec.connectionRef"
-        )
-        raise InvalidInputError(msg)
-    try:
-        return VirtualKeySpec.model_validate(spec)
-    except ValidationError as e:
-        raise InvalidInputError(describe_errors(e, "spec")) from None
+    return validated(
+        VirtualKeySpec,
+        spec,
+        "spec",
+        not_object="spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
+        "spec.connectionRef",
+    )
 
 
 @_memoized_by_json(maxsize=64)
@@ -408,12 +403,10 @@ def parse_input(raw: Any) -> Input:
     """Validate the function input (absent means all defaults)."""
     if raw is None or raw == {}:
         return Input()
-    if not isinstance(raw, dict):
-        msg = "input: must be an object of kind Input"
-        raise InvalidInputError(msg)
-    try:
-        return Input.model_validate(raw)
-    except ValidationError as e:
-        raise InvalidInputError(
-            describe_errors(e, "input") + " (fix the function input in the Composition)"
-        ) from None
+    return validated(
+        Input,
+        raw,
+        "input",
+        not_object="input: must be an object of kind Input",
+        fix=" (fix the function input in the Composition)",
+    )

@@ -7,7 +7,12 @@ call that was (`status.requestDetails.url`), `status.error` for transport
 failures and the Request's Synced condition for templating failures.
 
 - `key_state(request, ...)` -> `KeyState` (ready, reason, message)
-LiteLLM's error text is passed through `function.redact.redact` first.
+
+Foreign text never reaches a message. A proxy's answer can be written by a
+tenant (its own proxy) and provider-http resolves secret placeholders in
+answers, so LiteLLM's error text and provider-http's errors are only read to
+tell cases apart; every message is a fixed sentence naming the status code,
+the action and what to do.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.connection import Connection
-from function.redact import redact
 
 HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_BAD_REQUEST = 400
@@ -56,31 +60,32 @@ def _ready(message: str) -> KeyState:
     return KeyState(ready=True, reason="Available", message=message)
 
 
-def _litellm_message(body: Any) -> str:
-    """LiteLLM's error text from a stored response body (a JSON string)."""
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return redact(body) if body else ""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return redact(error["message"])
-        if isinstance(body.get("detail"), str):
-            return redact(body["detail"])
-    return ""
+_MAX_BODY = 64 * 1024
 
 
-def _synced_failure(status: dict[str, Any]) -> str | None:
-    for cond in status.get("conditions") or []:
-        if (
-            isinstance(cond, dict)
-            and cond.get("type") == "Synced"
-            and cond.get("status") == "False"
-        ):
-            return redact(str(cond.get("message") or cond.get("reason") or "reconcile error"))
-    return None
+def _error_text(body: Any) -> str:
+    """LiteLLM's error text, lower-cased, only to classify an answer; never shown."""
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return ""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(decoded, dict):
+        return ""
+    error = decoded.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"]).lower()
+    detail = decoded.get("detail")
+    return detail.lower() if isinstance(detail, str) else ""
+
+
+def _synced_failure(status: dict[str, Any]) -> bool:
+    conditions = status.get("conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Synced" and c.get("status") == "False"
+        for c in conditions
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class _Answer:
 
     code: int
     url: str
-    message: str
+    text: str  # LiteLLM's error text, lower-cased, for classifying only
     connection: Connection
     alias: str
 
@@ -99,22 +104,34 @@ class _Answer:
 
     @property
     def detail(self) -> str:
-        return f"HTTP {self.code}" + (f": {self.message}" if self.message else "")
+        return f"it answered HTTP {self.code}"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _status_code(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    code = int(value)
+    return code if 100 <= code <= 599 else 0  # noqa: PLR2004 - HTTP's range.
 
 
 def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:
     """Read the state of the key from the observed Request (None: not created yet)."""
     if request is None:
         return _not_ready("Creating", "Waiting for the Request that creates the key.")
-    status = request.get("status") or {}
+    status = _mapping(request.get("status"))
     early = _before_answer(status, connection)
     if early is not None:
         return early
-    response = status.get("response") or {}
+    response = _mapping(status.get("response"))
+    url = _mapping(status.get("requestDetails")).get("url")
     answer = _Answer(
-        code=int(response.get("statusCode") or 0),
-        url=str((status.get("requestDetails") or {}).get("url") or ""),
-        message=_litellm_message(response.get("body")),
+        code=_status_code(response.get("statusCode")),
+        url=url if isinstance(url, str) else "",
+        text=_error_text(response.get("body")),
         connection=connection,
         alias=alias,
     )
@@ -136,18 +153,18 @@ def _before_answer(status: dict[str, Any], connection: Connection) -> KeyState |
     if status.get("error"):
         return _not_ready(
             "ProxyUnreachable",
-            f"provider-http cannot reach LiteLLM at {connection.base_url}: "
-            f"{redact(str(status['error']))}. Check that the proxy runs and that "
-            "spec.connectionRef names it; the key and its Secret are kept meanwhile.",
+            f"provider-http gets no answer from LiteLLM at {connection.base_url} (a "
+            "connection error or a timeout). Check that the proxy runs and is reachable "
+            "from provider-http; the key and its Secret are kept meanwhile.",
         )
-    synced = _synced_failure(status)
-    if synced is not None:
+    if _synced_failure(status):
         secret = connection.master_key
         return _not_ready(
             "RequestFailing",
-            f"provider-http cannot run the Request: {synced}. If it names a missing Secret, "
-            f"check that Secret {secret.namespace}/{secret.name} exists with data key "
-            f"{secret.key!r}.",
+            "provider-http cannot run the key's Request (its Synced condition is False). "
+            f"Check that Secret {secret.namespace}/{secret.name} exists with data key "
+            f"{secret.key!r}; the platform team finds provider-http's own error in the "
+            "Request's status.",
         )
     return None
 
@@ -165,13 +182,14 @@ def _unauthorized(a: _Answer) -> KeyState:
 def _forbidden(a: _Answer) -> KeyState:
     return _not_ready(
         "Forbidden",
-        f"LiteLLM refused to {a.action} ({a.detail}). Remove the field it names from the "
-        "VirtualKey, or enable that feature on the proxy.",
+        f"LiteLLM refused to {a.action} ({a.detail}). A field of the VirtualKey needs a "
+        "feature the proxy does not have (tags need LiteLLM Enterprise): remove it, or "
+        "enable that feature on the proxy.",
     )
 
 
 def _bad_request(a: _Answer) -> KeyState:
-    if "/key/generate" in a.url and "alias" in a.message.lower():
+    if "/key/generate" in a.url and "alias" in a.text:
         return _not_ready(
             "AliasConflict",
             f"keyAlias {a.alias!r} is already used by another key on {a.connection.base_url} "
@@ -200,7 +218,9 @@ def _server_error(a: _Answer) -> KeyState:
 def _rejected(a: _Answer) -> KeyState:
     return _not_ready(
         "Rejected",
-        f"LiteLLM refused to {a.action} ({a.detail}). Fix the VirtualKey spec accordingly.",
+        f"LiteLLM refused to {a.action} ({a.detail}). Check the VirtualKey's fields against "
+        "what the proxy accepts (models it serves, team and user IDs that exist); the "
+        "platform team finds LiteLLM's answer in the Request's status.",
     )
 
 

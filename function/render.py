@@ -4,6 +4,10 @@ It builds the RunFunctionRequest Crossplane would send (the XR, optional
 observed resources and function input), runs the function in-process and
 returns YAML documents in `crossplane render`'s shape: the XR with the
 status the function set, then each composed resource, then the results.
+
+Like Crossplane (and `crossplane render --required-resources`), it answers
+the function's requirements from the objects it is given: the
+TenancyPolicies and Namespaces the function asks for.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ _STATUS = {
 }
 
 
+# Crossplane's own bound (xfn.MaxRequirementsIterations).
+_MAX_ITERATIONS = 5
+
+
 class RenderError(ValueError):
     """A file that cannot be rendered, with the reason."""
 
@@ -87,11 +95,49 @@ def build_request(
     return req
 
 
+def _selected(selector: fnv1.ResourceSelector, obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    if obj.get("apiVersion") != selector.api_version or obj.get("kind") != selector.kind:
+        return False
+    if selector.namespace and meta.get("namespace") != selector.namespace:
+        return False
+    if selector.WhichOneof("match") == "match_name":
+        return bool(meta.get("name") == selector.match_name)
+    labels = meta.get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.match_labels.labels.items())
+
+
+def _satisfy(
+    req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse, available: list[dict[str, Any]]
+) -> None:
+    """Answer the function's requirements from `available`, as Crossplane does."""
+    for name, selector in rsp.requirements.resources.items():
+        found = req.required_resources[name]
+        found.Clear()
+        for obj in available:
+            if _selected(selector, obj):
+                resource.update(found.items.add(), obj)
+
+
 def render(
-    xr: dict[str, Any], observed: list[dict[str, Any]], fn_input: dict[str, Any] | None
+    xr: dict[str, Any],
+    observed: list[dict[str, Any]],
+    fn_input: dict[str, Any] | None,
+    required: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The rendered documents, and whether the function returned a Fatal result."""
-    rsp = run(build_request(xr, observed, fn_input))
+    """The rendered documents, and whether the function returned a Fatal result.
+
+    `required` holds the objects Crossplane could fetch for the function.
+    """
+    req = build_request(xr, observed, fn_input)
+    rsp = run(req)
+    for _ in range(_MAX_ITERATIONS):
+        if not rsp.requirements.resources or all(
+            n in req.required_resources for n in rsp.requirements.resources
+        ):
+            break
+        _satisfy(req, rsp, required or [])
+        rsp = run(req)
     meta = xr.get("metadata") or {}
     out_xr: dict[str, Any] = {
         "apiVersion": xr.get("apiVersion"),

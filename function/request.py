@@ -27,19 +27,27 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from function.connection import Connection
 from function.model import VirtualKeySpec
+from function.tenancy import Authorization
 
 REQUEST_API_VERSION = "http.m.crossplane.io/v1alpha2"
 REQUEST_KIND = "Request"
 
+# Total jq programs: every access is type-guarded, so that no answer, however
+# shaped, makes a check fail. provider-http resolves secret placeholders in
+# answers before the checks run, and a failing check's error text (which
+# gojq fills with a preview of the value) would land in the Request's status.
+_GUARDS = (
+    'def obj: if type == "object" then . else {} end;'
+    ' def arr: if type == "array" then . else [] end;'
+    " (.response | obj) as $r"
+)
+
 # /key/info answers 404 for a token it never knew, and 200 with
 # info.status "deleted" for one that was deleted.
 OBSERVE_IS_REMOVED = (
-    ".response.statusCode == 404 or (.response.statusCode == 200"
-    ' and (.response.body | type) == "object"'
-    ' and (.response.body.info | type) == "object"'
-    ' and .response.body.info.status == "deleted")'
+    f"{_GUARDS} | $r.statusCode == 404 or ($r.statusCode == 200"
+    ' and ($r.body | obj | .info | obj | .status) == "deleted")'
 )
 
 # LiteLLM adds these to a key's metadata itself; they are not the user's.
@@ -48,16 +56,19 @@ _LITELLM_METADATA_KEYS = (
 )
 
 EXPECTED_RESPONSE = (
-    "if .response.statusCode != 200"
-    ' or (.response.body | type) != "object"'
-    ' or (.response.body.info | type) != "object" then true'
-    " else .response.body.info as $live | .payload.body.fields | to_entries | all("
-    ' if .key == "models" then (.value | sort) == (($live.models // []) | sort)'
-    ' elif .key == "tags"'
-    " then (.value | sort) == (($live.tags // $live.metadata.tags // []) | sort)"
-    ' elif .key == "soft_budget" then .value == ($live.litellm_budget_table.soft_budget // null)'
-    ' elif .key == "blocked" then .value == ($live.blocked // false)'
-    ' elif .key == "metadata" then .value == (($live.metadata // {})'
+    f"{_GUARDS} | if $r.statusCode != 200"
+    ' or ($r.body | type) != "object"'
+    ' or ($r.body.info | type) != "object" then true'
+    " else $r.body.info as $live | .payload | obj | .body | obj | .fields | obj"
+    " | to_entries | all("
+    ' if .key == "models" then (.value | arr | sort) == ($live.models | arr | sort)'
+    ' elif .key == "tags" then (.value | arr | sort)'
+    ' == ((if ($live.tags | type) == "array" then $live.tags'
+    " else ($live.metadata | obj | .tags) end) | arr | sort)"
+    ' elif .key == "soft_budget"'
+    " then .value == ($live.litellm_budget_table | obj | .soft_budget)"
+    ' elif .key == "blocked" then .value == ($live.blocked == true)'
+    ' elif .key == "metadata" then .value == ($live.metadata | obj'
     f" | with_entries(select(.key | IN({_LITELLM_METADATA_KEYS}) | not)))"
     " else .value == $live[.key] end) end"
 )
@@ -76,11 +87,12 @@ def _dollars(value: str) -> float:
     return float(Decimal(value))
 
 
-def litellm_fields(spec: VirtualKeySpec) -> dict[str, Any]:
+def litellm_fields(spec: VirtualKeySpec, granted: Authorization) -> dict[str, Any]:
     """The fields LiteLLM keeps in step with the spec, by their LiteLLM names.
 
     A field the user left out is not managed, except `models`: absent means
-    all models, which LiteLLM spells as an empty list.
+    all models, which LiteLLM spells as an empty list. Team and user are the
+    ones the tenancy policy granted, which may be a team it binds.
     """
     fields: dict[str, Any] = {"key_alias": spec.key_alias, "models": list(spec.models)}
     optional: dict[str, Any] = {
@@ -93,8 +105,8 @@ def litellm_fields(spec: VirtualKeySpec) -> dict[str, Any]:
         "max_parallel_requests": spec.max_parallel_requests,
         "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
         "tags": list(spec.tags) if "tags" in spec.model_fields_set else None,
-        "team_id": spec.team_id,
-        "user_id": spec.user_id,
+        "team_id": granted.team_id,
+        "user_id": granted.user_id,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return fields
@@ -114,9 +126,9 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     name: str,
     namespace: str,
     spec: VirtualKeySpec,
+    granted: Authorization,
     token: str,
     key_secret: str,
-    connection: Connection,
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
@@ -124,10 +136,11 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     """The Request for one key, fully determined by its arguments."""
     payload = {
         "token": token,
-        "fields": litellm_fields(spec),
+        "fields": litellm_fields(spec, granted),
         "createOnly": create_only_fields(spec),
     }
     raw_key = f"{{{{ {key_secret}:{namespace}:key }}}}"
+    connection = granted.connection
     return {
         "apiVersion": REQUEST_API_VERSION,
         "kind": REQUEST_KIND,

@@ -2,22 +2,29 @@
 
 `FunctionServer` starts `FunctionRunner` on a grpc.aio server in a thread of
 its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
-`make_request` builds a RunFunctionRequest from plain dicts. Tests and the
-benchmark share this module.
+`make_request` builds a RunFunctionRequest from plain dicts, with the
+required resources Crossplane would have fetched (by default the shipped
+TenancyPolicy, examples/tenancy-policy.yaml, and the tenant's Namespace).
+Tests and the benchmark share this module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import grpc
+import yaml
 from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
-from function.fn import FunctionRunner
+from function.compose import owner_of
+from function.fn import NAMESPACE, POLICIES, FunctionRunner
+
+_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 class FunctionServer:
@@ -62,14 +69,53 @@ class FunctionServer:
         return rsp
 
 
+def example_policies() -> list[dict[str, Any]]:
+    """The shipped TenancyPolicies (examples/tenancy-policy.yaml)."""
+    text = (_EXAMPLES / "tenancy-policy.yaml").read_text()
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def namespace_object(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Namespace as the API server returns it."""
+    meta: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def required_resources(
+    xr: dict[str, Any],
+    policies: list[dict[str, Any]] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """What Crossplane fetches for the function: the policies and the XR's Namespace."""
+    namespace = owner_of(xr).namespace
+    return {
+        POLICIES: example_policies() if policies is None else policies,
+        NAMESPACE: [namespace_object(namespace, labels)],
+    }
+
+
 def make_request(
     xr: dict[str, Any],
     observed: dict[str, dict[str, Any]] | None = None,
     fn_input: dict[str, Any] | None = None,
     tag: str = "",
+    required: dict[str, list[dict[str, Any]]] | None = None,
 ) -> fnv1.RunFunctionRequest:
-    """A RunFunctionRequest for an XR, its observed composed resources and an input."""
+    """A RunFunctionRequest for an XR, its observed composed resources and an input.
+
+    `required` are the required resources, by requirement name; None gives
+    `required_resources(xr)`, `{}` none at all (the first call of a run).
+    """
     req = fnv1.RunFunctionRequest(meta=fnv1.RequestMeta(tag=tag))
+    if required is None:
+        try:
+            required = required_resources(xr)
+        except ValueError:  # an XR without a namespace: the function refuses it anyway
+            required = {}
+    for name, objects in required.items():
+        found = req.required_resources[name]
+        for obj in objects:
+            resource.update(found.items.add(), obj)
     resource.update(req.observed.composite, xr)
     for name, body in (observed or {}).items():
         resource.update(req.observed.resources[name], body)

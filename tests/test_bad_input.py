@@ -29,6 +29,7 @@ import grpc
 import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
+from function.compose import owner_of
 from function.keys import token_of
 from function.model import (
     DNS_LABEL_PATTERN,
@@ -49,7 +50,6 @@ COMPOSITION_INPUT: dict[str, Any] = {
     "apiVersion": "litellm.fn.crossplane.io/v1beta1",
     "kind": "Input",
     "providerConfigRef": {"kind": "ClusterProviderConfig", "name": "litellm"},
-    "allowedMasterKeyNamespaces": ["litellm"],
     "requestTimeout": "30s",
 }
 # A key of the shape the function makes, kept in the observed Secret.
@@ -484,16 +484,19 @@ def _url(rng: random.Random, xr: dict[str, Any], _: dict[str, Any]) -> Broken:
 
 
 @other_mutation("connectionRef.forbiddenNamespace")
-def _forbidden(rng: random.Random, xr: dict[str, Any], fn_input: dict[str, Any]) -> Broken:
-    fn_input["allowedMasterKeyNamespaces"] = rng.choice([[], ["litellm"], ["other"]])
+def _forbidden(rng: random.Random, xr: dict[str, Any], _: dict[str, Any]) -> Broken:
     xr["spec"]["connectionRef"] = {
         "url": "http://litellm.litellm:4000",
         "masterKeySecretRef": {
             "name": "some-secret",
-            "namespace": rng.choice(["kube-system", "crossplane-system", "team-b", "default"]),
+            "namespace": rng.choice(["kube-system", "crossplane-system", "litellm", "default"]),
         },
     }
-    return Broken(("spec.connectionRef.masterKeySecretRef.namespace",))
+    # Where the policy allows tenant proxies (team-b) the Secret's namespace is
+    # what is wrong; elsewhere (team-a) the tenant proxy itself.
+    if owner_of(xr).namespace == "team-b":
+        return Broken(("spec.connectionRef.masterKeySecretRef.namespace", "team-b-own-proxy"))
+    return Broken(("spec.connectionRef.url", "not allowed"))
 
 
 @other_mutation("placeholder")
@@ -593,31 +596,14 @@ other_mutation("input.providerConfigRef.name")(
 other_mutation("input.requestTimeout")(
     _input("requestTimeout", ["0s", "30", "1h", "10000s", "30s ", "", "-1s", 30, 1.5, [], None])
 )
-other_mutation("input.allowedMasterKeyNamespaces")(
-    _input("allowedMasterKeyNamespaces", ["litellm", ["Bad_NS"], [5], [""], {"a": "b"}])
-)
-other_mutation("input.instance.urlTemplate")(
-    _input(
-        "instance.urlTemplate",
-        ["{foo}", "http://{name}/{0}", "http://{name.__class__}", 5, []],
-        ("instance",),
-    )
-)
 
 
-@other_mutation("input.instance.resolvedUrl")
-def _resolved_url(rng: random.Random, xr: dict[str, Any], fn_input: dict[str, Any]) -> Broken:
-    # Only an instanceRef goes through the template, which is checked once filled in.
-    xr["spec"]["connectionRef"] = {"instanceRef": {"name": "litellm-example", "namespace": "x"}}
-    fn_input.setdefault("instance", {})["urlTemplate"] = rng.choice(
-        ["ftp://{name}", "http://{name}?x=1", "{name}.{namespace}", "http://{name} x", "http://"]
-    )
-    return Broken(("input.instance.urlTemplate",))
-
-
-other_mutation("input.instance.masterKeySecretKey")(
-    _input("instance.masterKeySecretKey", ["a b", "", "x" * 254, "ключ", 5], ("instance",))
-)
+@other_mutation("input.movedToPolicy")
+def _moved(rng: random.Random, _: dict[str, Any], fn_input: dict[str, Any]) -> Broken:
+    # What the input held before the TenancyPolicy; any value is refused.
+    name = rng.choice(["instance", "allowedMasterKeyNamespaces"])
+    fn_input[name] = rng.choice([["litellm"], {"urlTemplate": "http://{name}:4000"}, "x", None])
+    return Broken((f"input.{name}", "moved to the TenancyPolicy"))
 
 
 @other_mutation("input.unknown")
@@ -626,13 +612,13 @@ def _input_unknown(rng: random.Random, _: dict[str, Any], fn_input: dict[str, An
     if rng.random() < 0.5:
         fn_input[name] = "x"
         return Broken((f"input.{name}", "is not a known field"))
-    fn_input.setdefault("instance", {})[name] = "x"
-    return Broken((f"input.instance.{name}", "is not a known field"))
+    fn_input.setdefault("providerConfigRef", {})[name] = "x"
+    return Broken((f"input.providerConfigRef.{name}", "is not a known field"))
 
 
 @other_mutation("input.nested-not-object")
 def _input_not_object(rng: random.Random, _: dict[str, Any], fn_input: dict[str, Any]) -> Broken:
-    name = rng.choice(["providerConfigRef", "instance"])
+    name = "providerConfigRef"
     fn_input[name] = rng.choice(["x", 5, ["a"], True])
     return Broken((f"input.{name}",))
 
@@ -756,6 +742,11 @@ def _explicit_in(namespace: str) -> Callable[[dict[str, Any]], None]:
             "masterKeySecretRef": {"name": "proxy", "namespace": namespace, "key": "masterkey"},
         },
     )
+
+
+def _in_team_b(xr: dict[str, Any]) -> None:
+    """Move the XR to team-b, where the shipped policy allows tenant proxies."""
+    xr["metadata"]["namespace"] = "team-b"
 
 
 def _legacy_without_claim(xr: dict[str, Any]) -> None:
@@ -883,37 +874,50 @@ NAMED: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, Any] | None, 
         ["spec.connectionRef.instanceRef.name", "'LiteLLM'", "lower-case letters"],
     ),
     (
-        "explicit secret in other namespace not allowed",
-        _explicit_in("kube-system"),
+        "tenant proxy where the policy allows none",
+        _explicit_in("team-a"),
         None,
         [
-            "spec.connectionRef.masterKeySecretRef.namespace",
-            "'kube-system' is not allowed",
-            "allowedMasterKeyNamespaces (none)",
+            "spec.connectionRef.url",
+            "tenant-owned LiteLLM proxies are not allowed in namespace 'team-a'",
+            "rule 'team-a' of TenancyPolicy 'litellm-example'",
             "Use instanceRef",
         ],
     ),
     (
-        "explicit secret in a namespace the input does not list",
-        _explicit_in("team-b"),
-        {"allowedMasterKeyNamespaces": ["litellm"]},
-        ["spec.connectionRef.masterKeySecretRef.namespace", "'team-b'", "(litellm)"],
+        "tenant proxy with the platform's master key",
+        _both(_in_team_b, _explicit_in("litellm")),
+        None,
+        [
+            "spec.connectionRef.masterKeySecretRef.namespace",
+            "'litellm' is not the VirtualKey's namespace",
+            "rule 'team-b-own-proxy'",
+        ],
     ),
     (
         "url with ftp scheme",
-        _both(_explicit_in("team-a"), _set("spec.connectionRef.url", "ftp://litellm:4000")),
+        _both(_in_team_b, _explicit_in("team-b"), _set("spec.connectionRef.url", "ftp://l:4000")),
         None,
-        ["spec.connectionRef.url", "not a valid URL", "'ftp://litellm:4000'", URL_FORM],
+        [
+            "spec.connectionRef.url",
+            "not a valid http:// or https:// URL",
+            "'ftp://l:4000'",
+            URL_FORM,
+        ],
     ),
     (
         "url with credentials",
-        _both(_explicit_in("team-a"), _set("spec.connectionRef.url", "http://u:p@litellm:4000")),
+        _both(
+            _in_team_b, _explicit_in("team-b"), _set("spec.connectionRef.url", "http://u:p@l:4000")
+        ),
         None,
         ["spec.connectionRef.url", "credentials", URL_FORM],
     ),
     (
         "url with a query",
-        _both(_explicit_in("team-a"), _set("spec.connectionRef.url", "http://litellm:4000/?a=b")),
+        _both(
+            _in_team_b, _explicit_in("team-b"), _set("spec.connectionRef.url", "http://l:4000/?a=b")
+        ),
         None,
         ["spec.connectionRef.url", "query", URL_FORM],
     ),
@@ -949,16 +953,16 @@ NAMED: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, Any] | None, 
         ["input.timeout: is not a known field", "fix the function input"],
     ),
     (
-        "input urlTemplate with an unknown field",
+        "input with the old instance conventions",
         lambda _: None,
-        {"instance": {"urlTemplate": "http://{host}:4000"}},
-        ["input.instance.urlTemplate", "{name} and {namespace}", "'host'"],
+        {"instance": {"urlTemplate": "http://{name}:4000"}},
+        ["input.instance: moved to the TenancyPolicy", "remove it from the Composition"],
     ),
     (
-        "input urlTemplate that makes no URL",
+        "input with the old allowedMasterKeyNamespaces",
         lambda _: None,
-        {"instance": {"urlTemplate": "{name}.{namespace}:4000"}},
-        ["input.instance.urlTemplate", "not a valid URL", URL_FORM],
+        {"allowedMasterKeyNamespaces": ["litellm"]},
+        ["input.allowedMasterKeyNamespaces: moved to the TenancyPolicy"],
     ),
 ]
 
@@ -1000,16 +1004,6 @@ def test_literal_choices_keep_their_case(function_server: FunctionServer) -> Non
     assert "'ClusterProviderConfig'" in fatal_message(rsp)
 
 
-@pytest.mark.parametrize("template", ["http://{name", "http://{name}}x", "{name}-secrets{"])
-def test_unparsable_template_names_the_field(
-    function_server: FunctionServer, template: str
-) -> None:
-    key = "urlTemplate" if template.startswith("http") else "masterKeySecretName"
-    rsp = call(function_server, make_request(seed_virtualkey(), {}, {"instance": {key: template}}))
-    message = fatal_message(rsp)
-    assert f"input.instance.{key}" in message
-
-
 def test_huge_metadata_key_is_not_echoed_whole(function_server: FunctionServer) -> None:
     xr = seed_virtualkey()
     xr["spec"]["metadata"] = {"k" * 100_000: "v"}
@@ -1039,7 +1033,7 @@ def test_legacy_xr_with_malformed_spec_names_the_field(
 
 
 def test_overlong_url_is_refused(function_server: FunctionServer) -> None:
-    xr = seed_virtualkey()
+    xr = explicit_xr()
     xr["spec"]["connectionRef"] = {
         "url": "http://" + "x" * 3000 + ":4000",
         "masterKeySecretRef": {"name": "proxy"},
@@ -1081,19 +1075,17 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None], dict[str, Any] | None]]
     ("unicode metadata", _set("spec.metadata", {"owner": "ключ 中文 🙂", "e": ""}), None),
     ("single braces in metadata", _set("spec.metadata", {"tmpl": "{x} }}"}), None),
     ("64 tags", _set("spec.tags", [f"t{i}" for i in range(64)]), None),
-    ("explicit secret in own namespace", _explicit_in("team-a"), None),
+    ("tenant proxy, secret in own namespace", _both(_in_team_b, _explicit_in("team-b")), None),
     (
-        "explicit secret without namespace (defaults to own)",
-        _set(
-            "spec.connectionRef",
-            {"url": "https://litellm.example.com/", "masterKeySecretRef": {"name": "proxy"}},
+        "tenant proxy, secret without namespace (defaults to own)",
+        _both(
+            _in_team_b,
+            _set(
+                "spec.connectionRef",
+                {"url": "https://litellm.example.com/", "masterKeySecretRef": {"name": "proxy"}},
+            ),
         ),
         None,
-    ),
-    (
-        "explicit secret in a namespace the input allows",
-        _explicit_in("litellm"),
-        {"allowedMasterKeyNamespaces": ["litellm", "shared"]},
     ),
     ("no input at all", lambda _: None, None),
     ("empty input", lambda _: None, {}),

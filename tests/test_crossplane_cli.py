@@ -101,6 +101,10 @@ def extensions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copy(
         ROOT / "package" / "input" / "litellm.fn.crossplane.io_inputs.yaml", ext / "in.yaml"
     )
+    shutil.copy(
+        ROOT / "package" / "policy" / "litellm.fn.crossplane.io_tenancypolicies.yaml",
+        ext / "policy.yaml",
+    )
     cache = tmp_path_factory.mktemp("cache")
     image_dir = cache / CROSSPLANE_IMAGE.replace(":", "@")
     image_dir.mkdir(parents=True)
@@ -132,6 +136,19 @@ def _validate(
     )
 
 
+@pytest.fixture(scope="module")
+def required(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What Crossplane would fetch for the function: the shipped policy and the Namespaces."""
+    path = tmp_path_factory.mktemp("required") / "required.yaml"
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+        for n in ("team-a", "team-b")
+    ]
+    text = (EXAMPLES / "tenancy-policy.yaml").read_text()
+    path.write_text(text + "".join("---\n" + yaml.safe_dump(n) for n in namespaces))
+    return path
+
+
 def _render(cli: Path, functions: Path, xr: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
         [str(cli), "render", str(xr), str(EXAMPLES / "composition.yaml"), str(functions), *extra],
@@ -142,11 +159,20 @@ def _render(cli: Path, functions: Path, xr: Path, *extra: str) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize("example", ["virtualkey.yaml", "virtualkey-advanced.yaml"])
-def test_render_composes_a_secret_and_a_request(
-    cli: Path, served: Path, extensions: tuple[Path, Path], tmp_path: Path, example: str
+@pytest.mark.parametrize(
+    "example", ["virtualkey.yaml", "virtualkey-advanced.yaml", "virtualkey-explicit.yaml"]
+)
+def test_render_composes_a_secret_and_a_request(  # noqa: PLR0917 - pytest fixtures.
+    cli: Path,
+    served: Path,
+    extensions: tuple[Path, Path],
+    required: Path,
+    tmp_path: Path,
+    example: str,
 ) -> None:
-    rendered = _render(cli, served, EXAMPLES / example, "--include-full-xr")
+    rendered = _render(
+        cli, served, EXAMPLES / example, "--include-full-xr", f"--required-resources={required}"
+    )
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
@@ -163,14 +189,23 @@ def test_render_composes_a_secret_and_a_request(
     assert "0 failure cases" in validated.stdout, validated.stdout
 
 
-def test_render_reports_invalid_input_as_fatal(cli: Path, served: Path, tmp_path: Path) -> None:
+def test_render_reports_invalid_input_as_fatal(
+    cli: Path, served: Path, required: Path, tmp_path: Path
+) -> None:
     xr = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
     xr["spec"]["budgetDuration"] = "hourly"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(xr))
-    rendered = _render(cli, served, path)
+    rendered = _render(cli, served, path, f"--required-resources={required}")
     assert rendered.returncode != 0
     assert "spec.budgetDuration" in rendered.stderr, rendered.stderr
+
+
+def test_render_without_a_policy_grants_nothing(cli: Path, served: Path) -> None:
+    rendered = _render(cli, served, EXAMPLES / "virtualkey.yaml")
+    assert rendered.returncode != 0
+    assert "spec.connectionRef.instanceRef" in rendered.stderr, rendered.stderr
+    assert "there is no TenancyPolicy in the cluster" in rendered.stderr, rendered.stderr
 
 
 def test_examples_validate(cli: Path, extensions: tuple[Path, Path], tmp_path: Path) -> None:
@@ -180,6 +215,7 @@ def test_examples_validate(cli: Path, extensions: tuple[Path, Path], tmp_path: P
         "virtualkey-explicit.yaml",
         "composition.yaml",
         "providerconfig.yaml",
+        "tenancy-policy.yaml",
     ]
     out = tmp_path / "examples.yaml"
     out.write_text("---\n".join((EXAMPLES / f).read_text() for f in files))

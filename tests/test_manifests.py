@@ -37,15 +37,21 @@ from celpy.adapter import json_to_cel
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
-from function import model
+from function import model, policy
 from function.keys import token_of
 from tests.conftest import load_example
 from tests.fixtures import legacy_xr
-from tests.grpc_harness import FunctionServer, make_request
+from tests.grpc_harness import (
+    FunctionServer,
+    example_policies,
+    make_request,
+    required_resources,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = Path("/work/shared/schemas")
 INPUT_CRD = ROOT / "package" / "input" / "litellm.fn.crossplane.io_inputs.yaml"
+POLICY_CRD = ROOT / "package" / "policy" / "litellm.fn.crossplane.io_tenancypolicies.yaml"
 POLLER_EXAMPLES = ROOT / "examples" / "poller"
 
 RFC1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -279,6 +285,18 @@ SCENARIOS: dict[str, Any] = {
 }
 
 
+def _granting_team_and_user() -> list[dict[str, Any]]:
+    """The shipped policy, with team-a also allowed the team and user of _all_fields."""
+    policy = copy.deepcopy(example_policies()[0])
+    rule = next(r for r in policy["spec"]["rules"] if r["name"] == "team-a")
+    rule["teams"] = {"allow": ["team-a"]}
+    rule["users"] = {"allow": ["alice@example.com"]}
+    return [policy]
+
+
+# Scenarios that need more than the shipped TenancyPolicy grants.
+SCENARIO_POLICIES = {"all optional fields": _granting_team_and_user}
+
 _COMPOSED: dict[str, dict[str, Any]] = {}
 
 
@@ -289,7 +307,9 @@ def composed(function_server: FunctionServer, request: pytest.FixtureRequest) ->
     cache = _COMPOSED
     if name not in cache:
         xr, observed, fn_input = SCENARIOS[name]()
-        rsp = function_server.run(make_request(copy.deepcopy(xr), observed, fn_input))
+        policies = SCENARIO_POLICIES[name]() if name in SCENARIO_POLICIES else None
+        required = required_resources(xr, policies)
+        rsp = function_server.run(make_request(copy.deepcopy(xr), observed, fn_input, "", required))
         fatal = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_FATAL]
         assert not fatal, fatal
         resources = {
@@ -444,12 +464,30 @@ def xrd_version_schema(kind: str) -> dict[str, Any]:
 
 
 @functools.cache
-def input_schema() -> dict[str, Any]:
-    (crd,) = _yaml_docs(INPUT_CRD)
+def own_crd_schema(path: Path) -> dict[str, Any]:
+    """The openAPIV3Schema of one of our single-version CRDs."""
+    (crd,) = _yaml_docs(path)
     (version,) = crd["spec"]["versions"]
     schema = version["schema"]["openAPIV3Schema"]
     assert isinstance(schema, dict)
     return schema
+
+
+def input_schema() -> dict[str, Any]:
+    return own_crd_schema(INPUT_CRD)
+
+
+def policy_schema() -> dict[str, Any]:
+    return own_crd_schema(POLICY_CRD)
+
+
+def check_policy(doc: dict[str, Any]) -> None:
+    """A TenancyPolicy against our CRD (schema and CEL) and the function's own model."""
+    assert schema_errors(policy_schema(), doc) == []
+    failed, unevaluable = cel_violations(policy_schema(), doc)
+    assert failed == []
+    assert unevaluable == []
+    policy.parse_policy_spec(doc["spec"])
 
 
 def check_structural(crd: dict[str, Any]) -> list[str]:
@@ -527,6 +565,8 @@ def validate_doc(path: Path, doc: dict[str, Any]) -> None:
         assert check_structural(doc) == []
     elif key == ("auth.litellm.ai/v1alpha1", "VirtualKey"):
         check_virtualkey(doc)
+    elif key == (policy.POLICY_API_VERSION, policy.POLICY_KIND):
+        check_policy(doc)
     elif key == ("v1", "Secret"):
         check_secret(doc)
     elif key in CORE_KINDS:
@@ -786,8 +826,6 @@ def test_input_crd_matches_the_input_model() -> None:
     assert set(props) == aliases
     kinds = get_args(model.ProviderConfigRef.model_fields["kind"].annotation)
     assert set(props["providerConfigRef"]["properties"]["kind"]["enum"]) == set(kinds)
-    instance = {f.alias or n for n, f in model.InstanceConventions.model_fields.items()}
-    assert set(props["instance"]["properties"]) == instance
     assert props["requestTimeout"]["pattern"] == r"^[1-9][0-9]{0,3}(s|m)$"
     assert model.parse_input({"requestTimeout": "30s"}).request_timeout == "30s"
 

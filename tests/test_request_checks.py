@@ -14,7 +14,8 @@ from typing import Any
 import jq
 import pytest
 
-from function.model import parse_spec
+from function.connection import Connection, MasterKeyRef
+from function.model import VirtualKeySpec, parse_spec
 from function.request import (
     ECHO_KEY_JQ,
     EXPECTED_RESPONSE,
@@ -22,6 +23,7 @@ from function.request import (
     create_only_fields,
     litellm_fields,
 )
+from function.tenancy import Authorization
 from tests.conftest import SHARED
 
 SAMPLES = SHARED / "litellm" / "samples"
@@ -48,6 +50,12 @@ SPEC = {
 }
 
 
+def granted(spec: VirtualKeySpec) -> Authorization:
+    """What the tenancy policy grants: here, the team and user the spec names."""
+    connection = Connection("http://litellm:4000", MasterKeyRef("litellm-secrets", "litellm", "k"))
+    return Authorization(connection, spec.team_id, spec.user_id, ())
+
+
 def context(spec: dict[str, Any], code: int, body: Any) -> dict[str, Any]:
     parsed = parse_spec(spec)
     return {
@@ -55,7 +63,7 @@ def context(spec: dict[str, Any], code: int, body: Any) -> dict[str, Any]:
             "baseUrl": "http://litellm:4000",
             "body": {
                 "token": "e225b2cb10b8cc69c7ed78e996b9a9cef0a8c6e13ab86a84d3e8411d9dcefce4",
-                "fields": litellm_fields(parsed),
+                "fields": litellm_fields(parsed, granted(parsed)),
                 "createOnly": create_only_fields(parsed),
             },
         },
@@ -175,3 +183,59 @@ def test_generate_body_puts_create_only_fields_and_the_placeholder() -> None:
     update = run('(.payload.body.fields + {"key": .payload.body.token})', ctx)
     assert "duration" not in update
     assert update["key"] == ctx["payload"]["body"]["token"]
+
+
+# Answers a hostile or broken proxy can give. provider-http resolves secret
+# placeholders in them before the checks run, so a check that raised on one
+# would put gojq's error (which previews the value) into the Request's status.
+_DEEP: Any = "x"
+for _ in range(200):
+    _DEEP = {"info": _DEEP}
+HOSTILE_INFO: dict[str, Any] = {
+    "info is a string": {"info": "resolved-secret-value"},
+    "info is a list": {"info": ["resolved-secret-value"]},
+    "info is a number": {"info": 1e308},
+    "models is a string": {"info": {"models": "resolved-secret-value"}},
+    "models is an object": {"info": {"models": {"a": 1}}},
+    "models holds mixed types": {"info": {"models": [1, "a", None, {"b": []}]}},
+    "metadata is a string": {"info": {"metadata": "resolved-secret-value"}},
+    "metadata is a list": {"info": {"metadata": [{"purpose": "e2e"}]}},
+    "metadata.tags is a string": {"info": {"metadata": {"tags": "x"}}},
+    "tags is a number": {"info": {"tags": 5}},
+    "budget table is a string": {"info": {"litellm_budget_table": "resolved-secret-value"}},
+    "budget table is a list": {"info": {"litellm_budget_table": [1]}},
+    "blocked is a string": {"info": {"blocked": "resolved-secret-value"}},
+    "status is an object": {"info": {"status": {"deleted": True}}},
+    "deeply nested": _DEEP,
+    "body is a list": ["resolved-secret-value"],
+    "body is a number": 42,
+    "body is null": None,
+}
+HOSTILE_SPEC = {**SPEC, "softBudget": "5", "blocked": False, "tags": ["t"], "rpmLimit": 1}
+
+
+@pytest.mark.parametrize("code", [200, 404, 500])
+@pytest.mark.parametrize("case", sorted(HOSTILE_INFO))
+def test_check_programs_are_total(case: str, code: int) -> None:
+    ctx = context(HOSTILE_SPEC, code, HOSTILE_INFO[case])
+    assert isinstance(run(EXPECTED_RESPONSE, ctx), bool), case
+    assert isinstance(run(OBSERVE_IS_REMOVED, ctx), bool), case
+    assert run(ECHO_KEY_JQ, injection_input(code, HOSTILE_INFO[case])) is None
+
+
+@pytest.mark.parametrize(
+    "response",
+    [None, "resolved-secret-value", [1], {"statusCode": "200", "body": {"info": "x"}}],
+)
+def test_check_programs_are_total_on_any_response_shape(response: Any) -> None:
+    ctx = context(HOSTILE_SPEC, 200, None)
+    ctx["response"] = response
+    assert isinstance(run(EXPECTED_RESPONSE, ctx), bool)
+    assert isinstance(run(OBSERVE_IS_REMOVED, ctx), bool)
+
+
+def test_hostile_info_counts_as_drift_not_as_up_to_date() -> None:
+    # A proxy answering nonsense gets an UPDATE (which it may refuse), never a
+    # silent "up to date" that would hide drift.
+    body = HOSTILE_INFO["models is a string"]
+    assert run(EXPECTED_RESPONSE, context(HOSTILE_SPEC, 200, body)) is False

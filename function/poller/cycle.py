@@ -4,10 +4,12 @@
 
 1. List both kinds of VirtualKey. A listing error is the API server's
    problem: it raises `KubeError` and the loop backs off.
-2. Resolve each one's instance with the function's own rules
+2. Read every TenancyPolicy and the Namespaces' labels, and decide each
+   VirtualKey's instance with the function's own rules
    (`function.compose.owner_of`, `function.model.parse_spec`,
-   `function.connection.resolve`). One that the function would refuse is
-   skipped: the function already reports it.
+   `function.tenancy.authorize`). One that the function would refuse is
+   skipped, so no master key is ever sent where the function would not
+   send it; the function already reports it.
 3. Per instance, in parallel (`--concurrency`), unless it is backing off:
    read the master key from its Secret, fetch every key in bulk
    (`fetch.KeyFetcher`), and compute each key's observation
@@ -38,8 +40,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from function.compose import owner_of
-from function.connection import Connection, resolve
+from function.connection import Connection
 from function.model import InvalidInputError, parse_spec
+from function.policy import Tenant, load_policies
 from function.poller.backoff import Backoff
 from function.poller.fetch import KeyFetcher, Wanted
 from function.poller.kube import (
@@ -64,6 +67,7 @@ from function.poller.state import (
     status_patch,
     unavailable,
 )
+from function.tenancy import authorize
 
 log = logging.getLogger(__name__)
 
@@ -196,16 +200,15 @@ class Poller:
         """Every VirtualKey this poller can poll, and how many it skipped."""
         found: list[Target] = []
         skipped = 0
-        for ref, obj in self.cluster.list_virtualkeys():
+        virtualkeys = self.cluster.list_virtualkeys()
+        policies = load_policies(self.cluster.list_policies())
+        labels = self.cluster.namespace_labels()
+        for ref, obj in virtualkeys:
             try:
                 tenant = _tenant_namespace(obj)
                 spec = parse_spec(obj.get("spec"))
-                connection = resolve(
-                    spec.connection_ref,
-                    tenant[0],
-                    self.settings.conventions,
-                    self.settings.allowed_master_key_namespaces,
-                )
+                granted = authorize(spec, Tenant(tenant[0], labels.get(tenant[0])), policies)
+                connection = granted.connection
             except InvalidInputError as e:
                 log.debug("skipping %s: %s", ref, redact(e))
                 skipped += 1

@@ -12,6 +12,9 @@
     `function-litellm-keys-poller`. The caller puts
     `metadata.resourceVersion` in the patch, so a concurrent writer makes
     it fail with `KubeConflictError`.
+  - `list_policies()`: every TenancyPolicy (none if its CRD is missing).
+  - `namespace_labels()`: every Namespace's labels, for the policy's
+    namespace selectors.
   - `read_secret_value(namespace, name, key)`: a master key, decoded.
   - `emit_event(target, event)`: a core/v1 Event.
   - `get_lease`, `create_lease`, `replace_lease`: coordination.k8s.io/v1.
@@ -38,6 +41,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from function.policy import POLICY_API_VERSION
 from function.poller.redact import redact
 from function.poller.state import Event
 
@@ -105,6 +109,14 @@ class Cluster(Protocol):
 
     def patch_status(self, ref: XRRef, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource."""
+        ...
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """Every TenancyPolicy."""
+        ...
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        """Each Namespace's labels, by name."""
         ...
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:
@@ -214,26 +226,44 @@ class KubeCluster:
             msg = f"{what}: the API server answered malformed JSON"
             raise KubeTemporaryError(msg) from None
 
+    def _list(self, path: str, what: str) -> list[dict[str, Any]]:
+        """Every item of a collection, 500 per request; none if its type is not served."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
+            try:
+                body = self._request("GET", path, what, query)
+            except KubeNotFoundError:
+                return []  # that CRD is not installed
+            items.extend(i for i in body.get("items") or [] if isinstance(i, dict))
+            token = str((body.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items
+
     def list_virtualkeys(self) -> list[tuple[XRRef, dict[str, Any]]]:
-        """Every VirtualKey of both kinds, 500 per request."""
+        """Every VirtualKey of both kinds."""
         found: list[tuple[XRRef, dict[str, Any]]] = []
         for plural in self._plurals:
-            token = ""
-            while True:
-                query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
-                try:
-                    body = self._request(
-                        "GET", f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}", query
-                    )
-                except KubeNotFoundError:
-                    break  # that XRD is not installed
-                for item in body.get("items") or []:
-                    meta = item.get("metadata") or {}
-                    ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
-                    found.append((ref, item))
-                token = str((body.get("metadata") or {}).get("continue") or "")
-                if not token:
-                    break
+            for item in self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}"):
+                meta = item.get("metadata") or {}
+                ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
+                found.append((ref, item))
+        return found
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """Every TenancyPolicy; none when its CRD is not installed (nothing is granted)."""
+        return self._list(f"/apis/{POLICY_API_VERSION}/tenancypolicies", "list tenancypolicies")
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        """Each Namespace's labels, by name."""
+        found: dict[str, dict[str, str]] = {}
+        for item in self._list("/api/v1/namespaces", "list namespaces"):
+            meta = item.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            found[str(meta.get("name", ""))] = {
+                str(k): v for k, v in labels.items() if isinstance(v, str)
+            }
         return found
 
     def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 - `add_arguments(parser)`: the flags; each one's default comes from the
   environment variable named in its help, then from the built-in default.
-- `Settings.from_args(args)`: validated settings. The instance conventions
-  are `function.model.InstanceConventions`, so the poller resolves a
-  connectionRef exactly as the function does, with the same defaults.
+- `Settings.from_args(args)`: validated settings.
+
+Which proxy a VirtualKey reaches is not a setting: the poller reads the
+cluster's TenancyPolicies each cycle, as the function does, so the two
+never disagree about where a master key may be sent.
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
-from function.model import InstanceConventions, InvalidInputError, describe_errors
+from function.model import InvalidInputError
 from function.poller.fetch import FetchMode
 
-_CONVENTIONS = InstanceConventions()
 DEFAULT_LEASE_NAME = "function-litellm-keys-poller"
 DEFAULT_METRICS_ADDRESS = ":8089"
 
@@ -46,24 +45,11 @@ class Settings:
     kubeconfig: str | None = None
     kube_context: str | None = None
     kube_timeout: float = 10.0
-    conventions: InstanceConventions = _CONVENTIONS
-    allowed_master_key_namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
         """Settings from parsed flags; raises InvalidInputError on a bad value."""
-        try:
-            conventions = InstanceConventions.model_validate(
-                {
-                    "urlTemplate": args.url_template,
-                    "masterKeySecretName": args.master_key_secret_name,
-                    "masterKeySecretKey": args.master_key_secret_key,
-                }
-            )
-        except ValidationError as e:
-            msg = describe_errors(e, "instance")
-            raise InvalidInputError(msg) from None
         for name in (
             "interval",
             "litellm_timeout",
@@ -80,9 +66,6 @@ class Settings:
         if args.concurrency < 1:
             msg = "--concurrency must be at least 1"
             raise InvalidInputError(msg)
-        allowed = tuple(
-            n.strip() for n in (args.allowed_master_key_namespaces or "").split(",") if n.strip()
-        )
         return cls(
             interval=args.interval,
             jitter=args.jitter,
@@ -101,8 +84,6 @@ class Settings:
             kubeconfig=args.kubeconfig or None,
             kube_context=args.kube_context or None,
             kube_timeout=args.kube_timeout,
-            conventions=conventions,
-            allowed_master_key_namespaces=allowed,
             log_level=args.log_level.upper(),
         )
 
@@ -231,30 +212,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=float(_env("POLLER_KUBE_TIMEOUT", "10")),
         help="seconds per API-server request (POLLER_KUBE_TIMEOUT; default 10)",
-    )
-    add(
-        "--url-template",
-        default=_env("POLLER_URL_TEMPLATE", _CONVENTIONS.url_template),
-        help="URL of an instanceRef, as the function input's instance.urlTemplate "
-        f"(POLLER_URL_TEMPLATE; default {_CONVENTIONS.url_template})",
-    )
-    add(
-        "--master-key-secret-name",
-        default=_env("POLLER_MASTER_KEY_SECRET_NAME", _CONVENTIONS.master_key_secret_name),
-        help="master-key Secret of an instanceRef, as instance.masterKeySecretName "
-        f"(POLLER_MASTER_KEY_SECRET_NAME; default {_CONVENTIONS.master_key_secret_name})",
-    )
-    add(
-        "--master-key-secret-key",
-        default=_env("POLLER_MASTER_KEY_SECRET_KEY", _CONVENTIONS.master_key_secret_key),
-        help="data key in that Secret, as instance.masterKeySecretKey "
-        f"(POLLER_MASTER_KEY_SECRET_KEY; default {_CONVENTIONS.master_key_secret_key})",
-    )
-    add(
-        "--allowed-master-key-namespaces",
-        default=_env("POLLER_ALLOWED_MASTER_KEY_NAMESPACES", ""),
-        help="comma-separated, as the input's allowedMasterKeyNamespaces "
-        "(POLLER_ALLOWED_MASTER_KEY_NAMESPACES; default none)",
     )
     add(
         "--log-level",

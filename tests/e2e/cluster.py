@@ -24,7 +24,7 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from tests.e2e.provider_http import ProviderHTTP, ReconcileResult
-from tests.grpc_harness import FunctionServer, make_request
+from tests.grpc_harness import FunctionServer, make_request, required_resources
 
 Obj = dict[str, Any]
 
@@ -51,8 +51,10 @@ class Cluster:
         provider: ProviderHTTP,
         fn_input: Obj | None,
         clock: FakeClock,
+        policies: list[Obj] | None = None,
     ) -> None:
         self.function = function
+        self.policies = policies
         self.clock = clock
         self.provider_http = provider
         self.fn_input = fn_input
@@ -78,7 +80,10 @@ class Cluster:
     def compose(self) -> fnv1.RunFunctionResponse:
         assert self.xr is not None
         observed = {name: copy.deepcopy(body) for name, body in self.composed.items()}
-        rsp = self.function.run(make_request(self.xr, observed, self.fn_input))
+        # Crossplane fetches what the function requires: the TenancyPolicies
+        # and the tenant's Namespace.
+        required = required_resources(self.xr, self.policies)
+        rsp = self.function.run(make_request(self.xr, observed, self.fn_input, "", required))
         self.last = rsp
         if any(r.severity == fnv1.SEVERITY_FATAL for r in rsp.results):
             return rsp  # Crossplane applies nothing and deletes nothing.

@@ -7,6 +7,7 @@ LITELLM_MASTER_KEY. Without them the suite is skipped; with E2E_REQUIRED=1
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import uuid
@@ -18,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from function.model import InstanceConventions
 from function.poller.cycle import Poller
 from function.poller.kube import KubeCluster, api_client
 from function.poller.metrics import Metrics
@@ -30,6 +30,19 @@ from tests.grpc_harness import FunctionServer
 from tests.poller.fake_apiserver import FakeAPIServer, Key
 
 INSTANCE = ("litellm", "litellm-example-secrets")
+
+
+def platform_policies(proxy_url: str) -> list[dict[str, Any]]:
+    """The shipped TenancyPolicy, with the seed's instance at the test proxy's URL.
+
+    In a cluster the URL is the instance's Service; here it is wherever up.sh
+    started the proxy. Only the platform's declaration changes: the
+    VirtualKeys stay verbatim.
+    """
+    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    (declared,) = policy["spec"]["instances"]
+    declared["url"] = proxy_url
+    return [policy]
 
 
 @dataclass(frozen=True)
@@ -75,20 +88,31 @@ def make_cluster(
     made: list[Cluster] = []
     http = httpx.Client(timeout=30)
 
-    def make(example: str = "virtualkey.yaml", **spec: Any) -> Cluster:
+    def make(
+        example: str = "virtualkey.yaml",
+        *,
+        policies: list[dict[str, Any]] | None = None,
+        namespace: str | None = None,
+        secrets: dict[tuple[str, str], dict[str, str]] | None = None,
+        **spec: Any,
+    ) -> Cluster:
+        """The example with `spec` changes, under `policies` (default: the shipped one)."""
         xr = load_example(example)
         xr["metadata"]["name"] = f"{xr['metadata']['name']}-{unique}-{len(made)}"
+        xr["metadata"]["namespace"] = namespace or xr["metadata"]["namespace"]
         xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{unique}-{len(made)}"
         xr["spec"].update(spec)
-        fn_input = {
-            "apiVersion": "litellm.fn.crossplane.io/v1beta1",
-            "kind": "Input",
-            "instance": {"urlTemplate": proxy.url},
-        }
-        secrets: dict[tuple[str, str], dict[str, str]] = {INSTANCE: {"masterkey": proxy.master_key}}
+        fn_input = {"apiVersion": "litellm.fn.crossplane.io/v1beta1", "kind": "Input"}
+        stored = {INSTANCE: {"masterkey": proxy.master_key}, **(secrets or {})}
         clock = FakeClock()
-        provider_http = ProviderHTTP(secrets, http, clock=clock)
-        cluster = Cluster(function_server, provider_http, fn_input, clock)
+        provider_http = ProviderHTTP(stored, http, clock=clock)
+        cluster = Cluster(
+            function_server,
+            provider_http,
+            fn_input,
+            clock,
+            platform_policies(proxy.url) if policies is None else policies,
+        )
         cluster.apply_xr(xr)
         made.append(cluster)
         return cluster
@@ -111,8 +135,9 @@ class SpendWatcher:
     def __init__(self, apiserver: FakeAPIServer, kubeconfig: str, proxy: Proxy) -> None:
         self.apiserver = apiserver
         apiserver.add_secret(*INSTANCE, {"masterkey": proxy.master_key})
+        for policy in platform_policies(proxy.url):
+            apiserver.add_policy(policy)
         settings = Settings(
-            conventions=InstanceConventions.model_validate({"urlTemplate": proxy.url}),
             write_retries=3,
             kube_timeout=5.0,
             litellm_timeout=10.0,

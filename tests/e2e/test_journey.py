@@ -210,13 +210,14 @@ def test_proxy_down_deletes_nothing_and_recovers(
     cluster = make_cluster()
     cluster.converge()
     key = cluster.key()
-    assert cluster.fn_input is not None
-    cluster.fn_input["instance"]["urlTemplate"] = "http://127.0.0.1:9"  # nothing listens
+    assert cluster.policies is not None
+    (declared,) = cluster.policies[0]["spec"]["instances"]
+    declared["url"] = "http://127.0.0.1:9"  # the platform moves it where nothing listens
     cluster.converge(rounds=3)
     status, reason, _ = cluster.condition()
     assert (status, reason) == ("False", "ProxyUnreachable")
     assert cluster.key() == key
-    cluster.fn_input["instance"]["urlTemplate"] = proxy.url
+    declared["url"] = proxy.url
     cluster.clock.advance(31)
     cluster.converge()
     assert cluster.condition()[:2] == ("True", "Available"), cluster.condition()

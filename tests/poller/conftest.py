@@ -1,4 +1,12 @@
-"""Fixtures for the poller: a fake API server, a fake LiteLLM, VirtualKeys."""
+"""Fixtures for the poller: a fake API server, a fake LiteLLM, VirtualKeys.
+
+`virtualkey(name, url)` names its proxy by instanceRef, as tenants do. The
+`apiserver` fixture plays the platform team: when a VirtualKey is added, a
+TenancyPolicy declaring that instance (its URL, and the master key in
+Secret litellm/litellm-master) and granting it to the VirtualKey's
+namespace is added too. What happens without a grant is tested in
+tests/poller/test_tenancy.py with a plain FakeAPIServer.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +23,56 @@ from function.poller.cycle import Poller
 from function.poller.kube import KubeCluster, api_client
 from function.poller.metrics import Metrics
 from function.poller.settings import Settings
-from tests.poller.fake_apiserver import FakeAPIServer
+from tests.poller.fake_apiserver import FakeAPIServer, Key
 
 MASTER_NAMESPACE = "litellm"
 MASTER_SECRET = "litellm-master"
+# Instances the tests' VirtualKeys name, by URL.
+_INSTANCES: dict[str, str] = {}
+
+
+def instance_name(url: str) -> str:
+    """The instance a test VirtualKey names for a proxy at `url`."""
+    name = "inst-" + hashlib.sha256(url.encode()).hexdigest()[:10]
+    _INSTANCES[name] = url
+    return name
+
+
+def grant(name: str, url: str, namespaces: list[str]) -> dict[str, Any]:
+    """A TenancyPolicy declaring instance `name` at `url` and granting it to `namespaces`."""
+    ref = {"name": name, "namespace": MASTER_NAMESPACE}
+    return {
+        "apiVersion": "litellm.fn.crossplane.io/v1beta1",
+        "kind": "TenancyPolicy",
+        "metadata": {"name": f"grant-{name}"},
+        "spec": {
+            "instances": [
+                {
+                    **ref,
+                    "url": url,
+                    "masterKeySecretRef": {"name": MASTER_SECRET, "key": "masterkey"},
+                }
+            ],
+            "rules": [{"name": "tenants", "namespaces": {"names": namespaces}, "instances": [ref]}],
+        },
+    }
+
+
+class GrantingAPIServer(FakeAPIServer):
+    """The fake API server with a platform team that grants what tests' VirtualKeys use."""
+
+    def add(self, plural: str, obj: dict[str, Any]) -> Key:
+        ref = ((obj.get("spec") or {}).get("connectionRef") or {}).get("instanceRef") or {}
+        name = ref.get("name")
+        if name in _INSTANCES:
+            meta = obj.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            namespace = meta.get("namespace") or labels.get("crossplane.io/claim-namespace")
+            existing = self.policies.get(f"grant-{name}")
+            namespaces = existing["spec"]["rules"][0]["namespaces"]["names"] if existing else []
+            if namespace and namespace not in namespaces:
+                self.add_policy(grant(name, _INSTANCES[name], [*namespaces, namespace]))
+        return super().add(plural, obj)
 
 
 def new_raw_key() -> str:
@@ -65,12 +119,7 @@ def virtualkey(
         "spec": {
             "keyAlias": alias or name,
             "connectionRef": {
-                "url": url,
-                "masterKeySecretRef": {
-                    "name": MASTER_SECRET,
-                    "namespace": MASTER_NAMESPACE,
-                    "key": "masterkey",
-                },
+                "instanceRef": {"name": instance_name(url), "namespace": MASTER_NAMESPACE}
             },
             **(spec or {}),
         },
@@ -80,7 +129,6 @@ def virtualkey(
 
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "allowed_master_key_namespaces": (MASTER_NAMESPACE,),
         "backoff_base": 30.0,
         "write_retries": 3,
         "litellm_timeout": 2.0,
@@ -92,7 +140,7 @@ def settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 def apiserver() -> Iterator[FakeAPIServer]:
-    with FakeAPIServer() as server:
+    with GrantingAPIServer() as server:
         yield server
 
 

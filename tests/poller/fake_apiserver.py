@@ -13,7 +13,7 @@ It keeps objects in memory and checks what the poller relies on:
   the patch that is not the current one answers 409; each accepted write
   bumps resourceVersion and records the `fieldManager`.
 - Secrets (get), Events (create), Leases (get, create, update with a
-  resourceVersion check).
+  resourceVersion check), TenancyPolicies and Namespaces (list, paged).
 - Faults: `fail(method, fragment, status, times)` answers `status` to the
   next matching requests; `before_patch` is called before a status patch
   is applied (to play a concurrent writer).
@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from benchmarks.loopback import LoopbackServer
+from benchmarks.loopback import LoopbackServer, read_body, send_json
 
 GROUP_PATH = "/apis/auth.litellm.ai/v1alpha1"
+POLICY_PATH = "/apis/litellm.fn.crossplane.io/v1beta1/tenancypolicies"
+NAMESPACES_PATH = "/api/v1/namespaces"
 KINDS = {"virtualkeys": "VirtualKey", "xvirtualkeys": "XVirtualKey"}
 TOKEN = "test-token"  # the API server's bearer token, not a LiteLLM key
 
@@ -85,6 +87,8 @@ class FakeAPIServer:
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -149,6 +153,15 @@ class FakeAPIServer:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
         self.secrets[(namespace, name)] = encoded
 
+    def add_policy(self, policy: dict[str, Any]) -> None:
+        """Create or replace a TenancyPolicy."""
+        with self.lock:
+            self.policies[policy["metadata"]["name"]] = copy.deepcopy(policy)
+
+    def add_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        with self.lock:
+            self.namespaces[name] = dict(labels or {})
+
     def status(self, key: Key) -> dict[str, Any]:
         status: dict[str, Any] = self.objects[key].get("status") or {}
         return status
@@ -183,6 +196,8 @@ class FakeAPIServer:
                     return _status(fault.status, "injected fault")
         if path.startswith(GROUP_PATH):
             return self._virtualkeys(method, path[len(GROUP_PATH) :], query, headers, body)
+        if path in (POLICY_PATH, NAMESPACES_PATH) and method == "GET":
+            return 200, self._cluster_list(path, query)
         if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets/([^/]+)", path):
             secret = self.secrets.get((m[1], m[2]))
             if secret is None or method != "GET":
@@ -198,6 +213,18 @@ class FakeAPIServer:
         ):
             return self._lease(method, m[1], m[2], body)
         return _status(404, f"no route {path}")
+
+    def _cluster_list(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """TenancyPolicies or Namespaces, one page."""
+        with self.lock:
+            if path == POLICY_PATH:
+                items = [copy.deepcopy(p) for _, p in sorted(self.policies.items())]
+                return _paged(items, query, "TenancyPolicyList", self.version)
+            items = [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "labels": ls}}
+                for n, ls in sorted(self.namespaces.items())
+            ]
+            return _paged(items, query, "NamespaceList", self.version)
 
     def _virtualkeys(
         self,
@@ -237,19 +264,7 @@ class FakeAPIServer:
                 for (p, ns, _), o in sorted(self.objects.items(), key=lambda kv: str(kv[0]))
                 if p == plural and (namespace is None or ns == namespace)
             ]
-        start = int(query.get("continue", ["0"])[0] or 0)
-        limit = int(query.get("limit", ["0"])[0] or 0) or len(items) or 1
-        page = items[start : start + limit]
-        more = start + limit < len(items)
-        return {
-            "apiVersion": "auth.litellm.ai/v1alpha1",
-            "kind": f"{KINDS[plural]}List",
-            "metadata": {
-                "resourceVersion": str(self.version),
-                "continue": str(start + limit) if more else "",
-            },
-            "items": page,
-        }
+        return _paged(items, query, f"{KINDS[plural]}List", self.version)
 
     def _patch_status(
         self, key: Key, query: dict[str, list[str]], headers: dict[str, str], body: bytes
@@ -308,6 +323,24 @@ class FakeAPIServer:
         return _status(405, "method not allowed")
 
 
+def _paged(
+    items: list[dict[str, Any]], query: dict[str, list[str]], kind: str, version: int
+) -> dict[str, Any]:
+    """One page of a list, with `limit` and `continue` as the API server pages."""
+    start = int(query.get("continue", ["0"])[0] or 0)
+    limit = int(query.get("limit", ["0"])[0] or 0) or len(items) or 1
+    more = start + limit < len(items)
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "resourceVersion": str(version),
+            "continue": str(start + limit) if more else "",
+        },
+        "items": items[start : start + limit],
+    }
+
+
 def _status(code: int, message: str) -> tuple[int, dict[str, Any]]:
     return code, {
         "kind": "Status",
@@ -329,16 +362,9 @@ def _handler(server: FakeAPIServer) -> type[BaseHTTPRequestHandler]:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = read_body(self)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            code, payload = server.handle(self.command, self.path, headers, body)
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, *server.handle(self.command, self.path, headers, body))
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
 

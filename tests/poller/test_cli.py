@@ -41,8 +41,6 @@ def test_once(apiserver: FakeAPIServer, litellm: FakeLiteLLM, tmp_path: Path) ->
             "--once",
             "--kubeconfig",
             apiserver.kubeconfig(tmp_path),
-            "--allowed-master-key-namespaces",
-            MASTER_NAMESPACE,
             "--metrics-address",
             "",
         ]
@@ -73,7 +71,6 @@ def test_loop_serves_metrics_and_stops_cleanly_on_sigterm(
     env = {
         **os.environ,
         "KUBECONFIG": apiserver.kubeconfig(tmp_path),
-        "POLLER_ALLOWED_MASTER_KEY_NAMESPACES": MASTER_NAMESPACE,
         "POLLER_METRICS_ADDRESS": f"127.0.0.1:{port}",
         "POLLER_INTERVAL": "0.5",
         "POLLER_LEASE_DURATION": "3",

@@ -188,7 +188,10 @@ def test_invalid_virtualkeys_are_skipped_not_fatal(
 ) -> None:
     _setup(apiserver, litellm)
     bad = virtualkey("bad", litellm.url)
-    bad["spec"]["connectionRef"]["masterKeySecretRef"]["namespace"] = "kube-system"
+    bad["spec"]["connectionRef"] = {
+        "url": litellm.url,
+        "masterKeySecretRef": {"name": MASTER_SECRET, "namespace": MASTER_NAMESPACE},
+    }
     apiserver.add("virtualkeys", bad)
     apiserver.add("virtualkeys", {"metadata": {"name": "nospec", "namespace": "team-a"}})
     report = make_poller(cluster).cycle()

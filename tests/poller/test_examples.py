@@ -85,9 +85,11 @@ def test_rbac_is_least_privilege() -> None:
         (f"{LEGACY_PLURAL}/status", "patch"),
         ("events", "create"),
         ("events", "patch"),
+        ("tenancypolicies", "list"),
+        ("namespaces", "list"),
     }
     secrets = [g for g in granted if g[1] == "secrets"]
-    assert secrets == [("litellm", "secrets", "get", "litellm-secrets")]
+    assert secrets == [("litellm", "secrets", "get", "litellm-example-secrets")]
     leases = {(v, n) for _, r, v, n in granted if r == "leases"}
     assert leases == {("create", ""), ("get", DEFAULT_LEASE_NAME), ("update", DEFAULT_LEASE_NAME)}
     assert FIELD_MANAGER == "function-litellm-keys-poller"

@@ -1,0 +1,356 @@
+"""The platform's tenancy policy, as data: what each tenant namespace may use.
+
+A `TenancyPolicy` (`litellm.fn.crossplane.io/v1beta1`, cluster-scoped, CRD in
+`package/policy/`) is written by the platform team; tenants cannot write it.
+Every TenancyPolicy in the cluster counts, the way RBAC bindings add up, so a
+platform can keep one per tenant in Git. Both the function (through
+Crossplane's required resources) and the poller (through the API) read the
+same objects, and nothing else: there is no second copy of these rules in
+flags or environment variables.
+
+- `TenancyPolicySpec`: the spec, validated on load with pydantic. It declares
+  the LiteLLM `instances` the platform runs (their URL and master-key Secret
+  are fixed here) and `rules`, each granting the namespaces it selects some
+  of those instances, LiteLLM teams and users, and tenant-owned proxies.
+- `load_policies(objects)` -> `Policies`: every TenancyPolicy. One that does
+  not validate grants nothing, and is named in every refusal, so that a
+  typo never widens access and never stops the other policies.
+- `Policies.rules_for(tenant)` -> the `Rule`s that select a namespace.
+
+With no TenancyPolicy at all, nothing is granted: the secure default.
+`function.tenancy` decides what a VirtualKey may do from these rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import model_validator as _model_validator
+
+from function.connection import Connection, MasterKeyRef, checked_platform_url
+from function.model import (
+    DNS_LABEL_PATTERN,
+    DnsLabel,
+    DnsSubdomain,
+    InvalidInputError,
+    SecretKey,
+    validated,
+)
+from function.redact import redact
+
+POLICY_API_VERSION = "litellm.fn.crossplane.io/v1beta1"
+POLICY_KIND = "TenancyPolicy"
+# LiteLLM's own user for the master key: a key bound to it is a proxy admin.
+MASTER_KEY_USER = "default_user_id"
+# The LiteLLM Operator's conventions for an instance named <name>.
+DEFAULT_URL = "http://{name}-service.{namespace}.svc.cluster.local:4000"
+DEFAULT_SECRET_NAME = "{name}-secrets"  # noqa: S105 - a name pattern, not a secret.
+DEFAULT_SECRET_KEY = "masterkey"  # noqa: S105 - a data key's name, not a secret.
+
+# LiteLLM team and user IDs: what they are sent as, never a placeholder.
+LiteLLMID = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^{}\s]+$")]
+LabelKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=317, pattern=r"^[A-Za-z0-9._/-]+$")
+]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=r"^[A-Za-z0-9._-]*$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+
+class MasterKeySecretRef(_Model):
+    """Where an instance's master key lives (defaults: the Operator's Secret)."""
+
+    name: DnsSubdomain | None = None
+    namespace: DnsLabel | None = None
+    key: SecretKey = DEFAULT_SECRET_KEY
+
+
+class Instance(_Model):
+    """A LiteLLM instance the platform runs, and the only way to reach it."""
+
+    name: DnsLabel
+    namespace: DnsLabel
+    url: str | None = None
+    master_key_secret_ref: MasterKeySecretRef = Field(
+        default_factory=MasterKeySecretRef, alias="masterKeySecretRef"
+    )
+
+    @_model_validator(mode="after")
+    def _valid_url(self) -> Instance:
+        checked_platform_url(self.base_url)
+        return self
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        """(namespace, name), the way tenants name it in instanceRef."""
+        return (self.namespace, self.name)
+
+    @property
+    def base_url(self) -> str:
+        """The declared URL, or the LiteLLM Operator's Service for this instance."""
+        url = self.url or DEFAULT_URL.format(name=self.name, namespace=self.namespace)
+        return url.rstrip("/")
+
+    def connection(self) -> Connection:
+        """The URL and master-key Secret of this instance."""
+        secret = self.master_key_secret_ref
+        return Connection(
+            base_url=self.base_url,
+            master_key=MasterKeyRef(
+                name=secret.name or DEFAULT_SECRET_NAME.format(name=self.name),
+                namespace=secret.namespace or self.namespace,
+                key=secret.key,
+            ),
+        )
+
+
+class InstanceRef(_Model):
+    """An instance a rule grants, by the name its declaration gives it."""
+
+    name: DnsLabel
+    namespace: DnsLabel
+
+
+class SelectorRequirement(_Model):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    key: LabelKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+
+    @_model_validator(mode="after")
+    def _values_fit(self) -> SelectorRequirement:
+        needs_values = self.operator in ("In", "NotIn")
+        if needs_values != bool(self.values):
+            msg = f"operator {self.operator} {'needs' if needs_values else 'takes no'} values"
+            raise ValueError(msg)
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Whether the labels satisfy this requirement (Kubernetes semantics)."""
+        present = self.key in labels
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        inside = present and labels[self.key] in self.values
+        return inside if self.operator == "In" else not inside
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector; `{}` selects every namespace."""
+
+    match_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, alias="matchLabels", max_length=64
+    )
+    match_expressions: list[SelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions", max_length=64
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Whether a namespace with these labels is selected."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+class Namespaces(_Model):
+    """The namespaces a rule applies to: named ones, and those its selector picks."""
+
+    names: list[DnsLabel] = Field(default_factory=list, max_length=1000)
+    selector: LabelSelector | None = None
+
+    @_model_validator(mode="after")
+    def _selects_something(self) -> Namespaces:
+        if not self.names and self.selector is None:
+            msg = "name namespaces in names, or select them with selector"
+            raise ValueError(msg)
+        return self
+
+
+class Teams(_Model):
+    """LiteLLM teams the keys of a namespace join."""
+
+    # Set on every key that names no team of its own.
+    bind: LiteLLMID | None = None
+    # Other team IDs a VirtualKey may name in spec.teamID.
+    allow: list[LiteLLMID] = Field(default_factory=list, max_length=256)
+
+
+class Users(_Model):
+    """LiteLLM user IDs a VirtualKey may name in spec.userID; none by default."""
+
+    allow: list[LiteLLMID] = Field(default_factory=list, max_length=256)
+
+    @_model_validator(mode="after")
+    def _no_master_key_user(self) -> Users:
+        if MASTER_KEY_USER in self.allow:
+            msg = (
+                f"allow must not list {MASTER_KEY_USER!r}, LiteLLM's master-key user: a key "
+                "bound to it would be a proxy admin"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class TenantProxies(_Model):
+    """Whether a namespace may bring its own LiteLLM proxy (connectionRef.url)."""
+
+    allow: bool = False
+    # Loopback addresses (127.0.0.0/8, ::1, localhost) are refused unless set.
+    allow_loopback: bool = Field(default=False, alias="allowLoopback")
+
+
+RuleName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
+
+
+class RuleSpec(_Model):
+    """One rule: the namespaces it selects and what it grants them."""
+
+    name: RuleName
+    namespaces: Namespaces
+    instances: list[InstanceRef] = Field(default_factory=list, max_length=256)
+    teams: Teams = Field(default_factory=Teams)
+    users: Users = Field(default_factory=Users)
+    tenant_proxies: TenantProxies = Field(default_factory=TenantProxies, alias="tenantProxies")
+
+
+class TenancyPolicySpec(_Model):
+    """The spec of a TenancyPolicy."""
+
+    instances: list[Instance] = Field(default_factory=list, max_length=256)
+    rules: list[RuleSpec] = Field(default_factory=list, max_length=1000)
+
+    @_model_validator(mode="after")
+    def _consistent(self) -> TenancyPolicySpec:
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            msg = "rules: two rules have the same name; names must be unique"
+            raise ValueError(msg)
+        declared = [i.ref for i in self.instances]
+        if len(set(declared)) != len(declared):
+            msg = "instances: an instance is declared twice; declare each once"
+            raise ValueError(msg)
+        for rule in self.rules:
+            for ref in rule.instances:
+                if (ref.namespace, ref.name) not in declared:
+                    msg = (
+                        f"rules[{rule.name}].instances: {ref.namespace}/{ref.name} is not "
+                        "declared in this policy's spec.instances; declare its URL and "
+                        "master-key Secret there"
+                    )
+                    raise ValueError(msg)
+        return self
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant namespace and its labels (None when its Namespace was not found)."""
+
+    namespace: str
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule together with the policy it belongs to, for messages."""
+
+    policy: str
+    spec: RuleSpec
+    declared: dict[tuple[str, str], Instance]
+
+    @property
+    def name(self) -> str:
+        """How refusals name it: `rule <name> of TenancyPolicy <policy>`."""
+        return f"rule {self.spec.name!r} of TenancyPolicy {self.policy!r}"
+
+    def selects(self, tenant: Tenant) -> bool:
+        """Whether this rule applies to the tenant's namespace."""
+        spec = self.spec.namespaces
+        if tenant.namespace in spec.names:
+            return True
+        return spec.selector is not None and spec.selector.matches(tenant.labels or {})
+
+    def grants(self, namespace: str, name: str) -> Instance | None:
+        """The declaration of an instance this rule grants, or None."""
+        if any(r.namespace == namespace and r.name == name for r in self.spec.instances):
+            return self.declared[(namespace, name)]
+        return None
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A TenancyPolicy that does not validate: it grants nothing."""
+
+    policy: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Every TenancyPolicy in the cluster."""
+
+    rules: tuple[Rule, ...] = ()
+    broken: tuple[Broken, ...] = ()
+    names: tuple[str, ...] = field(default=())
+
+    def rules_for(self, tenant: Tenant) -> list[Rule]:
+        """The rules that select this tenant's namespace, in policy and rule order."""
+        return [r for r in self.rules if r.selects(tenant)]
+
+    def summary(self) -> str:
+        """What exists, for refusals: which policies there are and which are broken."""
+        if not self.names:
+            return (
+                "there is no TenancyPolicy in the cluster, so nothing is granted; the "
+                "platform team grants namespaces access with one"
+            )
+        parts = [f"TenancyPolicies: {', '.join(self.names)}"]
+        parts.extend(
+            f"TenancyPolicy {b.policy!r} is invalid and grants nothing ({b.error})"
+            for b in self.broken
+        )
+        return "; ".join(parts)
+
+
+def load_policies(objects: list[dict[str, Any]]) -> Policies:
+    """Every TenancyPolicy, validated; invalid ones are kept as `Broken`."""
+    return _load(json.dumps(objects, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=16)
+def _load(text: str) -> Policies:
+    rules: list[Rule] = []
+    broken: list[Broken] = []
+    names: list[str] = []
+    objects = json.loads(text)
+    for obj in sorted(objects, key=_policy_name):
+        name = _policy_name(obj)
+        names.append(name)
+        try:
+            spec = parse_policy_spec(obj.get("spec") if isinstance(obj, dict) else None)
+        except InvalidInputError as e:
+            broken.append(Broken(name, redact(e, 400)))
+            continue
+        declared = {i.ref: i for i in spec.instances}
+        rules.extend(Rule(name, r, declared) for r in spec.rules)
+    return Policies(tuple(rules), tuple(broken), tuple(names))
+
+
+def _policy_name(obj: Any) -> str:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return redact(name, 253) if isinstance(name, str) and name else "(unnamed)"
+
+
+def parse_policy_spec(spec: Any) -> TenancyPolicySpec:
+    """Validate a TenancyPolicy's spec, or raise InvalidInputError naming each bad field."""
+    return validated(
+        TenancyPolicySpec, spec, "spec", not_object="spec: is missing or not an object"
+    )

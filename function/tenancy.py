@@ -1,0 +1,184 @@
+"""What one VirtualKey may do, decided from the platform's TenancyPolicies. Pure.
+
+`authorize(spec, tenant, policies)` -> `Authorization`: the connection (URL
+and master-key Secret) the key's Requests use, and the LiteLLM team and user
+the key gets. Anything the rules do not grant raises `PolicyRefusedError`,
+whose message names the spec field, the namespace, the rules that apply
+and what to change. The function turns that into a Fatal result; the poller
+skips the key, so neither ever sends a master key where the other would not.
+
+The rules (README, "Tenancy and threat model"):
+
+- `instanceRef` must name an instance that a rule selecting the namespace
+  grants. Its URL and Secret come from the policy's declaration, never from
+  the tenant. Two declarations of one instance that disagree are refused.
+- `url` with `masterKeySecretRef` (a tenant-owned proxy) needs a rule with
+  `tenantProxies.allow`, a Secret in the tenant's own namespace and a URL
+  that passes `function.connection.checked_tenant_url`.
+- `teamID`: absent means the team the rules `bind` (if any); present, it
+  must be bound or allowed by a rule that grants the instance.
+- `userID`: only IDs a rule that grants the instance allows.
+- On a tenant-owned proxy the tenant holds the master key already, so team
+  and user are its own business there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from function.connection import Connection, MasterKeyRef, checked_tenant_url
+from function.model import InvalidInputError, VirtualKeySpec
+from function.policy import Instance, Policies, Rule, Tenant
+
+
+class PolicyRefusedError(InvalidInputError):
+    """The tenancy policy does not grant what the VirtualKey asks for."""
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What a VirtualKey is allowed to use, and which rules allowed it."""
+
+    connection: Connection
+    team_id: str | None
+    user_id: str | None
+    rules: tuple[str, ...]
+
+
+def authorize(spec: VirtualKeySpec, tenant: Tenant, policies: Policies) -> Authorization:
+    """Decide what the VirtualKey may use (raises PolicyRefusedError)."""
+    rules = policies.rules_for(tenant)
+    ref = spec.connection_ref
+    if ref.instance_ref is not None:
+        return _platform_instance(spec, tenant, policies, rules)
+    return _tenant_proxy(spec, tenant, policies, rules)
+
+
+def _applying(rules: list[Rule], policies: Policies, tenant: Tenant) -> str:
+    if rules:
+        return "rules selecting it: " + ", ".join(r.name for r in rules)
+    labels = "" if tenant.labels is not None else " (its Namespace object was not found)"
+    return f"no rule selects it{labels}; {policies.summary()}"
+
+
+def _platform_instance(
+    spec: VirtualKeySpec, tenant: Tenant, policies: Policies, rules: list[Rule]
+) -> Authorization:
+    inst = spec.connection_ref.instance_ref
+    assert inst is not None  # noqa: S101 - checked by the caller.
+    granting = [(r, d) for r in rules if (d := r.grants(inst.namespace, inst.name)) is not None]
+    if not granting:
+        granted = sorted({f"{ns}/{n}" for r in rules for (ns, n) in r.declared if r.grants(ns, n)})
+        msg = (
+            f"spec.connectionRef.instanceRef: LiteLLM instance {inst.namespace}/{inst.name} "
+            f"is not granted to namespace {tenant.namespace!r} "
+            f"({_applying(rules, policies, tenant)}; instances it may use: "
+            f"{', '.join(granted) or 'none'}). Use one of those, or ask the platform team "
+            "to grant it in a TenancyPolicy rule's instances"
+        )
+        raise PolicyRefusedError(msg)
+    connection = _one_declaration(inst.namespace, inst.name, granting)
+    grants = [r for r, _ in granting]
+    return Authorization(
+        connection=connection,
+        team_id=_team(spec.team_id, tenant, grants),
+        user_id=_user(spec.user_id, tenant, grants),
+        rules=tuple(r.name for r in grants),
+    )
+
+
+def _one_declaration(
+    namespace: str, name: str, granting: list[tuple[Rule, Instance]]
+) -> Connection:
+    connections = {d.connection(): r for r, d in granting}
+    if len(connections) > 1:
+        policies = sorted({r.policy for r in connections.values()})
+        msg = (
+            f"spec.connectionRef.instanceRef: LiteLLM instance {namespace}/{name} is declared "
+            f"differently by TenancyPolicies {', '.join(repr(p) for p in policies)} (URL or "
+            "master-key Secret), so it is not used until the platform team makes the "
+            "declarations agree"
+        )
+        raise PolicyRefusedError(msg)
+    return next(iter(connections))
+
+
+def _team(asked: str | None, tenant: Tenant, grants: list[Rule]) -> str | None:
+    bound = sorted({r.spec.teams.bind for r in grants if r.spec.teams.bind})
+    allowed = sorted({t for r in grants for t in r.spec.teams.allow} | set(bound))
+    if asked is None:
+        if len(bound) > 1:
+            msg = (
+                f"spec.teamID: namespace {tenant.namespace!r} is bound to several LiteLLM "
+                f"teams ({', '.join(bound)}) by {', '.join(r.name for r in grants)}; name one "
+                "of them in spec.teamID, or ask the platform team to bind one"
+            )
+            raise PolicyRefusedError(msg)
+        return bound[0] if bound else None
+    if asked not in allowed:
+        msg = (
+            f"spec.teamID: LiteLLM team {asked!r} is not allowed in namespace "
+            f"{tenant.namespace!r} (rules granting this instance: "
+            f"{', '.join(r.name for r in grants)}; teams they allow: "
+            f"{', '.join(allowed) or 'none'}). Remove spec.teamID or name an allowed team; "
+            "the platform team allows more in the rule's teams.allow"
+        )
+        raise PolicyRefusedError(msg)
+    return asked
+
+
+def _user(asked: str | None, tenant: Tenant, grants: list[Rule]) -> str | None:
+    if asked is None:
+        return None
+    allowed = sorted({u for r in grants for u in r.spec.users.allow})
+    if asked not in allowed:
+        msg = (
+            f"spec.userID: LiteLLM user {asked!r} is not allowed in namespace "
+            f"{tenant.namespace!r} (rules granting this instance: "
+            f"{', '.join(r.name for r in grants)}; users they allow: "
+            f"{', '.join(allowed) or 'none'}). A key takes its user's role on the proxy, so "
+            "user IDs are off unless the platform team lists them in the rule's users.allow"
+        )
+        raise PolicyRefusedError(msg)
+    return asked
+
+
+def _tenant_proxy(
+    spec: VirtualKeySpec, tenant: Tenant, policies: Policies, rules: list[Rule]
+) -> Authorization:
+    ref = spec.connection_ref
+    assert ref.url is not None  # noqa: S101 - the model guarantees the explicit form.
+    assert ref.master_key_secret_ref is not None  # noqa: S101
+    allowing = [r for r in rules if r.spec.tenant_proxies.allow]
+    if not allowing:
+        msg = (
+            f"spec.connectionRef.url: tenant-owned LiteLLM proxies are not allowed in "
+            f"namespace {tenant.namespace!r} ({_applying(rules, policies, tenant)}; none "
+            "sets tenantProxies.allow). Use instanceRef with an instance granted to the "
+            "namespace, or ask the platform team to allow tenant proxies"
+        )
+        raise PolicyRefusedError(msg)
+    secret = ref.master_key_secret_ref
+    if secret.namespace is not None and secret.namespace != tenant.namespace:
+        msg = (
+            f"spec.connectionRef.masterKeySecretRef.namespace: {secret.namespace!r} is not "
+            f"the VirtualKey's namespace; a tenant-owned proxy's master key must be in "
+            f"namespace {tenant.namespace!r} (by {', '.join(r.name for r in allowing)}). "
+            "Remove the namespace, or use instanceRef for a platform instance"
+        )
+        raise PolicyRefusedError(msg)
+    loopback = any(r.spec.tenant_proxies.allow_loopback for r in allowing)
+    url = checked_tenant_url(ref.url, allow_loopback=loopback)
+    return Authorization(
+        connection=Connection(
+            base_url=url,
+            master_key=MasterKeyRef(
+                name=secret.name,
+                namespace=tenant.namespace,
+                key=secret.key or "masterkey",
+            ),
+        ),
+        team_id=spec.team_id,
+        user_id=spec.user_id,
+        rules=tuple(r.name for r in allowing),
+    )

@@ -1,0 +1,461 @@
+"""The tenancy boundary: what a VirtualKey may use, decided by the platform's TenancyPolicies.
+
+Three tables of named cases:
+
+- the five attacks of issue 7 and their neighbours, over the function's real
+  gRPC server: each is a Fatal result naming the field and the rule, and
+  nothing is composed (so nothing is sent anywhere);
+- what the rules grant (`function.tenancy.authorize`, pure);
+- which tenant proxy URLs pass (`function.connection.checked_tenant_url`).
+
+The poller applies the same rules (tests/poller/test_tenancy.py) and the
+attacks that involve LiteLLM run against the real proxy
+(tests/e2e/test_tenancy_e2e.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+
+from function.connection import checked_tenant_url
+from function.model import InvalidInputError, parse_spec
+from function.policy import Tenant, load_policies, parse_policy_spec
+from function.tenancy import PolicyRefusedError, authorize
+from tests.conftest import load_example
+from tests.grpc_harness import FunctionServer, make_request, required_resources
+
+MASTER_KEY_SECRET = "{{ litellm-example-secrets:litellm:masterkey }}"
+
+
+def policy(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "litellm.fn.crossplane.io/v1beta1",
+        "kind": "TenancyPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def instance(name: str = "litellm-example", namespace: str = "litellm", **more: Any) -> Any:
+    return {"name": name, "namespace": namespace, **more}
+
+
+def rule(name: str, names: list[str] | None = None, **grants: Any) -> dict[str, Any]:
+    selector = grants.pop("selector", None)
+    namespaces: dict[str, Any] = {"names": names or []}
+    if selector is not None:
+        namespaces["selector"] = selector
+    return {"name": name, "namespaces": namespaces, **grants}
+
+
+SHIPPED = load_example("tenancy-policy.yaml")
+# A second tenant with its own instance, bound team and allowed user.
+TEAM_B = policy(
+    "team-b",
+    instances=[instance("litellm-b", "litellm-b")],
+    rules=[
+        rule(
+            "team-b",
+            ["team-b"],
+            instances=[instance("litellm-b", "litellm-b")],
+            teams={"bind": "team-b-id", "allow": ["shared-research"]},
+            users={"allow": ["svc-batch"]},
+        )
+    ],
+)
+
+
+def seed(**spec: Any) -> dict[str, Any]:
+    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr["spec"].update(spec)
+    return xr
+
+
+def explicit(url: str, secret_namespace: str | None = None, **spec: Any) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": "litellm-example-secrets", "key": "masterkey"}
+    if secret_namespace is not None:
+        ref["namespace"] = secret_namespace
+    return seed(connectionRef={"url": url, "masterKeySecretRef": ref}, **spec)
+
+
+def in_namespace(xr: dict[str, Any], namespace: str) -> dict[str, Any]:
+    xr["metadata"]["namespace"] = namespace
+    return xr
+
+
+# --- the attacks, through the function ----------------------------------------------------
+
+
+@dataclass
+class Attack:
+    xr: dict[str, Any]
+    fragments: list[str]
+    policies: list[dict[str, Any]] = field(default_factory=lambda: [SHIPPED])
+    labels: dict[str, str] | None = None
+
+
+ATTACKS: dict[str, Attack] = {
+    "1 master key to a tenant URL, from a namespace without tenant proxies": Attack(
+        explicit("http://attacker.example.com", "litellm"),
+        [
+            "spec.connectionRef.url",
+            "tenant-owned LiteLLM proxies are not allowed in namespace 'team-a'",
+            "rule 'team-a' of TenancyPolicy 'litellm-example'",
+        ],
+    ),
+    "1 master key to a tenant URL, where tenant proxies are allowed": Attack(
+        in_namespace(explicit("http://attacker.example.com", "litellm"), "team-b"),
+        [
+            "spec.connectionRef.masterKeySecretRef.namespace",
+            "'litellm' is not the VirtualKey's namespace",
+            "rule 'team-b-own-proxy' of TenancyPolicy 'litellm-example'",
+        ],
+    ),
+    "1 the platform's instance URL with its master key, spelled out": Attack(
+        explicit("http://litellm-example-service.litellm.svc.cluster.local:4000", "litellm"),
+        ["spec.connectionRef.url", "not allowed in namespace 'team-a'"],
+    ),
+    "2 proxy admin through the master key's user": Attack(
+        seed(userID="default_user_id"),
+        [
+            "spec.userID",
+            "LiteLLM user 'default_user_id' is not allowed in namespace 'team-a'",
+            "rule 'team-a' of TenancyPolicy 'litellm-example'",
+            "users they allow: none",
+        ],
+    ),
+    "2 proxy admin through another user": Attack(
+        seed(userID="admin@example.com"),
+        ["spec.userID", "'admin@example.com' is not allowed", "users.allow"],
+    ),
+    "2 a user another namespace is allowed": Attack(
+        seed(userID="svc-batch"),
+        ["spec.userID", "'svc-batch' is not allowed in namespace 'team-a'"],
+        [SHIPPED, TEAM_B],
+    ),
+    "3 another tenant's team": Attack(
+        seed(teamID="team-b-id"),
+        [
+            "spec.teamID",
+            "LiteLLM team 'team-b-id' is not allowed in namespace 'team-a'",
+            "teams they allow: none",
+        ],
+        [SHIPPED, TEAM_B],
+    ),
+    "3 escaping the bound team": Attack(
+        in_namespace(
+            seed(teamID="other", connectionRef={"instanceRef": instance("litellm-b", "litellm-b")}),
+            "team-b",
+        ),
+        ["spec.teamID", "'other' is not allowed", "shared-research, team-b-id"],
+        [SHIPPED, TEAM_B],
+    ),
+    "4 another tenant's instance": Attack(
+        seed(connectionRef={"instanceRef": instance("litellm-b", "litellm-b")}),
+        [
+            "spec.connectionRef.instanceRef",
+            "LiteLLM instance litellm-b/litellm-b is not granted to namespace 'team-a'",
+            "instances it may use: litellm/litellm-example",
+        ],
+        [SHIPPED, TEAM_B],
+    ),
+    "4 an instance no policy declares": Attack(
+        seed(connectionRef={"instanceRef": instance("anything", "kube-system")}),
+        ["spec.connectionRef.instanceRef", "kube-system/anything is not granted"],
+    ),
+    "4 nothing granted without any policy": Attack(
+        seed(),
+        ["spec.connectionRef.instanceRef", "there is no TenancyPolicy in the cluster"],
+        [],
+    ),
+    "a namespace no rule selects": Attack(
+        in_namespace(seed(), "team-c"),
+        ["not granted to namespace 'team-c'", "no rule selects it"],
+    ),
+    "a broken policy grants nothing and is named": Attack(
+        seed(),
+        ["not granted", "TenancyPolicy 'litellm-example' is invalid and grants nothing"],
+        [policy("litellm-example", rules=[rule("team-a", ["team-a"], users={"allow": 5})])],
+    ),
+    "two policies declare one instance differently": Attack(
+        seed(),
+        ["declared differently by TenancyPolicies 'litellm-example', 'moved'"],
+        [
+            SHIPPED,
+            policy(
+                "moved",
+                instances=[instance(url="http://elsewhere:4000")],
+                rules=[rule("team-a-too", ["team-a"], instances=[instance()])],
+            ),
+        ],
+    ),
+}
+
+
+def fatal_of(rsp: fnv1.RunFunctionResponse) -> str:
+    fatal = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_FATAL]
+    assert len(fatal) == 1, [r.message for r in rsp.results]
+    assert len(rsp.desired.resources) == 0, "nothing may be composed on a refusal"
+    return str(fatal[0])
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_is_refused_with_the_field_and_the_rule(
+    function_server: FunctionServer, name: str
+) -> None:
+    attack = ATTACKS[name]
+    required = required_resources(attack.xr, attack.policies, attack.labels)
+    message = fatal_of(function_server.run(make_request(attack.xr, {}, None, "", required)))
+    for fragment in attack.fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert MASTER_KEY_SECRET not in message
+
+
+def test_first_call_asks_for_the_policies_and_the_namespace(
+    function_server: FunctionServer,
+) -> None:
+    rsp = function_server.run(make_request(seed(), {}, None, "", {}))
+    assert not rsp.results
+    assert len(rsp.desired.resources) == 0
+    wanted = rsp.requirements.resources
+    assert wanted["tenancy-policies"].kind == "TenancyPolicy"
+    assert wanted["tenancy-policies"].WhichOneof("match") == "match_labels"
+    assert dict(wanted["tenancy-policies"].match_labels.labels) == {}
+    assert (wanted["tenant-namespace"].kind, wanted["tenant-namespace"].match_name) == (
+        "Namespace",
+        "team-a",
+    )
+
+
+def test_legacy_claim_asks_for_the_claims_namespace(function_server: FunctionServer) -> None:
+    from tests.fixtures import legacy_xr  # noqa: PLC0415 - one test needs it
+
+    rsp = function_server.run(make_request(legacy_xr(), {}, None, "", {}))
+    assert rsp.requirements.resources["tenant-namespace"].match_name == "team-a"
+
+
+# --- what the rules grant (pure) -------------------------------------------------------------
+
+
+@dataclass
+class Grant:
+    spec: dict[str, Any]
+    policies: list[dict[str, Any]]
+    namespace: str = "team-a"
+    labels: dict[str, str] | None = None
+    url: str = "http://litellm-example-service.litellm.svc.cluster.local:4000"
+    secret: tuple[str, str, str] = ("litellm", "litellm-example-secrets", "masterkey")
+    team: str | None = None
+    user: str | None = None
+
+
+SEED_SPEC = load_example("virtualkey.yaml")["spec"]
+LABELLED = policy(
+    "by-label",
+    instances=[instance()],
+    rules=[
+        rule(
+            "tenants",
+            selector={
+                "matchLabels": {"litellm.ai/tenant": "true"},
+                "matchExpressions": [
+                    {"key": "tier", "operator": "In", "values": ["gold", "silver"]},
+                    {"key": "frozen", "operator": "DoesNotExist"},
+                ],
+            },
+            instances=[instance()],
+        )
+    ],
+)
+GRANTS: dict[str, Grant] = {
+    "the seed, by the shipped policy": Grant(SEED_SPEC, [SHIPPED]),
+    "a declared URL and Secret": Grant(
+        SEED_SPEC,
+        [
+            policy(
+                "custom",
+                instances=[
+                    instance(
+                        url="https://llm.internal:8443/",
+                        masterKeySecretRef={"name": "mk", "namespace": "vault", "key": "k"},
+                    )
+                ],
+                rules=[rule("team-a", ["team-a"], instances=[instance()])],
+            )
+        ],
+        url="https://llm.internal:8443",
+        secret=("vault", "mk", "k"),
+    ),
+    "selected by labels": Grant(
+        SEED_SPEC, [LABELLED], labels={"litellm.ai/tenant": "true", "tier": "gold"}
+    ),
+    "a bound team is set on every key": Grant(
+        {**SEED_SPEC, "connectionRef": {"instanceRef": instance("litellm-b", "litellm-b")}},
+        [TEAM_B],
+        namespace="team-b",
+        url="http://litellm-b-service.litellm-b.svc.cluster.local:4000",
+        secret=("litellm-b", "litellm-b-secrets", "masterkey"),
+        team="team-b-id",
+    ),
+    "an allowed team and user": Grant(
+        {
+            **SEED_SPEC,
+            "teamID": "shared-research",
+            "userID": "svc-batch",
+            "connectionRef": {"instanceRef": instance("litellm-b", "litellm-b")},
+        },
+        [TEAM_B],
+        namespace="team-b",
+        url="http://litellm-b-service.litellm-b.svc.cluster.local:4000",
+        secret=("litellm-b", "litellm-b-secrets", "masterkey"),
+        team="shared-research",
+        user="svc-batch",
+    ),
+    "a tenant proxy with its own team and user": Grant(
+        {
+            **SEED_SPEC,
+            "teamID": "anything",
+            "userID": "anyone",
+            "connectionRef": {
+                "url": "http://proxy.team-b:4000/",
+                "masterKeySecretRef": {"name": "m"},
+            },
+        },
+        [SHIPPED],
+        namespace="team-b",
+        url="http://proxy.team-b:4000",
+        secret=("team-b", "m", "masterkey"),
+        team="anything",
+        user="anyone",
+    ),
+    "one broken policy leaves the others working": Grant(
+        SEED_SPEC, [SHIPPED, policy("broken", rules="not a list")]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRANTS))
+def test_grant(name: str) -> None:
+    case = GRANTS[name]
+    got = authorize(
+        parse_spec(case.spec),
+        Tenant(case.namespace, case.labels),
+        load_policies(case.policies),
+    )
+    ref = got.connection.master_key
+    assert got.connection.base_url == case.url
+    assert (ref.namespace, ref.name, ref.key) == case.secret
+    assert (got.team_id, got.user_id) == (case.team, case.user)
+    assert got.rules
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        None,
+        {},
+        {"litellm.ai/tenant": "true"},
+        {"litellm.ai/tenant": "true", "tier": "bronze"},
+        {"litellm.ai/tenant": "true", "tier": "gold", "frozen": ""},
+        {"litellm.ai/tenant": "false", "tier": "gold"},
+    ],
+)
+def test_selector_refuses_namespaces_it_does_not_select(labels: dict[str, str] | None) -> None:
+    with pytest.raises(PolicyRefusedError, match="no rule selects it"):
+        authorize(parse_spec(SEED_SPEC), Tenant("team-a", labels), load_policies([LABELLED]))
+
+
+def test_two_bound_teams_make_the_tenant_choose() -> None:
+    second = copy.deepcopy(TEAM_B)
+    second["metadata"]["name"] = "team-b-again"
+    second["spec"]["rules"][0]["teams"] = {"bind": "another"}
+    spec = parse_spec(
+        {**SEED_SPEC, "connectionRef": {"instanceRef": instance("litellm-b", "litellm-b")}}
+    )
+    with pytest.raises(PolicyRefusedError, match=r"several LiteLLM teams \(another, team-b-id\)"):
+        authorize(spec, Tenant("team-b"), load_policies([TEAM_B, second]))
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"rules": [rule("a", [])]}, "name namespaces in names, or select them with selector"),
+        ({"rules": [rule("a", ["x"]), rule("a", ["y"])]}, "two rules have the same name"),
+        ({"instances": [instance(), instance()]}, "declared twice"),
+        (
+            {"rules": [rule("a", ["x"], instances=[instance()])]},
+            "is not declared in this policy's spec.instances",
+        ),
+        (
+            {"rules": [rule("a", ["x"], users={"allow": ["default_user_id"]})]},
+            "master-key user",
+        ),
+        ({"instances": [instance(url="ftp://x")]}, "spec.instances[].url"),
+        ({"instances": [instance(url="http://u:p@x:4000")]}, "credentials"),
+        ({"rules": [rule("a", ["x"], teams={"bind": "{{ s:ns:k }}"})]}, "spec.rules[0].teams.bind"),
+        (
+            {"rules": [rule("a", selector={"matchExpressions": [{"key": "k", "operator": "In"}]})]},
+            "operator In needs values",
+        ),
+        ({"rules": [rule("Bad_Name", ["x"])]}, "spec.rules[0].name"),
+        ({"surprise": True}, "spec.surprise: is not a known field"),
+    ],
+)
+def test_policy_is_validated_on_load(spec: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        parse_policy_spec(spec)
+    assert fragment in str(refused.value)
+
+
+# --- tenant proxy URLs --------------------------------------------------------------------------
+
+URLS: dict[str, tuple[str, bool, str | None]] = {
+    # name: (url, allow_loopback, refusal fragment or None for accepted)
+    "a cluster service": ("http://litellm.team-b.svc.cluster.local:4000", False, None),
+    "https with a trailing slash": ("https://llm.example.com/", False, None),
+    "a routable IPv4 address": ("http://10.0.0.7:4000", False, None),
+    "loopback when allowed": ("http://127.0.0.1:4000", True, None),
+    "localhost when allowed": ("http://localhost:4000", True, None),
+    "ftp": ("ftp://llm.example.com", False, "not a valid http"),
+    "userinfo": ("http://admin:pw@llm.example.com", False, "credentials"),
+    "userinfo without a password": ("http://admin@llm.example.com", False, "credentials"),
+    "a path": ("http://llm.example.com/v1", False, "no path"),
+    "a path to the key API": ("http://llm.example.com/key/generate", False, "no path"),
+    "a query": ("http://llm.example.com/?x=1", False, "query"),
+    "a backslash": ("http://llm.example.com\\@evil.example.com", False, "backslashes"),
+    "the metadata address": ("http://169.254.169.254/", False, "link-local"),
+    "link-local": ("http://169.254.10.1:4000", False, "link-local"),
+    "link-local even with loopback allowed": ("http://169.254.169.254", True, "link-local"),
+    "AWS IPv6 metadata": ("http://[fd00:ec2::254]/", False, "metadata"),
+    "IPv6 link-local": ("http://[fe80::1]:4000", False, "link-local"),
+    "IPv4-mapped metadata": ("http://[::ffff:169.254.169.254]/", False, "link-local"),
+    "GCP metadata by name": ("http://metadata.google.internal/", False, "metadata service"),
+    "metadata by short name": ("http://metadata/", False, "metadata service"),
+    "loopback": ("http://127.0.0.1:4000", False, "loopback"),
+    "loopback elsewhere in 127/8": ("http://127.8.9.10:4000", False, "loopback"),
+    "IPv6 loopback": ("http://[::1]:4000", False, "loopback"),
+    "localhost": ("http://localhost:4000", False, "loopback"),
+    "a .localhost name": ("http://api.localhost:4000", False, "loopback"),
+    "decimal address": ("http://2130706433:4000", False, "numeric host"),
+    "hex address": ("http://0x7f000001/", False, "numeric host"),
+    "short dotted address": ("http://127.1:4000", False, "numeric host"),
+    "octal-looking address": ("http://0177.0.0.1/", False, "numeric host"),
+    "the unspecified address": ("http://0.0.0.0:4000", False, "not a unicast address"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(URLS))
+def test_tenant_proxy_url(name: str) -> None:
+    url, loopback, refusal = URLS[name]
+    if refusal is None:
+        assert checked_tenant_url(url, allow_loopback=loopback) == url.rstrip("/")
+        return
+    with pytest.raises(InvalidInputError) as refused:
+        checked_tenant_url(url, allow_loopback=loopback)
+    assert "spec.connectionRef.url" in str(refused.value)
+    assert refusal in str(refused.value)
