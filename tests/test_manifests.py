@@ -994,3 +994,18 @@ def test_xrd_schema_refuses_what_the_function_refuses() -> None:
         assert schema_errors(spec_schema, spec) or failed, change
         with pytest.raises(model.InvalidInputError):
             model.parse_spec(spec)
+
+
+def test_readme_policy_examples_are_valid() -> None:
+    """Every TenancyPolicy (and every rules fragment) the README shows passes our checks."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    policies = [yaml.safe_load(b) for b in blocks if "kind: TenancyPolicy" in b]
+    fragments = [yaml.safe_load(b) for b in blocks if b.startswith("rules:")]
+    assert policies
+    assert fragments
+    for doc in policies:
+        check_policy(doc)
+    for fragment in fragments:
+        declared = [{"name": "litellm-example", "namespace": "litellm"}]
+        policy.parse_policy_spec({"instances": declared, **fragment})
