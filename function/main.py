@@ -3,6 +3,8 @@
 - `serve`: the composition function's gRPC server (what Crossplane runs).
 - `render FILE`: the function on a VirtualKey file, no cluster needed.
 - `poll`: the status poller sidecar (see `function.poller`).
+- `poller-rbac POLICY...`: the poller's master-key Roles for the instances
+  the TenancyPolicies declare (`function.poller.rbac`).
 
 Every flag can also come from an environment variable, named in its help.
 """
@@ -18,7 +20,10 @@ from crossplane.function import logging, runtime
 
 from function import __version__
 from function.fn import DEFAULT_CACHE_SIZE, FunctionRunner
+from function.model import InvalidInputError
+from function.policy import POLICY_KIND
 from function.poller import cli as poller_cli
+from function.poller.rbac import master_key_rbac
 from function.render import EXAMPLE, RenderError, dump, load_documents, render
 
 
@@ -83,6 +88,22 @@ def _render(args: argparse.Namespace) -> int:
     return 1 if fatal else 0
 
 
+def _poller_rbac(args: argparse.Namespace) -> int:
+    try:
+        policies = [
+            doc
+            for path in args.policies
+            for doc in load_documents(_read(path, "TenancyPolicy file"), path)
+            if doc.get("kind") == POLICY_KIND
+        ]
+        documents = master_key_rbac(policies, args.namespace)
+    except (RenderError, InvalidInputError) as e:
+        print(f"poller-rbac: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    sys.stdout.write(dump(documents) if documents else "")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(
@@ -136,6 +157,16 @@ def parser() -> argparse.ArgumentParser:
     poll = sub.add_parser("poll", help="run the status poller (see docs/poller.md)")
     poller_cli.configure_parser(poll)
     poll.set_defaults(run=poller_cli.run)
+
+    rbac = sub.add_parser(
+        "poller-rbac",
+        help="print the poller's master-key Roles for the instances TenancyPolicies declare",
+    )
+    rbac.add_argument("policies", nargs="+", help="TenancyPolicy YAML files ('-' for stdin)")
+    rbac.add_argument(
+        "--namespace", default="crossplane-system", help="the poller's namespace (the function's)"
+    )
+    rbac.set_defaults(run=_poller_rbac)
     return top
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import httpx
 import pytest
 import yaml
 
@@ -36,3 +39,38 @@ def seed_xr() -> dict[str, Any]:
     xr = copy.deepcopy(load_example("virtualkey.yaml"))
     xr["metadata"]["uid"] = "5e1f1c57-0000-4000-8000-000000000001"
     return xr
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: str
+    master_key: str
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.master_key}"},
+            timeout=30,
+        )
+
+
+def unavailable(required_by: str, message: str) -> NoReturn:
+    """Skip with `message`, or fail when the environment variable `required_by` is 1 (CI)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1, but {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def proxy() -> Proxy:
+    url, key = os.environ.get("LITELLM_URL"), os.environ.get("LITELLM_MASTER_KEY")
+    if not url or not key:
+        unavailable(
+            "E2E_REQUIRED",
+            'no LiteLLM proxy (LITELLM_URL): run `eval "$(bash ../shared/litellm/up.sh)"` first',
+        )
+    try:
+        httpx.get(f"{url}/health/liveliness", timeout=10).raise_for_status()
+    except httpx.HTTPError as e:
+        unavailable("E2E_REQUIRED", f"the LiteLLM proxy at {url} does not answer: {e}")
+    return Proxy(url.rstrip("/"), key)

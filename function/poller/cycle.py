@@ -46,6 +46,8 @@ from function.policy import Tenant, load_policies
 from function.poller.backoff import Backoff
 from function.poller.fetch import KeyFetcher, Wanted
 from function.poller.kube import (
+    LEGACY_KIND,
+    PLURAL,
     Cluster,
     KubeConflictError,
     KubeError,
@@ -121,6 +123,16 @@ class _Instance:
 def _tenant_namespace(obj: dict[str, Any]) -> tuple[str, str]:
     owner = owner_of(obj)
     return owner.namespace, owner.virtualkey
+
+
+def _is_claim(ref: XRRef, obj: dict[str, Any]) -> bool:
+    """A legacy claim (served as `virtualkeys` by the legacy XRD), bound to its XR."""
+    resource_ref = (obj.get("spec") or {}).get("resourceRef")
+    return (
+        ref.plural == PLURAL
+        and isinstance(resource_ref, dict)
+        and resource_ref.get("kind") == LEGACY_KIND
+    )
 
 
 def _wanted(obj: dict[str, Any], alias: str) -> Wanted:
@@ -204,6 +216,8 @@ class Poller:
         policies = load_policies(self.cluster.list_policies())
         labels = self.cluster.namespace_labels()
         for ref, obj in virtualkeys:
+            if _is_claim(ref, obj):
+                continue  # its XR is polled; Crossplane copies the XR's status to it
             try:
                 tenant = _tenant_namespace(obj)
                 spec = parse_spec(obj.get("spec"))

@@ -49,6 +49,7 @@ GROUP = "auth.litellm.ai"
 VERSION = "v1alpha1"
 PLURAL = "virtualkeys"
 LEGACY_PLURAL = "xvirtualkeys"
+LEGACY_KIND = "XVirtualKey"
 FIELD_MANAGER = "function-litellm-keys-poller"
 LIST_PAGE = 500
 MERGE_PATCH = "application/merge-patch+json"

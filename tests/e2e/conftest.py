@@ -8,11 +8,9 @@ LITELLM_MASTER_KEY. Without them the suite is skipped; with E2E_REQUIRED=1
 from __future__ import annotations
 
 import copy
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from function.poller.cycle import Poller
 from function.poller.kube import KubeCluster, api_client
 from function.poller.metrics import Metrics
 from function.poller.settings import Settings
-from tests.conftest import load_example
+from tests.conftest import Proxy, load_example
 from tests.e2e.cluster import Cluster, FakeClock
 from tests.e2e.provider_http import ProviderHTTP
 from tests.grpc_harness import FunctionServer
@@ -43,36 +41,6 @@ def platform_policies(proxy_url: str) -> list[dict[str, Any]]:
     (declared,) = policy["spec"]["instances"]
     declared["url"] = proxy_url
     return [policy]
-
-
-@dataclass(frozen=True)
-class Proxy:
-    url: str
-    master_key: str
-
-    def admin(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.master_key}"},
-            timeout=30,
-        )
-
-
-@pytest.fixture(scope="session")
-def proxy() -> Proxy:
-    url, key = os.environ.get("LITELLM_URL"), os.environ.get("LITELLM_MASTER_KEY")
-    required = os.environ.get("E2E_REQUIRED") == "1"
-    if not url or not key:
-        if required:
-            pytest.fail("E2E_REQUIRED=1 but LITELLM_URL/LITELLM_MASTER_KEY are not set")
-        pytest.skip('no LiteLLM proxy: run `eval "$(bash ../shared/litellm/up.sh)"` first')
-    try:
-        httpx.get(f"{url}/health/liveliness", timeout=10).raise_for_status()
-    except httpx.HTTPError as e:
-        if required:
-            pytest.fail(f"LiteLLM proxy at {url} does not answer: {e}")
-        pytest.skip(f"LiteLLM proxy at {url} does not answer")
-    return Proxy(url.rstrip("/"), key)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionUserMessageParam
 
+from tests.conftest import Proxy
 from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import INSTANCE, Proxy, SpendWatcher
+from tests.e2e.conftest import INSTANCE, SpendWatcher
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,9 @@ import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from benchmarks.loopback import LoopbackServer, read_body, send_json
+from tests.conftest import Proxy
 from tests.e2e.cluster import Cluster
-from tests.e2e.conftest import INSTANCE, Proxy, SpendWatcher, platform_policies
+from tests.e2e.conftest import INSTANCE, SpendWatcher, platform_policies
 
 pytestmark = pytest.mark.e2e
 

@@ -161,7 +161,6 @@ def test_legacy_xvirtualkey_is_polled_and_events_go_to_its_claim(
         "name": "legacy",
         "namespace": "team-b",
     }
-    # The master key Secret is in team-b's allowed list, as for v2 XRs.
     key = apiserver.add("xvirtualkeys", xr)
     make_poller(cluster).cycle()
     assert _condition(apiserver.status(key))["reason"] == "Blocked"
@@ -170,6 +169,35 @@ def test_legacy_xvirtualkey_is_polled_and_events_go_to_its_claim(
     assert event["involvedObject"]["kind"] == "VirtualKey"
     assert event["involvedObject"]["namespace"] == "team-b"
     assert event["metadata"]["namespace"] == "team-b"
+
+
+def test_a_legacy_claim_is_left_to_its_xr(
+    apiserver: FakeAPIServer, litellm: FakeLiteLLM, cluster: KubeCluster
+) -> None:
+    # With the legacy XRD, `virtualkeys` are the claims; Crossplane copies the
+    # XR's status to them. Polling both cost two LiteLLM reads and two writes a key.
+    _setup(apiserver, litellm)
+    token = token_of(new_raw_key())
+    litellm.add(token, "legacy", spend=1.5)
+    xr = virtualkey("legacy-x7k2p", litellm.url, alias="legacy", token=token)
+    del xr["metadata"]["namespace"]
+    xr["metadata"]["labels"] = {
+        "crossplane.io/claim-name": "legacy",
+        "crossplane.io/claim-namespace": "team-a",
+    }
+    xr["spec"]["claimRef"] = {"kind": "VirtualKey", "name": "legacy", "namespace": "team-a"}
+    claim = virtualkey("legacy", litellm.url, alias="legacy", token=token)
+    claim["spec"]["resourceRef"] = {
+        "apiVersion": "auth.litellm.ai/v1alpha1",
+        "kind": "XVirtualKey",
+        "name": "legacy-x7k2p",
+    }
+    xr_key = apiserver.add("xvirtualkeys", xr)
+    claim_key = apiserver.add("virtualkeys", claim)
+    report = make_poller(cluster).cycle()
+    assert (report.keys, report.skipped, report.writes) == (1, 0, 1)
+    assert apiserver.status(xr_key)["currentSpend"] == "1.5"
+    assert apiserver.writes_to(claim_key) == []
 
 
 def test_missing_legacy_crd_is_skipped(

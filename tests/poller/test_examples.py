@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from function.main import parser
+from function.main import main, parser
 from function.poller.kube import FIELD_MANAGER, LEGACY_PLURAL, PLURAL
+from function.poller.rbac import ROLE_NAME, master_key_rbac, master_key_secrets
 from function.poller.settings import DEFAULT_LEASE_NAME, DEFAULT_METRICS_ADDRESS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +94,38 @@ def test_rbac_is_least_privilege() -> None:
     leases = {(v, n) for _, r, v, n in granted if r == "leases"}
     assert leases == {("create", ""), ("get", DEFAULT_LEASE_NAME), ("update", DEFAULT_LEASE_NAME)}
     assert FIELD_MANAGER == "function-litellm-keys-poller"
+
+
+def _master_key_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["metadata"]["name"] == ROLE_NAME]
+
+
+def test_master_key_rbac_follows_the_shipped_policy() -> None:
+    # The seed's instance is litellm-example: its Secret, not a convention's guess.
+    policies = list(yaml.safe_load_all((ROOT / "examples" / "tenancy-policy.yaml").read_text()))
+    generated = master_key_rbac([p for p in policies if p])
+    assert _master_key_docs(_docs("rbac.yaml")) == generated
+    (role,) = [d for d in generated if d["kind"] == "Role"]
+    assert role["rules"][0]["resourceNames"] == ["litellm-example-secrets"]
+
+
+def test_master_key_rbac_covers_every_declared_instance() -> None:
+    policy = {
+        "spec": {
+            "instances": [
+                {"name": "a", "namespace": "llm"},
+                {"name": "b", "namespace": "llm", "masterKeySecretRef": {"name": "shared"}},
+                {"name": "c", "namespace": "other", "masterKeySecretRef": {"namespace": "vault"}},
+            ]
+        }
+    }
+    assert master_key_secrets([policy]) == {"llm": ["a-secrets", "shared"], "vault": ["c-secrets"]}
+    roles = [d for d in master_key_rbac([policy], "fns") if d["kind"] == "RoleBinding"]
+    assert {r["metadata"]["namespace"] for r in roles} == {"llm", "vault"}
+    assert all(r["subjects"][0]["namespace"] == "fns" for r in roles)
+
+
+def test_poller_rbac_command_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["poller-rbac", str(ROOT / "examples" / "tenancy-policy.yaml")]) == 0
+    printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert printed == _master_key_docs(_docs("rbac.yaml"))

@@ -1,0 +1,269 @@
+"""The real control plane for the cluster suite, or a one-line skip.
+
+`tools/cluster/cluster.sh up` starts etcd, kube-apiserver, kube-controller-manager,
+Crossplane core, provider-http and the function, and prints `export KUBECONFIG=...
+CLUSTER_STATE_DIR=...`. Without them the suite is skipped; with CLUSTER_REQUIRED=1
+(as .ci/run sets) a missing control plane fails the run instead.
+
+The platform team's part is applied once per session, verbatim from examples/ and
+package/: the namespaces, the TenancyPolicy CRD and policy, Crossplane's RBAC, the
+ProviderConfig, the XRD and the Composition, and the instance's master-key Secret
+(with the real proxy's key, as the LiteLLM Operator would make it).
+
+**DNS.** The seed's instance is `litellm-example-service.litellm.svc.cluster.local`
+on port 4000, a name no machine here resolves. The suite patches one value, the
+instance's `url` in the shipped TenancyPolicy, to the proxy up.sh started: that is
+what a platform does for an instance that runs elsewhere, and it needs neither root
+(for /etc/hosts) nor port 4000 free. Every VirtualKey stays verbatim.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLES, ROOT, Proxy, unavailable
+
+SEED_ALIASES = ("example-service", "research-key")
+TIMEOUT = 120.0
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The running control plane: kubectl, objects, and its components."""
+
+    kubeconfig: str
+    state: Path
+    bin: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        path = f"{self.bin}:{os.environ.get('PATH', '')}"
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "PATH": path}
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(  # noqa: S603 - our own kubectl, our own arguments.
+            [str(self.bin / "kubectl"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=self.env,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            msg = f"kubectl {' '.join(args)}: {done.stderr.strip()}"
+            raise AssertionError(msg)
+        return done
+
+    def apply(self, *objects: Obj) -> None:
+        self.kubectl("apply", "-f", "-", stdin="---\n".join(yaml.safe_dump(o) for o in objects))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        where = ["-n", namespace] if namespace else []
+        done = self.kubectl("get", kind, name, *where, "-o", "json", check=False)
+        if done.returncode != 0:
+            if "NotFound" in done.stderr:
+                return None
+            raise AssertionError(done.stderr)
+        found: Obj = json.loads(done.stdout)
+        return found
+
+    def items(self, kind: str, namespace: str | None = None, selector: str = "") -> list[Obj]:
+        where = ["-n", namespace] if namespace else ["-A"]
+        extra = ["-l", selector] if selector else []
+        done = self.kubectl("get", kind, *where, *extra, "-o", "json")
+        found: list[Obj] = json.loads(done.stdout)["items"]
+        return found
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self.get("secret", name, namespace)
+        assert secret is not None, f"Secret {namespace}/{name} is missing"
+        return base64.b64decode(secret["data"][key]).decode()
+
+    def component(self, action: str, name: str) -> None:
+        """Stop or start one component with tools/cluster/cluster.sh."""
+        done = subprocess.run(  # noqa: S603
+            ["bash", str(ROOT / "tools" / "cluster" / "cluster.sh"), action, name],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 2,
+            env={**self.env, "CLUSTER_STATE_DIR": str(self.state)},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def until(check: Callable[[], Any], what: str, seconds: float = TIMEOUT) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {seconds:.0f} s waiting for {what} (last: {last!r:.300})")
+
+
+def condition(obj: Obj | None, kind: str) -> Obj:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+def keys_with_alias(proxy: Proxy, alias: str) -> list[Obj]:
+    with proxy.admin() as admin:
+        found = admin.get("/key/list", params={"key_alias": alias, "return_full_object": "true"})
+    found.raise_for_status()
+    keys: list[Obj] = found.json()["keys"]
+    return keys
+
+
+def key_info(proxy: Proxy, token: str) -> Obj:
+    with proxy.admin() as admin:
+        info: Obj = admin.get("/key/info", params={"key": token}).json()["info"]
+    return info
+
+
+def chat(proxy: Proxy, key: str, model: str = "gpt-4o") -> int:
+    answer = httpx.post(
+        f"{proxy.url}/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+        timeout=60,
+    )
+    return answer.status_code
+
+
+# The v2 XRD is named after the XR (virtualkeys), the legacy one after its XR
+# kind (xvirtualkeys); both serve the VirtualKey kind as virtualkeys.auth.litellm.ai.
+XRDS = ("virtualkeys.auth.litellm.ai", "xvirtualkeys.auth.litellm.ai")
+
+
+def install_xrd(plane: Plane, definition: Path, composition: Path) -> None:
+    """Install `definition` (v2 or legacy), replacing the other one if it is there."""
+    name = yaml.safe_load(definition.read_text())["metadata"]["name"]
+    other = [x for x in XRDS if x != name and plane.get("xrd", x) is not None]
+    if other:
+        plane.kubectl("delete", "virtualkeys.auth.litellm.ai", "--all", "-A", "--wait=true")
+        for xrd in other:
+            plane.kubectl("delete", "xrd", xrd, "--wait=true", "--timeout=3m")
+        until(lambda: all(plane.get("crd", x) is None for x in other), "the old CRDs to go", 180)
+    plane.kubectl("apply", "-f", str(definition))
+    plane.kubectl("wait", "--for", "condition=Established", f"xrd/{name}", "--timeout=3m")
+    plane.kubectl("apply", "-f", str(composition))
+
+
+@pytest.fixture(scope="session")
+def plane() -> Plane:
+    kubeconfig, state = os.environ.get("KUBECONFIG"), os.environ.get("CLUSTER_STATE_DIR")
+    if not kubeconfig or not state:
+        unavailable(
+            "CLUSTER_REQUIRED",
+            'no control plane (CLUSTER_STATE_DIR): run `eval "$(tools/cluster/cluster.sh up)"`',
+        )
+    found = Plane(kubeconfig, Path(state), ROOT / ".tools" / "bin")
+    if found.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
+        unavailable("CLUSTER_REQUIRED", f"the control plane in {state} does not answer")
+    return found
+
+
+def platform_policy(url: str) -> Obj:
+    """The shipped TenancyPolicy with the seed's instance where the proxy runs."""
+    policy: Obj = yaml.safe_load((EXAMPLES / "tenancy-policy.yaml").read_text())
+    policy["spec"]["instances"][0]["url"] = url
+    return policy
+
+
+@pytest.fixture(scope="session")
+def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
+    """The platform team's manifests, applied verbatim; the proxy rid of the seed's aliases."""
+    for namespace in ("litellm", "team-a", "team-b"):
+        if plane.get("namespace", namespace) is None:
+            plane.kubectl("create", "namespace", namespace)
+    plane.kubectl("apply", "-f", str(ROOT / "package" / "policy"))
+    plane.kubectl(
+        "wait", "--for", "condition=Established", "crd/tenancypolicies.litellm.fn.crossplane.io"
+    )
+    for name in ("crossplane-rbac.yaml", "providerconfig.yaml"):
+        plane.kubectl("apply", "-f", str(EXAMPLES / name))
+    install_xrd(plane, EXAMPLES / "definition.yaml", EXAMPLES / "composition.yaml")
+    plane.apply(platform_policy(proxy.url))
+    instance: Obj = yaml.safe_load((EXAMPLES / "instance-secret.yaml").read_text())
+    instance["stringData"]["masterkey"] = proxy.master_key
+    plane.apply(instance)
+    with proxy.admin() as admin:  # a run that died half-way may have left them
+        admin.post("/key/delete", json={"key_aliases": list(SEED_ALIASES)})
+    yield plane
+
+
+@dataclass
+class Tenant:
+    """VirtualKeys made from the examples, with unique names and aliases, cleaned up after."""
+
+    plane: Plane
+    unique: str
+    made: list[tuple[str, str]]
+
+    def virtualkey(self, example: str = "virtualkey.yaml", **spec: Any) -> Obj:
+        xr: Obj = yaml.safe_load((EXAMPLES / example).read_text())
+        suffix = f"{self.unique}-{len(self.made)}"
+        xr["metadata"]["name"] = f"{xr['metadata']['name']}-{suffix}"
+        xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{suffix}"
+        xr["spec"].update(spec)
+        self.plane.apply(xr)
+        self.made.append((xr["metadata"]["namespace"], xr["metadata"]["name"]))
+        return xr
+
+    def ready(self, xr: Obj, seconds: float = TIMEOUT) -> Obj:
+        meta = xr["metadata"]
+
+        def is_ready() -> Obj | None:
+            found = self.plane.get("virtualkey", meta["name"], meta["namespace"])
+            return found if condition(found, "Ready").get("status") == "True" else None
+
+        ready: Obj = until(is_ready, f"VirtualKey {meta['name']} to be Ready", seconds)
+        return ready
+
+    def reason(self, xr: Obj, kind: str = "KeyReady") -> str:
+        """The reason of one condition of the VirtualKey, as it is now."""
+        meta = xr["metadata"]
+        found = self.plane.get("virtualkey", meta["name"], meta["namespace"])
+        return str(condition(found, kind).get("reason") or "")
+
+    def key(self, xr: Obj) -> str:
+        meta = xr["metadata"]
+        found = self.plane.get("virtualkey", meta["name"], meta["namespace"])
+        assert found is not None
+        name = found["status"]["keySecretRef"]
+        return self.plane.secret_value(meta["namespace"], name, "key")
+
+
+@pytest.fixture
+def tenant(platform: Plane, unique: str) -> Iterator[Tenant]:
+    made = Tenant(platform, unique, [])
+    yield made
+    for namespace, name in made.made:
+        platform.kubectl("delete", "virtualkey", "-n", namespace, name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def unique() -> str:
+    return os.urandom(4).hex()
