@@ -61,9 +61,9 @@ from function.poller.records import KeyRecord
 from function.poller.redact import redact
 from function.poller.settings import Settings
 from function.poller.state import (
+    KEEPS_LAST,
     Event,
     Observation,
-    Reason,
     events,
     observe,
     status_patch,
@@ -74,7 +74,7 @@ from function.tenancy import authorize
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[0-9a-f]{64}")
-ClientFactory = Callable[[str, str, float], LiteLLMClient]
+ClientFactory = Callable[[str, str, Settings], LiteLLMClient]
 
 
 @dataclass
@@ -163,9 +163,11 @@ def _prepare(
     return body, events(status, record, obs)
 
 
-def default_client(base_url: str, master_key: str, timeout: float) -> LiteLLMClient:
+def default_client(base_url: str, master_key: str, settings: Settings) -> LiteLLMClient:
     """A real LiteLLM client."""
-    return LiteLLMClient(base_url, master_key, timeout)
+    return LiteLLMClient(
+        base_url, master_key, settings.litellm_timeout, max_bytes=settings.litellm_max_bytes
+    )
 
 
 class Poller:
@@ -260,7 +262,7 @@ class Poller:
                 report.unavailable.append(result.instance_id)
             for target, record, obs in result.observed:
                 labels = (*target.tenant, result.instance_id)
-                if obs.reason is Reason.UNAVAILABLE:
+                if obs.reason in KEEPS_LAST:
                     last = (target.obj.get("status") or {}).get("isActive")
                     key_metrics[labels] = (None, None, last is True)
                 else:
@@ -288,10 +290,13 @@ class Poller:
         if state.client is None or state.fetcher is None or digest != state.key_digest:
             if state.client is not None:
                 state.client.close()
-            state.client = self._client_factory(
-                connection.base_url, master_key, self.settings.litellm_timeout
+            state.client = self._client_factory(connection.base_url, master_key, self.settings)
+            state.fetcher = KeyFetcher(
+                state.client,
+                self.settings.fetch_mode,
+                max_pages=self.settings.litellm_max_pages,
+                deadline=self.settings.litellm_deadline,
             )
-            state.fetcher = KeyFetcher(state.client, self.settings.fetch_mode)
             state.key_digest = digest
         return state.fetcher
 
@@ -315,22 +320,28 @@ class Poller:
             try:
                 fetcher = self._client_for(state, group[0].connection)
                 records = fetcher.fetch([t.wanted for t in group])
-            except (LiteLLMError, KubeError) as e:
-                message = redact(e)
-                delay = state.backoff.failed(message)
+            except Exception as e:
+                # Logs get the (redacted) detail; conditions only our own words.
+                summary = e.summary if isinstance(e, LiteLLMError) else _summary(e)
+                delay = state.backoff.failed(summary)
                 metrics.errors.labels(instance_id, type(e).__name__).inc()
+                if isinstance(e, LiteLLMError | KubeError):
+                    detail = redact(e)
+                else:
+                    log.error("unexpected error polling %s", instance_id, exc_info=True)
+                    detail = summary
                 log.warning(
                     "LiteLLM at %s: %s; %d keys keep their last values; next try in %.0f s",
                     instance_id,
-                    message,
+                    detail,
                     len(group),
                     delay,
                 )
-                _mark_unavailable(result, group, message)
+                _mark_unavailable(result, group, summary)
             else:
                 state.backoff.succeeded()
                 result.observed = [
-                    (t, r, observe(r, now)) for t, r in zip(group, records, strict=True)
+                    (t, r, _observe(t, r, now)) for t, r in zip(group, records, strict=True)
                 ]
             if state.client is not None:
                 start = before if state.client is client_before else 0
@@ -341,8 +352,13 @@ class Poller:
         for target, record, obs in result.observed:
             if stop is not None and stop.is_set():
                 break
-            if self._write(target, record, obs, now, should_write):
-                result.writes += 1
+            try:
+                if self._write(target, record, obs, now, should_write):
+                    result.writes += 1
+            except Exception:
+                log.error("could not write the status of %s", target.ref, exc_info=True)
+                with self._lock:
+                    self._write_errors += 1
         return result
 
     def _write(
@@ -413,6 +429,24 @@ class Poller:
             self.metrics.events.labels(event.reason).inc()
             with self._lock:
                 self._events_sent += 1
+
+
+def _summary(error: BaseException) -> str:
+    """Our own words for an error: its kind, never its text."""
+    if isinstance(error, KubeError):
+        return redact(error)
+    return f"an internal error ({type(error).__name__}); the poller's log has the details"
+
+
+def _observe(target: Target, record: KeyRecord | None, now: datetime) -> Observation:
+    """The observation of one key; an error in it stays with that key."""
+    try:
+        return observe(record, now)
+    except Exception:
+        log.error("could not read the key of %s", target.ref, exc_info=True)
+        return unavailable(
+            "LiteLLM's answer for this key could not be read; showing the last known values"
+        )
 
 
 def _mark_unavailable(result: _InstanceResult, group: list[Target], reason: str) -> None:

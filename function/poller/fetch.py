@@ -11,10 +11,12 @@ Modes:
   once every wanted key is found. Keys still missing are confirmed with one
   `POST /v2/key/info` per 100 of them, because a key deleted during the
   listing shifts the later pages and may hide another. `/v2/key/info`
-  answers without `token`, in database order, leaving out unknown keys;
-  its entries are matched by alias, which LiteLLM keeps unique and the
-  function always sets. Requests: ceil(keys on the proxy / 100), plus one
-  per 100 missing keys.
+  answers without `token`, in database order, leaving out unknown keys, so
+  its entries are matched by alias, and only where that cannot go wrong:
+  an alias that two wanted keys share, or that two answers carry, matches
+  nothing (those keys are read one by one with `GET /key/info`), so one
+  tenant's spend is never credited to another's VirtualKey. Requests:
+  ceil(keys on the proxy / 100), plus one per 100 missing keys.
   A proxy without `/key/list` (404 or 405) falls back to `/v2/key/info` for
   every key, and one without that to one `GET /key/info` per key.
 - `per-key`: one `GET /key/info` per key (the naive way, for comparison).
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from function.poller.litellm import (
@@ -33,13 +37,14 @@ from function.poller.litellm import (
     LiteLLMClient,
     LiteLLMNotFound,
     LiteLLMPermanentError,
+    LiteLLMTemporaryError,
     LiteLLMUnauthorized,
 )
 from function.poller.records import KeyRecord
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 100_000  # a guard against a proxy that never stops paging
+MAX_PAGES = 1_000  # 100,000 keys a proxy; a proxy that pages on and on stops here
 _MISSING_ENDPOINT = (404, 405)
 
 
@@ -59,6 +64,12 @@ class Wanted:
     alias: str
 
 
+def _unique_aliases(items: list[tuple[int, Wanted]]) -> dict[str, int]:
+    """Alias -> index, for the aliases only one of `items` has."""
+    counts = Counter(w.alias for _, w in items)
+    return {w.alias: i for i, w in items if counts[w.alias] == 1}
+
+
 def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -66,13 +77,29 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
 class KeyFetcher:
     """Fetches keys from one proxy; remembers a fallback mode between cycles."""
 
-    def __init__(self, client: LiteLLMClient, mode: FetchMode = FetchMode.BULK) -> None:
-        """Fetch through `client`, starting with `mode`."""
+    def __init__(
+        self,
+        client: LiteLLMClient,
+        mode: FetchMode = FetchMode.BULK,
+        max_pages: int = MAX_PAGES,
+        deadline: float = 300.0,
+    ) -> None:
+        """Fetch through `client`, starting with `mode`; one fetch gets `deadline` seconds."""
         self.client = client
         self.mode = mode
+        self.max_pages = max_pages
+        self.deadline = deadline
+        self._until = 0.0
+
+    def _in_time(self, what: str) -> None:
+        """Raise if this fetch has run past its deadline (a slow or endless proxy)."""
+        if time.monotonic() > self._until:
+            msg = f"{what}: reading the proxy took longer than {self.deadline:g} s; stopped"
+            raise LiteLLMTemporaryError(msg)
 
     def fetch(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
         """One record or None per wanted key. Raises LiteLLMError."""
+        self._until = time.monotonic() + self.deadline
         if self.mode is FetchMode.PER_KEY:
             return self._per_key(wanted)
         if self.mode is FetchMode.BULK:
@@ -96,11 +123,16 @@ class KeyFetcher:
 
     def _bulk(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
         by_token = {w.token: i for i, w in enumerate(wanted) if w.token}
-        by_alias = {w.alias: i for i, w in enumerate(wanted) if not w.token}
+        # Before the function writes the token, the alias stands in, if no other key has it.
+        by_alias = _unique_aliases([(i, w) for i, w in enumerate(wanted) if not w.token])
         results: list[KeyRecord | None] = [None] * len(wanted)
         left = len(wanted)
         page = 1
-        while left and page <= MAX_PAGES:
+        while left:
+            if page > self.max_pages:
+                msg = f"GET /key/list: more than {self.max_pages} pages; stopped"
+                raise LiteLLMTemporaryError(msg)
+            self._in_time("GET /key/list")
             listing = self.client.list_keys(page, PAGE_SIZE)
             for record in listing.records:
                 index = by_token.get(record.token or "")
@@ -126,17 +158,31 @@ class KeyFetcher:
         self, wanted: list[Wanted], results: list[KeyRecord | None], indexes: list[int]
     ) -> None:
         """Fill `results` at `indexes` from /v2/key/info, 100 tokens a request."""
+        unsure: list[int] = []
         for batch in _chunks(indexes, PAGE_SIZE):
+            self._in_time("POST /v2/key/info")
             tokens = [wanted[i].token for i in batch if wanted[i].token]
-            by_alias = {wanted[i].alias: i for i in batch}
-            for record in self.client.key_info_v2([t for t in tokens if t]):
+            by_alias = _unique_aliases([(i, wanted[i]) for i in batch])
+            unsure.extend(i for i in batch if wanted[i].alias not in by_alias)
+            answers = self.client.key_info_v2([t for t in tokens if t])
+            counts = Counter(r.alias for r in answers)
+            for record in answers:
                 index = by_alias.get(record.alias or "")
-                if index is not None:
-                    results[index] = replace(record, token=wanted[index].token)
+                if index is None:
+                    continue
+                if counts[record.alias] > 1:
+                    unsure.append(index)  # two answers claim one alias: trust neither
+                    continue
+                results[index] = replace(record, token=wanted[index].token)
+        # What an alias cannot tell apart, the token can, one request each.
+        checked = self._per_key([wanted[i] for i in unsure])
+        for index, found in zip(unsure, checked, strict=True):
+            results[index] = found
 
     def _per_key(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
         results: list[KeyRecord | None] = []
         for item in wanted:
+            self._in_time("GET /key/info")
             if not item.token:
                 results.append(None)
                 continue

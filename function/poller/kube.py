@@ -52,6 +52,7 @@ LEGACY_PLURAL = "xvirtualkeys"
 LEGACY_KIND = "XVirtualKey"
 FIELD_MANAGER = "function-litellm-keys-poller"
 LIST_PAGE = 500
+MAX_LIST_PAGES = 10_000  # five million objects
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -231,6 +232,7 @@ class KubeCluster:
         """Every item of a collection, 500 per request; none if its type is not served."""
         items: list[dict[str, Any]] = []
         token = ""
+        seen: set[str] = set()
         while True:
             query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
             try:
@@ -241,6 +243,11 @@ class KubeCluster:
             token = str((body.get("metadata") or {}).get("continue") or "")
             if not token:
                 return items
+            # A continue token seen before would page forever; so would endless pages.
+            if token in seen or len(seen) >= MAX_LIST_PAGES:
+                msg = f"{what}: the API server keeps paging (continue token repeated); stopped"
+                raise KubeTemporaryError(msg)
+            seen.add(token)
 
     def list_virtualkeys(self) -> list[tuple[XRRef, dict[str, Any]]]:
         """Every VirtualKey of both kinds."""

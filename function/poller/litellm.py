@@ -1,8 +1,12 @@
 """The HTTP client for one LiteLLM proxy, authenticated with its master key.
 
-- `LiteLLMClient(base_url, master_key, timeout)`: `list_keys(page, size)`,
-  `key_info_v2(tokens)`, `key_info(token)`, and `requests`, the number of
-  HTTP requests it made (what the benchmark and the metrics count).
+- `LiteLLMClient(base_url, master_key, timeout, max_bytes)`: `list_keys(page,
+  size)`, `key_info_v2(tokens)`, `key_info(token)`, and `requests`, the
+  number of HTTP requests it made (what the benchmark and the metrics count).
+  `timeout` bounds each whole request, not only each read: a proxy that
+  drips one byte at a time cannot hold a cycle. An answer larger than
+  `max_bytes` is dropped unread, and JSON nested too deep to decode is
+  malformed, not a crash.
 - The errors, mapped from HTTP in ONE place (`_check`), kopf-style:
 
   - `LiteLLMTemporaryError`: 5xx, 429, timeouts, transport errors and
@@ -17,19 +21,34 @@ the proxy's answer.
 
 from __future__ import annotations
 
+import functools
+import json
+import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 
-from function.poller.records import KeyRecord, MalformedKeyError, parse_key
+from function.poller.records import KeyRecord, parse_keys
 from function.poller.redact import redact
 
 PAGE_SIZE = 100
+# A page of 100 full key objects is about 300 kB; far more is not a LiteLLM answer.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 class LiteLLMError(Exception):
-    """Any failure talking to a LiteLLM proxy. Messages are safe to log."""
+    """Any failure talking to a LiteLLM proxy. Messages are safe to log.
+
+    `summary` is the same in our own words only (the call and the status),
+    without the proxy's text: what conditions and events may show.
+    """
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        """`message` for logs (redacted), `summary` for people (ours alone)."""
+        super().__init__(message)
+        self.summary = summary or message
 
 
 class LiteLLMTemporaryError(LiteLLMError):
@@ -39,9 +58,9 @@ class LiteLLMTemporaryError(LiteLLMError):
 class LiteLLMPermanentError(LiteLLMError):
     """The proxy refused the request; retrying the same request will not help."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, summary: str | None = None) -> None:
         """Keep the HTTP status for callers that branch on it."""
-        super().__init__(message)
+        super().__init__(message, summary)
         self.status = status
 
 
@@ -57,9 +76,11 @@ class LiteLLMNotFound(LiteLLMPermanentError):  # noqa: N818
     `{"detail": "Not Found"}`.
     """
 
-    def __init__(self, message: str, status: int, *, route_missing: bool) -> None:
+    def __init__(
+        self, message: str, status: int, summary: str | None = None, *, route_missing: bool
+    ) -> None:
         """Remember whether the route itself is missing."""
-        super().__init__(message, status)
+        super().__init__(message, status, summary)
         self.route_missing = route_missing
 
 
@@ -71,9 +92,18 @@ class KeyPage:
     total_pages: int
 
 
+def _json(content: bytes) -> Any:
+    """Decoded JSON; ValueError for anything else, deep nesting included."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        msg = "JSON nested too deeply"
+        raise ValueError(msg) from None
+
+
 def _error_detail(response: httpx.Response) -> str:
     try:
-        body = response.json()
+        body = _json(response.content)
     except ValueError:
         return ""
     error = body.get("error") if isinstance(body, dict) else None
@@ -85,7 +115,7 @@ def _error_detail(response: httpx.Response) -> str:
 
 def _is_route_missing(response: httpx.Response) -> bool:
     try:
-        body = response.json()
+        body = _json(response.content)
     except ValueError:
         return True
     return not (isinstance(body, dict) and isinstance(body.get("error"), dict))
@@ -96,19 +126,26 @@ def _check(response: httpx.Response, what: str) -> Any:
     code = response.status_code
     if code >= 300:  # noqa: PLR2004
         detail = _error_detail(response)
-        message = f"{what}: HTTP {code}" + (f" ({detail})" if detail else "")
+        summary = f"{what}: HTTP {code}"
+        message = summary + (f" ({detail})" if detail else "")
         if code >= 500 or code in (408, 429):  # noqa: PLR2004
-            raise LiteLLMTemporaryError(message)
+            raise LiteLLMTemporaryError(message, summary)
         if code in (401, 403):
-            raise LiteLLMUnauthorized(message + "; check the master key Secret", code)
+            fix = "; check the master key Secret"
+            raise LiteLLMUnauthorized(message + fix, code, summary + fix)
         if code == 404:  # noqa: PLR2004
-            raise LiteLLMNotFound(message, code, route_missing=_is_route_missing(response))
-        raise LiteLLMPermanentError(message, code)
+            missing = _is_route_missing(response)
+            raise LiteLLMNotFound(message, code, summary, route_missing=missing)
+        raise LiteLLMPermanentError(message, code, summary)
     try:
-        return response.json()
+        return _json(response.content)
     except (ValueError, UnicodeDecodeError):
         msg = f"{what}: the proxy answered HTTP {code} with malformed JSON"
         raise LiteLLMTemporaryError(msg) from None
+
+
+def _too_large(what: str, limit: int) -> LiteLLMTemporaryError:
+    return LiteLLMTemporaryError(f"{what}: the answer is larger than {limit} bytes; not read")
 
 
 def _malformed(what: str, problem: str) -> LiteLLMTemporaryError:
@@ -124,15 +161,20 @@ class LiteLLMClient:
         master_key: str,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """Make a client; `transport` lets tests plug in a mock."""
-        self._client = httpx.Client(
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._make_client = functools.partial(
+            httpx.Client,
             base_url=base_url,
             headers={"Authorization": f"Bearer {master_key}"},
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
         )
+        self._client = self._make_client()
         self.requests = 0
 
     def close(self) -> None:
@@ -149,15 +191,54 @@ class LiteLLMClient:
 
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         self.requests += 1
+        client = self._client
+        deadline = time.monotonic() + self.timeout
+        # httpx bounds each read, not a whole request: past the deadline a
+        # watchdog closes the connections, whatever stage the request is at.
+        watchdog = threading.Timer(self.timeout, client.close)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            response = self._client.request(method, path, **kwargs)
+            response = self._read(client, method, path, what, deadline, **kwargs)
         except httpx.TimeoutException:
-            msg = f"{what}: timed out"
+            msg = f"{what}: no whole answer within {self.timeout:g} s"
             raise LiteLLMTemporaryError(msg) from None
-        except httpx.HTTPError as e:
-            msg = f"{what}: {type(e).__name__}: {redact(e, limit=120)}"
-            raise LiteLLMTemporaryError(msg) from None
+        except (httpx.HTTPError, RuntimeError) as e:
+            if time.monotonic() >= deadline:
+                msg = f"{what}: no whole answer within {self.timeout:g} s"
+                raise LiteLLMTemporaryError(msg) from None
+            summary = f"{what}: {type(e).__name__}"
+            msg = f"{summary}: {redact(e, limit=120)}"
+            raise LiteLLMTemporaryError(msg, summary) from None
+        finally:
+            watchdog.cancel()
+            if client.is_closed:
+                self._client = self._make_client()
         return _check(response, what)
+
+    def _read(
+        self,
+        client: httpx.Client,
+        method: str,
+        path: str,
+        what: str,
+        deadline: float,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """The response with its body read, at most `max_bytes` of it, before `deadline`."""
+        with client.stream(method, path, **kwargs) as response:
+            declared = response.headers.get("content-length") or "0"
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise _too_large(what, self.max_bytes)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > self.max_bytes:
+                    raise _too_large(what, self.max_bytes)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(what)
+            response._content = bytes(body)
+        return response
 
     def list_keys(self, page: int, size: int = PAGE_SIZE) -> KeyPage:
         """One page of full key objects, oldest first."""
@@ -181,10 +262,9 @@ class LiteLLMClient:
         total = body.get("total_pages")
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
             raise _malformed(what, "no 'total_pages' count")
-        try:
-            records = [parse_key(obj) for obj in body["keys"]]
-        except MalformedKeyError as e:
-            raise _malformed(what, str(e)) from None
+        # A key with a token but bad fields is that key's problem alone (`problem`);
+        # an entry without a token means the whole listing is not what we asked for.
+        records = parse_keys(body["keys"])
         if any(r.token is None for r in records):
             raise _malformed(what, "a key object without 'token' (is return_full_object ignored?)")
         return KeyPage(records=records, total_pages=total)
@@ -195,10 +275,7 @@ class LiteLLMClient:
         body = self._send("POST", "/v2/key/info", what, json={"keys": tokens})
         if not isinstance(body, dict) or not isinstance(body.get("info"), list):
             raise _malformed(what, "no 'info' list")
-        try:
-            return [parse_key(obj) for obj in body["info"]]
-        except MalformedKeyError as e:
-            raise _malformed(what, str(e)) from None
+        return parse_keys(body["info"])
 
     def key_info(self, token: str) -> KeyRecord:
         """`GET /key/info?key=<token>`; raises LiteLLMNotFound for unknown keys."""
@@ -207,8 +284,5 @@ class LiteLLMClient:
         info = body.get("info") if isinstance(body, dict) else None
         if not isinstance(info, dict):
             raise _malformed(what, "no 'info' object")
-        try:
-            record = parse_key(info)
-        except MalformedKeyError as e:
-            raise _malformed(what, str(e)) from None
+        (record,) = parse_keys([info])
         return replace(record, token=token)

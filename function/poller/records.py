@@ -3,6 +3,12 @@
 - `KeyRecord`: spend, budgets, expiry, blocked and deleted, as exact values.
 - `parse_key(obj)`: one object from `/key/list` (full objects),
   `/v2/key/info` or `/key/info`'s `info`, or `MalformedKeyError`.
+- `parse_keys(objs)`: a whole list, where one malformed key becomes an
+  `unreadable` record (with its token, if it has one) instead of failing
+  the others, so only its VirtualKey says so.
+
+Values are range-checked, since a proxy's answer can be anything: money
+beyond $10^15, or a time that cannot be written in UTC, is malformed.
 
 The three endpoints share field names but not everything: only `/key/list`
 carries `token`; `/key/info` alone says `status: "deleted"`; the soft budget
@@ -23,6 +29,10 @@ class MalformedKeyError(ValueError):
     """A key object whose fields do not have the expected types."""
 
 
+# Far beyond any budget; also what `dollars()` can quantize exactly.
+MAX_MONEY = Decimal(10) ** 15
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """One LiteLLM key as the poller sees it."""
@@ -36,6 +46,25 @@ class KeyRecord:
     budget_reset_at: datetime | None
     blocked: bool
     deleted: bool
+    # Why LiteLLM's object for this key could not be read (None: it could).
+    problem: str | None = None
+    key_name: str | None = None
+
+    @classmethod
+    def unreadable(cls, token: str | None, alias: str | None, problem: str) -> KeyRecord:
+        """A key LiteLLM listed but whose object is malformed."""
+        return cls(
+            token=token,
+            alias=alias,
+            spend=Decimal(0),
+            max_budget=None,
+            soft_budget=None,
+            expires=None,
+            budget_reset_at=None,
+            blocked=False,
+            deleted=False,
+            problem=problem,
+        )
 
 
 def _money(value: Any, field: str, *, required: bool = False) -> Decimal | None:
@@ -51,8 +80,8 @@ def _money(value: Any, field: str, *, required: bool = False) -> Decimal | None:
     except InvalidOperation:
         msg = f"{field} is not a number"
         raise MalformedKeyError(msg) from None
-    if not number.is_finite():
-        msg = f"{field} is not finite"
+    if not number.is_finite() or abs(number) > MAX_MONEY:
+        msg = f"{field} is not a finite amount below $10^15"
         raise MalformedKeyError(msg)
     return number
 
@@ -66,12 +95,12 @@ def parse_time(value: Any, field: str) -> datetime | None:
         raise MalformedKeyError(msg)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        msg = f"{field} is not a time"
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        msg = f"{field} is not a time that can be written in UTC"
         raise MalformedKeyError(msg) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _optional_str(value: Any, field: str) -> str | None:
@@ -105,4 +134,24 @@ def parse_key(obj: Any) -> KeyRecord:
         # LiteLLM answers `blocked: null` for keys never blocked.
         blocked=blocked is True,
         deleted=obj.get("status") == "deleted" or obj.get("deleted_at") is not None,
+        key_name=_optional_str(obj.get("key_name"), "key_name"),
     )
+
+
+def parse_keys(objs: list[Any]) -> list[KeyRecord]:
+    """Every key of a list; a malformed one is `unreadable`."""
+    records = []
+    for obj in objs:
+        try:
+            records.append(parse_key(obj))
+        except MalformedKeyError as e:
+            token = obj.get("token") if isinstance(obj, dict) else None
+            alias = obj.get("key_alias") if isinstance(obj, dict) else None
+            records.append(
+                KeyRecord.unreadable(
+                    token if isinstance(token, str) else None,
+                    alias if isinstance(alias, str) else None,
+                    str(e),
+                )
+            )
+    return records

@@ -31,6 +31,9 @@ class Settings:
     jitter: float = 0.1
     once: bool = False
     litellm_timeout: float = 10.0
+    litellm_deadline: float = 120.0
+    litellm_max_pages: int = 1000
+    litellm_max_bytes: int = 8 * 1024 * 1024
     fetch_mode: FetchMode = FetchMode.BULK
     concurrency: int = 4
     backoff_base: float = 5.0
@@ -53,6 +56,7 @@ class Settings:
         for name in (
             "interval",
             "litellm_timeout",
+            "litellm_deadline",
             "kube_timeout",
             "lease_duration",
             "backoff_base",
@@ -63,14 +67,18 @@ class Settings:
         if not 0 <= args.jitter < 1:
             msg = "--jitter must be a fraction in [0, 1)"
             raise InvalidInputError(msg)
-        if args.concurrency < 1:
-            msg = "--concurrency must be at least 1"
-            raise InvalidInputError(msg)
+        for name in ("concurrency", "litellm_max_pages", "litellm_max_bytes"):
+            if getattr(args, name) < 1:
+                msg = f"--{name.replace('_', '-')} must be at least 1"
+                raise InvalidInputError(msg)
         return cls(
             interval=args.interval,
             jitter=args.jitter,
             once=args.once,
             litellm_timeout=args.litellm_timeout,
+            litellm_deadline=args.litellm_deadline,
+            litellm_max_pages=args.litellm_max_pages,
+            litellm_max_bytes=args.litellm_max_bytes,
             fetch_mode=FetchMode(args.fetch_mode),
             concurrency=args.concurrency,
             backoff_base=args.backoff_base,
@@ -134,7 +142,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--litellm-timeout",
         type=float,
         default=float(_env("POLLER_LITELLM_TIMEOUT", "10")),
-        help="seconds per LiteLLM request (POLLER_LITELLM_TIMEOUT; default 10)",
+        help="seconds for one whole LiteLLM request (POLLER_LITELLM_TIMEOUT; default 10)",
+    )
+    add(
+        "--litellm-deadline",
+        type=float,
+        default=float(_env("POLLER_LITELLM_DEADLINE", "120")),
+        help="seconds for all of one instance's requests in a cycle; a slower proxy is "
+        "skipped with backoff (POLLER_LITELLM_DEADLINE; default 120)",
+    )
+    add(
+        "--litellm-max-pages",
+        type=int,
+        default=int(_env("POLLER_LITELLM_MAX_PAGES", "1000")),
+        help="pages of 100 keys read from one proxy per cycle at most "
+        "(POLLER_LITELLM_MAX_PAGES; default 1000)",
+    )
+    add(
+        "--litellm-max-bytes",
+        type=int,
+        default=int(_env("POLLER_LITELLM_MAX_BYTES", str(8 * 1024 * 1024))),
+        help="largest answer read from a proxy, in bytes (POLLER_LITELLM_MAX_BYTES; default 8 MiB)",
     )
     add(
         "--fetch-mode",

@@ -45,9 +45,12 @@ class Reason(enum.StrEnum):
     BLOCKED = "Blocked"
     KEY_NOT_FOUND = "KeyNotFound"
     UNAVAILABLE = "LiteLLMUnavailable"
+    UNREADABLE = "LiteLLMAnswerUnreadable"
 
 
 FOUND = frozenset({Reason.ACTIVE, Reason.BUDGET_EXCEEDED, Reason.EXPIRED, Reason.BLOCKED})
+# Reasons that say nothing new about the key: its last known values stay.
+KEEPS_LAST = frozenset({Reason.UNAVAILABLE, Reason.UNREADABLE})
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,13 @@ def _budget_text(record: KeyRecord) -> str:
 
 def observe(record: KeyRecord | None, now: datetime) -> Observation:
     """The reason, message and status fields for a key (None: not found)."""
+    if record is not None and record.problem is not None:
+        # Our own words for what is wrong, never the proxy's text; last values stay.
+        return Observation(
+            Reason.UNREADABLE,
+            f"LiteLLM's answer for this key cannot be read ({record.problem}); showing the "
+            "last known values. The platform team should check the proxy",
+        )
     if record is None or record.deleted:
         return Observation(
             Reason.KEY_NOT_FOUND,
@@ -238,7 +248,7 @@ def events(
     status: dict[str, Any], record: KeyRecord | None, observation: Observation
 ) -> list[Event]:
     """The events for the change from `status` to `observation`."""
-    if observation.reason is Reason.UNAVAILABLE:
+    if observation.reason in KEEPS_LAST:
         return []
     old = condition_of(status) or {}
     old_reason = old.get("reason")

@@ -95,6 +95,8 @@ class FakeAPIServer:
     faults: list[Fault] = field(default_factory=list)
     served: set[str] = field(default_factory=lambda: set(KINDS))
     before_patch: Callable[[Key], None] | None = None
+    # A broken API server that hands out the same continue token forever.
+    repeat_continue: str | None = None
     version: int = 100
 
     def __post_init__(self) -> None:
@@ -264,7 +266,10 @@ class FakeAPIServer:
                 for (p, ns, _), o in sorted(self.objects.items(), key=lambda kv: str(kv[0]))
                 if p == plural and (namespace is None or ns == namespace)
             ]
-        return _paged(items, query, f"{KINDS[plural]}List", self.version)
+        page = _paged(items, query, f"{KINDS[plural]}List", self.version)
+        if self.repeat_continue:
+            page["metadata"]["continue"] = self.repeat_continue
+        return page
 
     def _patch_status(
         self, key: Key, query: dict[str, list[str]], headers: dict[str, str], body: bytes
@@ -327,7 +332,8 @@ def _paged(
     items: list[dict[str, Any]], query: dict[str, list[str]], kind: str, version: int
 ) -> dict[str, Any]:
     """One page of a list, with `limit` and `continue` as the API server pages."""
-    start = int(query.get("continue", ["0"])[0] or 0)
+    token = query.get("continue", ["0"])[0] or "0"
+    start = int(token) if token.isdigit() else 0
     limit = int(query.get("limit", ["0"])[0] or 0) or len(items) or 1
     more = start + limit < len(items)
     return {
