@@ -62,7 +62,7 @@ SERVICERS: dict[str, Callable[[], grpcv1.FunctionRunnerServiceServicer]] = {
     "noop": NoopRunner,
     "function": FunctionRunner,
     # Every call composes from scratch: what a changed VirtualKey costs.
-    "uncached": lambda: FunctionRunner(cache_size=0),
+    "uncached": lambda: FunctionRunner(cache_bytes=0),
 }
 LABELS = {
     "noop": "noop (floor)",

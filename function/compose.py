@@ -26,6 +26,7 @@ Where the key comes from, on every run:
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
 LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
 _MAX_BASE = 200  # leaves room for suffixes in a 253-character name
+_HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,15 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
 
 
 def _base(name: str) -> str:
-    return name[:_MAX_BASE].rstrip("-.")
+    """The stem of composed names: the name, or for a long one a prefix and its hash.
+
+    Two long names that share their first 200 characters must not share a
+    Secret; names of 200 characters or fewer are kept as they are.
+    """
+    if len(name) <= _MAX_BASE:
+        return name.rstrip("-.")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:_HASHED_BASE].rstrip('-.')}-{digest}"
 
 
 def _observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

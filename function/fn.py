@@ -10,10 +10,8 @@ key working.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from collections import OrderedDict
 from typing import Any
 
 import grpc
@@ -23,24 +21,29 @@ from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from google.protobuf import json_format, struct_pb2
 
 from function import observed
+from function.cache import BytesLRU
 from function.compose import CONDITION_TYPE, Composed, compose, owner_of
 from function.model import InvalidInputError
 from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
-DEFAULT_CACHE_SIZE = 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # What the function asks Crossplane to read for it (required resources): every
 # TenancyPolicy, and the tenant's Namespace for its labels.
 POLICIES = "tenancy-policies"
 NAMESPACE = "tenant-namespace"
 
 
-@functools.lru_cache(maxsize=1024)
+_STRUCTS: BytesLRU[str, bytes] = BytesLRU(32 * 1024 * 1024)
+
+
 def _struct_bytes(body: str) -> bytes:
     """A resource as a serialized Struct; steady-state runs repeat the same bodies."""
-    struct = json_format.Parse(body, struct_pb2.Struct())
-    data: bytes = struct.SerializeToString()
-    return data
+    found = _STRUCTS.get(body)
+    if found is None:
+        found = json_format.Parse(body, struct_pb2.Struct()).SerializeToString()
+        _STRUCTS.put(body, found, len(body) + len(found))
+    return found
 
 
 def _where(xr: dict[str, Any]) -> str:
@@ -141,31 +144,30 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
     The function is pure, so a response depends on the request alone, and
     Crossplane sends the same request again and again for a VirtualKey that
     has not changed. Responses are kept by the SHA-256 of the request's
-    deterministic encoding (`cache_size` of them, least recently used first
-    out; 0 turns this off). A first run's fresh key is then also stable until
-    Crossplane has applied it, which is what it should be.
+    deterministic encoding, least recently used first out, up to
+    `cache_bytes` of serialized responses (0 turns this off). A first run's
+    fresh key is then also stable until Crossplane has applied it, which is
+    what it should be.
     """
 
-    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
-        """A runner keeping up to `cache_size` responses."""
-        self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        """A runner keeping up to `cache_bytes` of responses."""
+        self.cache_bytes = cache_bytes
+        self._cache: BytesLRU[bytes, bytes] = BytesLRU(cache_bytes)
 
     async def RunFunction(
         self, req: fnv1.RunFunctionRequest, _: grpc.aio.ServicerContext
     ) -> fnv1.RunFunctionResponse:
         """Compose the resources for one VirtualKey."""
-        if self.cache_size <= 0:
+        if self.cache_bytes <= 0:
             return run(req)
         key = hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
         cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             hit = fnv1.RunFunctionResponse()
             hit.ParseFromString(cached)
             return hit
         rsp = run(req)
-        self._cache[key] = rsp.SerializeToString()
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        data = rsp.SerializeToString()
+        self._cache.put(key, data, len(data) + len(key))
         return rsp

@@ -16,10 +16,11 @@ import os
 import sys
 from pathlib import Path
 
-from crossplane.function import logging, runtime
+from crossplane.function import runtime
+from crossplane.function.logging import Level
 
-from function import __version__
-from function.fn import DEFAULT_CACHE_SIZE, FunctionRunner
+from function import __version__, logs
+from function.fn import DEFAULT_CACHE_BYTES, FunctionRunner
 from function.model import InvalidInputError
 from function.policy import POLICY_KIND
 from function.poller import cli as poller_cli
@@ -32,7 +33,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.configure(logging.Level.DEBUG if args.debug else logging.Level.INFO)
+    logs.configure(Level.DEBUG if args.debug else Level.INFO)
     if not args.insecure and not args.tls_certs_dir:
         print(  # noqa: T201 - a CLI error for a person.
             "serve: give --tls-certs-dir (or TLS_SERVER_CERTS_DIR), or --insecure for local use",
@@ -41,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     creds = runtime.load_credentials(args.tls_certs_dir) if args.tls_certs_dir else None
     runtime.serve(
-        FunctionRunner(cache_size=args.cache_size),
+        FunctionRunner(cache_bytes=args.cache_bytes),
         args.address,
         creds=creds,
         insecure=args.insecure,
@@ -53,14 +54,18 @@ def _read(path: str | None, what: str) -> str:
     if path is None:
         return EXAMPLE
     try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return data.decode("utf-8")
     except OSError as e:
         msg = f"cannot read {what} {path}: {e.strerror}"
+        raise RenderError(msg) from None
+    except UnicodeDecodeError as e:
+        msg = f"{what} {path} is not UTF-8 text (at byte {e.start}); save it as UTF-8"
         raise RenderError(msg) from None
 
 
 def _render(args: argparse.Namespace) -> int:
-    logging.configure(logging.Level.DISABLED if not args.debug else logging.Level.DEBUG)
+    logs.configure(Level.DISABLED if not args.debug else Level.DEBUG)
     try:
         xrs = load_documents(_read(args.file, "VirtualKey file"), "the VirtualKey file")
         if len(xrs) != 1:
@@ -131,11 +136,11 @@ def parser() -> argparse.ArgumentParser:
         help="serve without TLS, for local development (FUNCTION_INSECURE=true)",
     )
     serve.add_argument(
-        "--cache-size",
+        "--cache-bytes",
         type=int,
-        default=int(_env("FUNCTION_CACHE_SIZE", str(DEFAULT_CACHE_SIZE)) or DEFAULT_CACHE_SIZE),
-        help="responses kept for repeated identical requests; 0 disables "
-        f"(FUNCTION_CACHE_SIZE; default {DEFAULT_CACHE_SIZE})",
+        default=int(_env("FUNCTION_CACHE_BYTES", str(DEFAULT_CACHE_BYTES)) or DEFAULT_CACHE_BYTES),
+        help="bytes of responses kept for repeated identical requests; 0 disables "
+        f"(FUNCTION_CACHE_BYTES; default {DEFAULT_CACHE_BYTES}, 64 MiB)",
     )
     serve.add_argument("--debug", action="store_true", help="log at debug level")
     serve.set_defaults(run=_serve)

@@ -31,13 +31,30 @@ from pydantic import (
     model_validator,
 )
 
+from function.cache import BytesLRU
 from function.redact import redact
 
 # LiteLLM's own built-in key alias rule (key_management_endpoints.py,
 # _KEY_ALIAS_PATTERN), so an alias we accept is one every proxy accepts.
 KEY_ALIAS_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_\-/.@]{0,253}[a-zA-Z0-9]$"
-# LiteLLM parses durations with (\d+)(mo|[smhdw]); zero would mean "now".
-DURATION_PATTERN = r"^[1-9][0-9]{0,5}(mo|[smhdw])$"
+# LiteLLM parses durations with (\d+)(mo|[smhdw]); zero would mean "now". The
+# digits are bounded per unit (at most 99999999s, 9999999m, 99999h, 9999d,
+# 999w, 999mo: 83 years at the most): LiteLLM adds a duration to now and
+# answers 500 once that passes year 9999 (999999w did).
+DURATION_PATTERN = (
+    r"^([1-9][0-9]{0,7}s|[1-9][0-9]{0,6}m|[1-9][0-9]{0,4}h|[1-9][0-9]{0,3}d"
+    r"|[1-9][0-9]{0,2}w|[1-9][0-9]{0,2}mo)$"
+)
+# Keys LiteLLM keeps in a key's metadata for itself; a spec that set them would
+# never match what LiteLLM answers, so the function would UPDATE on every poll.
+RESERVED_METADATA_KEYS = (
+    "tags",
+    "model_rpm_limit",
+    "model_tpm_limit",
+    "guardrails",
+    "prompts",
+    "logging",
+)
 # Dollars as a string, so that YAML never turns 0.1 into a binary float.
 DOLLARS_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,6})?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -59,9 +76,13 @@ ACCEPTED_FORMS: dict[str, str] = {
     "maxBudget": 'dollars as a quoted decimal with at most 6 decimals, e.g. "10" or "0.5"',
     "softBudget": 'dollars as a quoted decimal with at most 6 decimals, e.g. "8"',
     "budgetDuration": (
-        'a whole number followed by s, m, h, d, w or mo, e.g. "30s", "1h", "30d", "1mo"'
+        'a whole number followed by s, m, h, d, w or mo, e.g. "30s", "1h", "30d", "1mo", '
+        "of at most 8 digits of s, 7 of m, 5 of h, 4 of d, 3 of w or 3 of mo"
     ),
-    "duration": 'a whole number followed by s, m, h, d, w or mo, e.g. "30d"',
+    "duration": (
+        'a whole number followed by s, m, h, d, w or mo, e.g. "30d", of at most 8 digits '
+        "of s, 7 of m, 5 of h, 4 of d, 3 of w or 3 of mo"
+    ),
     "tpmLimit": "a whole number >= 0",
     "rpmLimit": "a whole number >= 0",
     "maxParallelRequests": "a whole number >= 1",
@@ -197,6 +218,18 @@ class VirtualKeySpec(BaseModel):
         # LiteLLM refuses ".." path segments (raise_if_unsafe_secret_name).
         if ".." in value:
             msg = "must not contain '..'"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _not_litellms(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & set(RESERVED_METADATA_KEYS))
+        if reserved:
+            msg = (
+                f"must not set {', '.join(repr(k) for k in reserved)}: LiteLLM keeps these "
+                "keys in a key's metadata for itself (use spec.tags for tags)"
+            )
             raise ValueError(msg)
         return value
 
@@ -343,27 +376,36 @@ def _shown(got: Any) -> str:
     return repr(got) if isinstance(got, int | float | bool) else type(got).__name__
 
 
-def _memoized_by_json(maxsize: int) -> Callable[[Callable[[Any], _T]], Callable[[Any], _T]]:
+# A validated model holds the same strings as its JSON text, and some more.
+MODEL_BYTES_PER_CHARACTER = 4
+
+
+def memoized_by_json(max_bytes: int) -> Callable[[Callable[[Any], _T]], Callable[[Any], _T]]:
     """Cache a parser of JSON-like input by the input's canonical JSON text.
 
     Crossplane runs the function again and again on an unchanged spec and
     input, and the models are frozen, so one validation serves them all.
-    Errors are not cached; input that is not JSON is parsed every time.
+    The cache is bounded in bytes (`function.cache.BytesLRU`), counting
+    `MODEL_BYTES_PER_CHARACTER` bytes a character of the text. Errors are
+    not cached; input that is not JSON is parsed every time.
     """
 
     def wrap(parse: Callable[[Any], _T]) -> Callable[[Any], _T]:
-        @functools.lru_cache(maxsize=maxsize)
-        def by_text(text: str) -> _T:
-            return parse(json.loads(text))
+        cache: BytesLRU[str, _T] = BytesLRU(max_bytes)
 
         @functools.wraps(parse)
         def parse_any(value: Any) -> _T:
             try:
                 text = json.dumps(value, sort_keys=True)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 return parse(value)
-            return by_text(text)
+            found = cache.get(text)
+            if found is None:
+                found = parse(value)
+                cache.put(text, found, len(text) * MODEL_BYTES_PER_CHARACTER)
+            return found
 
+        parse_any.cache = cache  # type: ignore[attr-defined]
         return parse_any
 
     return wrap
@@ -386,7 +428,7 @@ def validated(model: type[_M], value: Any, prefix: str, *, not_object: str, fix:
         raise InvalidInputError(describe_errors(e, prefix) + fix) from None
 
 
-@_memoized_by_json(maxsize=1024)
+@memoized_by_json(max_bytes=16 * 1024 * 1024)
 def parse_spec(spec: Any) -> VirtualKeySpec:
     """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
     return validated(
@@ -398,7 +440,7 @@ def parse_spec(spec: Any) -> VirtualKeySpec:
     )
 
 
-@_memoized_by_json(maxsize=64)
+@memoized_by_json(max_bytes=1024 * 1024)
 def parse_input(raw: Any) -> Input:
     """Validate the function input (absent means all defaults)."""
     if raw is None or raw == {}:

@@ -23,8 +23,6 @@ With no TenancyPolicy at all, nothing is granted: the secure default.
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -38,6 +36,7 @@ from function.model import (
     DnsSubdomain,
     InvalidInputError,
     SecretKey,
+    memoized_by_json,
     validated,
 )
 from function.redact import redact
@@ -319,17 +318,14 @@ class Policies:
         return "; ".join(parts)
 
 
-def load_policies(objects: list[dict[str, Any]]) -> Policies:
+@memoized_by_json(max_bytes=16 * 1024 * 1024)
+def load_policies(objects: Any) -> Policies:
     """Every TenancyPolicy, validated; invalid ones are kept as `Broken`."""
-    return _load(json.dumps(objects, sort_keys=True, default=str))
-
-
-@functools.lru_cache(maxsize=16)
-def _load(text: str) -> Policies:
     rules: list[Rule] = []
     broken: list[Broken] = []
     names: list[str] = []
-    objects = json.loads(text)
+    if not isinstance(objects, list):
+        objects = []
     for obj in sorted(objects, key=_policy_name):
         name = _policy_name(obj)
         names.append(name)

@@ -63,12 +63,43 @@ class RenderError(ValueError):
     """A file that cannot be rendered, with the reason."""
 
 
+# A file render reads is a handful of manifests. A YAML alias bomb (700 bytes
+# that expand to gigabytes) is stopped by counting the nodes it expands to.
+MAX_TEXT = 4 * 1024 * 1024
+MAX_NODES = 200_000
+
+
+def _expanded_size(value: Any, budget: list[int]) -> None:
+    """Count nodes as the document expands (aliases each time); stop past the budget."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        msg = "too many nodes"
+        raise RenderError(msg)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _expanded_size(key, budget)
+            _expanded_size(item, budget)
+    elif isinstance(value, list):
+        for item in value:
+            _expanded_size(item, budget)
+
+
 def load_documents(text: str, what: str) -> list[dict[str, Any]]:
     """Every non-empty YAML document of a file, each of which must be a mapping."""
+    if len(text) > MAX_TEXT:
+        msg = f"{what} is larger than {MAX_TEXT} characters"
+        raise RenderError(msg)
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        _expanded_size(docs, [MAX_NODES])
     except yaml.YAMLError as e:
         msg = f"{what} is not valid YAML: {e}"
+        raise RenderError(msg) from None
+    except (RenderError, RecursionError):
+        msg = (
+            f"{what} expands to more than {MAX_NODES} YAML nodes (aliases included); "
+            "write the manifests out"
+        )
         raise RenderError(msg) from None
     for doc in docs:
         if not isinstance(doc, dict):

@@ -27,7 +27,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from function.model import VirtualKeySpec
+from function.model import RESERVED_METADATA_KEYS, VirtualKeySpec
 from function.tenancy import Authorization
 
 REQUEST_API_VERSION = "http.m.crossplane.io/v1alpha2"
@@ -50,10 +50,8 @@ OBSERVE_IS_REMOVED = (
     ' and ($r.body | obj | .info | obj | .status) == "deleted")'
 )
 
-# LiteLLM adds these to a key's metadata itself; they are not the user's.
-_LITELLM_METADATA_KEYS = (
-    '"tags", "model_rpm_limit", "model_tpm_limit", "guardrails", "prompts", "logging"'
-)
+# LiteLLM adds these to a key's metadata itself; the spec may not set them.
+_LITELLM_METADATA_KEYS = ", ".join(f'"{k}"' for k in RESERVED_METADATA_KEYS)
 
 EXPECTED_RESPONSE = (
     f"{_GUARDS} | if $r.statusCode != 200"

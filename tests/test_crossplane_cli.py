@@ -237,6 +237,8 @@ def test_examples_validate(cli: Path, extensions: tuple[Path, Path], tmp_path: P
             "set either instanceRef",
         ),
         ({"tpmLimit": -1}, "spec.tpmLimit"),
+        ({"duration": "999999w"}, "spec.duration"),
+        ({"metadata": {"logging": "x"}}, "LiteLLM keeps these keys for itself"),
     ],
 )
 def test_api_server_rules_reject_bad_virtualkeys(

@@ -20,7 +20,7 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
-from function.fn import FunctionRunner
+from function.fn import FunctionRunner, run
 from function.keys import is_key, token_of
 from tests.conftest import load_example
 from tests.fixtures import (
@@ -116,7 +116,7 @@ def test_first_run_makes_a_key_and_names_the_request_by_its_token(
 
 
 def test_two_first_runs_make_different_keys(seed_xr: dict[str, Any]) -> None:
-    with FunctionServer(FunctionRunner(cache_size=0)) as server:
+    with FunctionServer(FunctionRunner(cache_bytes=0)) as server:
         keys = {
             resource.struct_to_dict(
                 server.run(make_request(seed_xr)).desired.resources["key"].resource
@@ -129,7 +129,7 @@ def test_two_first_runs_make_different_keys(seed_xr: dict[str, Any]) -> None:
 def test_key_is_stable_over_1000_runs(seed_xr: dict[str, Any]) -> None:
     # Without the response cache, so that every run composes from scratch.
     req = make_request(seed_xr, _STEADY)
-    with FunctionServer(FunctionRunner(cache_size=0)) as server:
+    with FunctionServer(FunctionRunner(cache_bytes=0)) as server:
         first = server.run(req)
         blob = first.desired.SerializeToString(deterministic=True)
         for _ in range(999):
@@ -353,9 +353,10 @@ def test_raw_key_appears_only_in_the_secret(
 
 def test_repeated_requests_get_the_same_response_from_the_cache(seed_xr: dict[str, Any]) -> None:
     # Even a first run's random key stays the same until Crossplane applies it.
-    runner = FunctionRunner(cache_size=2)
+    req = make_request(seed_xr)
+    one = len(run(req).SerializeToString()) + 32
+    runner = FunctionRunner(cache_bytes=2 * one + one // 2)  # room for two responses
     with FunctionServer(runner) as server:
-        req = make_request(seed_xr)
         first = server.run(req)
         assert server.run(req) == first
         other = make_request(seed_xr, {"key": observed_secret()})
@@ -363,8 +364,34 @@ def test_repeated_requests_get_the_same_response_from_the_cache(seed_xr: dict[st
         assert len(runner._cache) == 2
         server.run(make_request(seed_xr, _STEADY))
         assert len(runner._cache) == 2  # the least recently used one went
-    uncached = FunctionRunner(cache_size=0)
+        assert server.run(req) != first  # it was the first one
+        assert runner._cache.bytes <= runner.cache_bytes
+    uncached = FunctionRunner(cache_bytes=0)
     with FunctionServer(uncached) as server:
         a, b = server.run(make_request(seed_xr)), server.run(make_request(seed_xr))
         assert a.desired.resources["key"] != b.desired.resources["key"]
         assert not uncached._cache
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"error": ' * 50_000 + "1" + "}" * 50_000,
+        "x" * 2_000_000,
+        "\udcff not text",
+    ],
+    ids=["deep list", "deep object", "huge", "bad unicode"],
+)
+def test_any_stored_answer_is_read_without_a_crash(
+    function_server: FunctionServer, seed_xr: dict[str, Any], body: str
+) -> None:
+    request = observed_request(code=500)
+    request["status"]["response"]["body"] = body.encode("utf-8", "surrogatepass").decode(
+        "utf-8", "replace"
+    )
+    observed = {"key": observed_secret(), request_resource_name(): request}
+    rsp = function_server.run(make_request(seed_xr, observed))
+    assert [r.severity for r in rsp.results] == [fnv1.SEVERITY_WARNING]
+    assert rsp.conditions[0].reason == "ProxyError"
+    assert len(rsp.desired.resources) == 2

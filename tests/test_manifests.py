@@ -856,7 +856,7 @@ def test_every_xrd_rule_is_evaluable_by_cel_python() -> None:
                 yield from every(item)
 
     rules = list(every(xrd_version_schema("v2")))
-    assert len(rules) == 8
+    assert len(rules) == 9
     for rule in rules:
         _program(rule)  # raises CelUnevaluableError if cel-python cannot
     # Every rule holds for the examples on create and on an unchanged update.
@@ -933,6 +933,21 @@ def test_cel_key_alias_without_dot_dot(alias: str, ok: bool) -> None:
 )
 def test_cel_metadata_without_placeholders(metadata: dict[str, str], ok: bool) -> None:
     assert cel(_rule_at(("metadata",), "{{"), metadata) is ok
+
+
+@pytest.mark.parametrize(
+    ("metadata", "ok"),
+    [
+        ({}, True),
+        ({"owner": "a", "tag": "x"}, True),
+        ({"logging": "x"}, False),
+        ({"tags": "x"}, False),
+    ],
+)
+def test_cel_metadata_without_litellms_own_keys(metadata: dict[str, str], ok: bool) -> None:
+    assert cel(_rule_at(("metadata",), "guardrails"), metadata) is ok
+    # The function agrees with the API server.
+    assert (not set(metadata) & set(model.RESERVED_METADATA_KEYS)) is ok
 
 
 INSTANCE = {"name": "litellm-example", "namespace": "litellm"}
