@@ -26,15 +26,18 @@ Where the key comes from, on every run:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from function import strays
 from function.keys import key_from_secret_data, new_key, token_of
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import KeyState, key_state
-from function.request import build_request, token_in_request
+from function.readiness import KeyState, key_state, revoked
+from function.request import build_request, created_once, token_in_request
 from function.tenancy import Authorization, authorize
 
 SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
@@ -124,16 +127,24 @@ def _observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return {n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX)}
 
 
-def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, bool]:
-    """The raw key to use, and whether it replaces a key that was lost."""
+LOST = "lost"
+REVOKED = "revoked"
+
+
+def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
+    """The raw key to use, and why it replaces another: None, LOST or REVOKED."""
     requests = _observed_requests(observed)
+    gone = {token_in_request(r) for r in requests.values() if revoked(r)}
     secret = observed.get(SECRET_RESOURCE)
     kept = key_from_secret_data(secret.get("data")) if secret else None
     if kept is not None:
+        token = token_of(kept)
         tokens = {token_in_request(r) for r in requests.values()}
-        if not requests or token_of(kept) in tokens:
-            return kept, False
-    return new_key(), bool(requests)
+        if token in gone:
+            return new_key(), REVOKED
+        if not requests or token in tokens:
+            return kept, None
+    return new_key(), LOST if requests else None
 
 
 def compose(
@@ -155,8 +166,9 @@ def compose(
     connection = granted.connection
     key, replaced = choose_key(observed)
     token = token_of(key)
-    secret_name = f"{owner.base_name}-litellm-key"
     request_resource = f"{REQUEST_RESOURCE_PREFIX}{token[:10]}"
+    observed_request = observed.get(request_resource)
+    secret_name = f"{owner.base_name}-litellm-key"
     request_name = f"{owner.base_name}-{token[:8]}"
     labels = {**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")}
 
@@ -170,6 +182,7 @@ def compose(
             "baseUrl": base64.b64encode(connection.base_url.encode()).decode(),
         },
     }
+    state = key_state(observed_request, connection, spec.key_alias)
     request_body = build_request(
         name=request_name,
         namespace=owner.namespace,
@@ -180,15 +193,31 @@ def compose(
         provider_config=settings.provider_config_ref.model_dump(),
         wait_timeout=settings.request_timeout,
         labels=labels,
+        # Once LiteLLM has the key, provider-http may never create it again.
+        created=created_once(observed_request) or state.ready,
     )
-    observed_request = observed.get(request_resource)
-    state = key_state(observed_request, connection, spec.key_alias)
-    warnings = []
-    if replaced:
+    reaper_for = functools.partial(
+        strays.reaper,
+        namespace=owner.namespace,
+        base_url=connection.base_url,
+        authorization=f"Bearer {connection.master_key.placeholder()}",
+        provider_config=settings.provider_config_ref.model_dump(),
+        wait_timeout=settings.request_timeout,
+        labels=labels,
+    )
+    reaping = _strays(xr, observed, owner.base_name, reaper_for)
+    warnings = list(reaping.warnings)
+    if replaced == LOST:
         warnings.append(
             "The key Secret was deleted or changed, and LiteLLM keeps no copy of a key: "
             "a new key is being issued and the old one deleted. Clients must read the "
             f"new key from Secret {owner.namespace}/{secret_name}."
+        )
+    elif replaced == REVOKED:
+        warnings.append(
+            "The key was deleted on the LiteLLM proxy (revoked), and a revoked key never "
+            "comes back: a new key is being issued. Clients must read the new key from "
+            f"Secret {owner.namespace}/{secret_name}."
         )
     if state.is_problem:
         warnings.append(f"{state.reason}: {state.message}")
@@ -196,8 +225,67 @@ def compose(
         resources={
             SECRET_RESOURCE: Desired(secret_body, ready=SECRET_RESOURCE in observed),
             request_resource: Desired(request_body, ready=state.ready),
+            **reaping.resources,
         },
-        status={"keySecretRef": secret_name, "tokenHash": token},
+        status={"keySecretRef": secret_name, "tokenHash": token, **reaping.status},
         state=state,
         warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class _Reaping:
+    resources: dict[str, Desired]
+    status: dict[str, Any]
+    warnings: list[str]
+
+
+_MAX_REAPED = 32  # remembered so that a stale stored answer never re-creates a reaper
+
+
+def _strays(
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]],
+    base_name: str,
+    reaper_for: Callable[..., dict[str, Any]],
+) -> _Reaping:
+    """Reaper Requests for keys made from a changed Secret, and warnings of exposed keys."""
+    status = xr.get("status")
+    reaped = strays.remembered_reaped(status)
+    pending = strays.remembered(status)
+    warnings = []
+    for name, request in _observed_requests(observed).items():
+        found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending
+        if found:
+            warnings.append(
+                "A key was created from a key Secret changed after the function wrote it "
+                f"(token {', '.join(sorted(t[:12] for t in found))}...); nothing tracks "
+                "such a key, so it is being deleted."
+            )
+        pending |= found
+        if strays.exposed(request):
+            warnings.append(
+                f"provider-http stored a raw key unmasked in the status of {name}: it could "
+                f"not write the Secret that masks it (a quota, admission or RBAC). Anyone "
+                "who can read that Request can read the key. Fix provider-http's access, "
+                "then rotate the key by deleting the key Secret."
+            )
+    resources: dict[str, Desired] = {}
+    done = set()
+    for token in sorted(pending):
+        name = f"{strays.REAPER_PREFIX}{token[:10]}"
+        if name in observed:
+            done.add(token)  # it exists: dropping it makes Crossplane delete it, and the key
+            continue
+        body = reaper_for(name=f"{base_name}-stray-{token[:8]}", token=token)
+        resources[name] = Desired(body, ready=True)
+    left = sorted(pending - done)
+    remembered = sorted(reaped | done)[-_MAX_REAPED:]
+    return _Reaping(
+        resources,
+        {
+            **({"strayTokens": left} if left else {}),
+            **({"reapedTokens": remembered} if remembered else {}),
+        },
+        warnings,
     )

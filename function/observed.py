@@ -4,10 +4,11 @@ Converting a whole observed provider-http Request (its status keeps the last
 response body) costs more than composing the key. So for the kinds the
 function composes, only the fields `compose` reads are converted:
 
-- the XR: `apiVersion`, `kind`, `spec` and its name, namespace, labels, uid;
+- the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
+  and `status.strayTokens`/`reapedTokens` (function/strays.py);
 - a Secret: `data`;
-- a Request: `spec.forProvider.payload.body` and the parts of `status` that
-  say what LiteLLM last answered.
+- a Request: `spec.forProvider.payload.body`, `spec.managementPolicies` and
+  the parts of `status` that say what LiteLLM last answered.
 
 Anything else is converted whole.
 """
@@ -45,8 +46,11 @@ def _pick(struct: struct_pb2.Struct, *names: str) -> dict[str, Any]:
 
 
 def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """The XR's identity and spec; never its status or managedFields."""
+    """The XR's identity and spec, and of its status only what the function remembers there."""
     view = _pick(struct, "apiVersion", "kind", "spec")
+    status = struct.fields["status"] if "status" in struct.fields else None
+    if status is not None and status.WhichOneof("kind") == "struct_value":
+        view["status"] = _pick(status.struct_value, "strayTokens", "reapedTokens")
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]
         if meta.WhichOneof("kind") == "struct_value":
@@ -66,11 +70,16 @@ def composed(struct: struct_pb2.Struct) -> dict[str, Any]:
         status = struct.fields["status"] if "status" in struct.fields else None
         if status is not None and status.WhichOneof("kind") == "struct_value":
             view["status"] = _pick(
-                status.struct_value, "response", "requestDetails", "error", "conditions"
+                status.struct_value, "response", "requestDetails", "error", "conditions", "cache"
             )
         body = _path(struct, "spec", "forProvider", "payload", "body")
         if body is not None:
             view["spec"] = {"forProvider": {"payload": {"body": body}}}
+        spec = struct.fields["spec"] if "spec" in struct.fields else None
+        if spec is not None and spec.WhichOneof("kind") == "struct_value":
+            policies = spec.struct_value.fields.get("managementPolicies")
+            if policies is not None:
+                view.setdefault("spec", {})["managementPolicies"] = value(policies)
         return view
     return plain(struct)
 

@@ -7,6 +7,9 @@ call that was (`status.requestDetails.url`), `status.error` for transport
 failures and the Request's Synced condition for templating failures.
 
 - `key_state(request, ...)` -> `KeyState` (ready, reason, message)
+- `revoked(request)` -> whether the key was deleted on the proxy after it
+  existed: provider-http, no longer allowed to CREATE it, tried to UPDATE it
+  and LiteLLM answered 404 "Key not found".
 
 Foreign text never reaches a message. A proxy's answer can be written by a
 tenant (its own proxy) and provider-http resolves secret placeholders in
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.connection import Connection
+from function.request import created_once
 
 HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_BAD_REQUEST = 400
@@ -116,6 +120,26 @@ def _status_code(value: Any) -> int:
         return 0
     code = int(value)
     return code if 100 <= code <= 599 else 0  # noqa: PLR2004 - HTTP's range.
+
+
+def _last_answer(request: dict[str, Any]) -> tuple[int, str, str]:
+    """(status code, URL, lower-cased error text) of the last call provider-http stored."""
+    status = _mapping(request.get("status"))
+    response = _mapping(status.get("response"))
+    url = _mapping(status.get("requestDetails")).get("url")
+    return (
+        _status_code(response.get("statusCode")),
+        url if isinstance(url, str) else "",
+        _error_text(response.get("body")),
+    )
+
+
+def revoked(request: dict[str, Any] | None) -> bool:
+    """Whether the Request's key existed and has since been deleted on the proxy."""
+    if request is None or not created_once(request):
+        return False
+    code, url, text = _last_answer(request)
+    return code == HTTP_NOT_FOUND and "/key/update" in url and "key not found" in text
 
 
 def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:

@@ -33,6 +33,18 @@ from function.tenancy import Authorization
 REQUEST_API_VERSION = "http.m.crossplane.io/v1alpha2"
 REQUEST_KIND = "Request"
 
+# Every HTTP error counts as an answer, not as "not created". provider-http
+# treats a failed POST as a Request that never created anything
+# (observe.go, isObjectValidForObservation): a REMOVE refused for a wrong
+# master key, or a 500, would then end the deletion and leave a live key
+# behind. Whether the key exists is the checks' business (404 or deleted).
+ALLOWED_STATUS_CODES = list(range(400, 600))
+
+# Once the key has existed, provider-http may no longer create it: a key an
+# admin deletes on the proxy (a revocation) must never come back with the
+# same value from the Secret. The function issues a new key instead.
+MANAGED_AFTER_CREATION = ["Observe", "Update", "Delete", "LateInitialize"]
+
 # Total jq programs: every access is type-guarded, so that no answer, however
 # shaped, makes a check fail. provider-http resolves secret placeholders in
 # answers before the checks run, and a failing check's error text (which
@@ -130,8 +142,12 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
+    created: bool = False,
 ) -> dict[str, Any]:
-    """The Request for one key, fully determined by its arguments."""
+    """The Request for one key, fully determined by its arguments.
+
+    `created`: the key has existed on the proxy, so CREATE is no longer allowed.
+    """
     payload = {
         "token": token,
         "fields": litellm_fields(spec, granted),
@@ -145,8 +161,10 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "providerConfigRef": provider_config,
+            "managementPolicies": MANAGED_AFTER_CREATION if created else ["*"],
             "forProvider": {
                 "waitTimeout": wait_timeout,
+                "allowedStatusCodes": ALLOWED_STATUS_CODES,
                 "headers": {
                     "Content-Type": ["application/json"],
                     "Authorization": [f"Bearer {connection.master_key.placeholder()}"],
@@ -206,6 +224,13 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
 def echo_secret_name(request_name: str) -> str:
     """The provider-owned Secret that holds /key/generate's echo of the key."""
     return f"{request_name}-generated"
+
+
+def created_once(request: dict[str, Any] | None) -> bool:
+    """Whether an observed Request has stopped CREATE, because its key existed."""
+    spec = (request or {}).get("spec")
+    policies = spec.get("managementPolicies") if isinstance(spec, dict) else None
+    return isinstance(policies, list) and "Create" not in policies and "*" not in policies
 
 
 def token_in_request(request: dict[str, Any]) -> str | None:

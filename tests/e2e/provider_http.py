@@ -292,6 +292,12 @@ def _contains(container: Obj, containee: Obj) -> bool:
     return True
 
 
+def _policies(request: Obj) -> set[str]:
+    """spec.managementPolicies, with the CRD's default ["*"]."""
+    found = (request.get("spec") or {}).get("managementPolicies")
+    return set(found) if isinstance(found, list) else {"*"}
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -372,7 +378,9 @@ class ProviderHTTP:
         self.secret_metadata: dict[tuple[str, str], Obj] = {}
 
     # -- crossplane-runtime managed reconciler (xr-runtime reconciler.go:1116-1480) ---------
-    def reconcile(self, request: Obj, *, deleting: bool = False) -> ReconcileResult:
+    def reconcile(  # noqa: PLR0911 - one return per branch of the reconciler.
+        self, request: Obj, *, deleting: bool = False
+    ) -> ReconcileResult:
         """Run one managed-reconciler pass: Observe, then Create/Update/Delete or nothing.
 
         ``deleting=True`` sets ``metadata.deletionTimestamp`` (sticky, like Kubernetes).
@@ -397,19 +405,25 @@ class ProviderHTTP:
             return self._delete_or_finalize(request, obs, finalizers)
         if FINALIZER not in finalizers:  # reconciler.go:1272
             finalizers.append(FINALIZER)
-        if not obs.exists:  # reconciler.go:1287-1408
+        policies = _policies(request)
+        if not obs.exists and policies & {"*", "Create"}:  # reconciler.go:1287-1408
             annotations[CREATE_PENDING] = repr(self.clock())
             set_condition(request, "Ready", "False", "Creating")
             return self._act(request, "create", obs, self.create)
         if obs.up_to_date:  # reconciler.go:1428-1446
             set_condition(request, "Synced", "True", "ReconcileSuccess")
             return ReconcileResult("none", exists=True, up_to_date=True)
+        if not policies & {"*", "Update"}:  # reconciler.go:1453-1459: updates skipped
+            set_condition(request, "Synced", "True", "ReconcileSuccess")
+            return ReconcileResult("none", exists=obs.exists, up_to_date=obs.up_to_date)
+        # Without Create, a resource Observe says is gone is updated (1287 is skipped).
         return self._act(request, "update", obs, self.update)  # reconciler.go:1462-1480
 
     def _delete_or_finalize(
         self, request: Obj, obs: ObserveResult, finalizers: list[str]
     ) -> ReconcileResult:
-        if obs.exists:  # Delete, then requeue; the finalizer stays until Observe says !exists.
+        if obs.exists and _policies(request) & {"*", "Delete"}:
+            # Delete, then requeue; the finalizer stays until Observe says !exists.
             set_condition(request, "Ready", "False", "Deleting")
             return self._act(request, "delete", obs, self.remove)
         if FINALIZER in finalizers:

@@ -1,0 +1,148 @@
+"""Keys the function did not mean to make, read from what provider-http stored. Pure.
+
+provider-http resolves the CREATE body's `{{ <key secret>:<ns>:key }}` when it
+sends it, but the Request names its key by the token the function computed
+earlier. A tenant who rewrites the key Secret in between gets a key of its
+own choosing created on the proxy, which the Request does not track (issue
+9, item 3). provider-http cannot be told to check, so the function finds
+such keys and deletes them:
+
+- `stray_tokens(request)`: the token of a key `/key/generate` created for a
+  Request when that token is not the Request's own (its answer carries the
+  created key's `token`, which is never a secret).
+- `exposed(request)`: whether a raw key (`sk-...`) sits unmasked in the
+  Request's stored answer. provider-http masks the key `/key/generate`
+  echoes only if it can write `<request>-generated`; if it cannot (a quota,
+  admission, RBAC), its `patch.go` stores the answer unmasked (item 4).
+- `reaper(...)`: a Request that only observes and deletes one stray key.
+  The function composes it while the stray is remembered in the XR's
+  `status.strayTokens`, and drops it once it exists: Crossplane then deletes
+  it, and its REMOVE deletes the key, as for any Request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from function.request import OBSERVE_IS_REMOVED, REQUEST_API_VERSION, REQUEST_KIND
+
+REAPER_PREFIX = "stray-"
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+_RAW_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{20,}")
+_MAX_BODY = 64 * 1024
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _answers(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stored answers of a Request: the last one, and provider-http's cache of one."""
+    status = _mapping(request.get("status"))
+    cache = _mapping(status.get("cache"))
+    return [a for a in (_mapping(status.get("response")), _mapping(cache.get("response"))) if a]
+
+
+def _body(answer: dict[str, Any]) -> Any:
+    body = answer.get("body")
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def stray_tokens(request: dict[str, Any], own_token: str | None) -> set[str]:
+    """Tokens of keys /key/generate made for this Request that are not its own."""
+    found = set()
+    for answer in _answers(request):
+        body = _mapping(_body(answer))
+        token = body.get("token")
+        # Only /key/generate answers carry `key_name` and `token` together.
+        if (
+            answer.get("statusCode") == 200  # noqa: PLR2004 - HTTP OK.
+            and isinstance(token, str)
+            and _TOKEN.fullmatch(token)
+            and isinstance(body.get("key_name"), str)
+            and token != own_token
+        ):
+            found.add(token)
+    return found
+
+
+def exposed(request: dict[str, Any]) -> bool:
+    """Whether a raw key is stored unmasked in the Request's answers."""
+    return any(
+        isinstance(a.get("body"), str) and _RAW_KEY.search(a["body"]) for a in _answers(request)
+    )
+
+
+def reaper(  # noqa: PLR0913 - each argument is one independent fact.
+    *,
+    name: str,
+    namespace: str,
+    token: str,
+    base_url: str,
+    authorization: str,
+    provider_config: dict[str, str],
+    wait_timeout: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """A Request that observes the key `token` and, when it is deleted, deletes that key."""
+    return {
+        "apiVersion": REQUEST_API_VERSION,
+        "kind": REQUEST_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "providerConfigRef": provider_config,
+            # Never create or change it: this Request exists to delete it.
+            "managementPolicies": ["Observe", "Delete"],
+            "forProvider": {
+                "waitTimeout": wait_timeout,
+                "allowedStatusCodes": list(range(400, 600)),
+                "headers": {
+                    "Content-Type": ["application/json"],
+                    "Authorization": [authorization],
+                },
+                "payload": {
+                    "baseUrl": base_url,
+                    "body": json.dumps({"token": token}, separators=(",", ":")),
+                },
+                "mappings": [
+                    {
+                        "action": "OBSERVE",
+                        "method": "GET",
+                        "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
+                    },
+                    {
+                        "action": "REMOVE",
+                        "method": "POST",
+                        "url": '(.payload.baseUrl + "/key/delete")',
+                        "body": '({"keys": [.payload.body.token]})',
+                    },
+                ],
+                "isRemovedCheck": {"type": "CUSTOM", "logic": OBSERVE_IS_REMOVED},
+                "expectedResponseCheck": {"type": "CUSTOM", "logic": "true"},
+            },
+        },
+    }
+
+
+def _tokens(status: Any, field: str) -> set[str]:
+    listed = _mapping(status).get(field)
+    if not isinstance(listed, list):
+        return set()
+    return {t for t in listed if isinstance(t, str) and _TOKEN.fullmatch(t)}
+
+
+def remembered(status: Any) -> set[str]:
+    """The stray tokens the XR's status remembers, still to be deleted."""
+    return _tokens(status, "strayTokens")
+
+
+def remembered_reaped(status: Any) -> set[str]:
+    """The stray tokens whose reaper has been handed to Crossplane to delete."""
+    return _tokens(status, "reapedTokens")

@@ -1,0 +1,90 @@
+"""Keys made from a changed Secret are deleted; raw keys stored unmasked are reported.
+
+Issue 9, items 3 and 4, over the function's real gRPC server. The stories run
+against the real proxy in tests/e2e/test_keys_hardening.py and on the real
+control plane in tests/cluster/.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crossplane.function import resource
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+
+from function.keys import token_of
+from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
+from tests.grpc_harness import FunctionServer, make_request
+
+TENANTS_KEY = "sk-" + "TenantChoseThisKey0123456789abcdefghijklmn"
+STRAY = token_of(TENANTS_KEY)
+
+
+def generate_answer(created: str) -> dict[str, Any]:
+    """A /key/generate answer as provider-http stores it: the key masked, its token plain."""
+    return {
+        "key": "{{ example-service-5f742b98-generated:team-a:key }}",
+        "key_name": f"sk-...{created[-4:]}",
+        "token": token_of(created),
+        "key_alias": "example-service",
+    }
+
+
+def run(server: FunctionServer, xr: dict[str, Any], observed: dict[str, Any]) -> Any:
+    return server.run(make_request(xr, observed))
+
+
+def status(rsp: fnv1.RunFunctionResponse) -> dict[str, Any]:
+    found: dict[str, Any] = resource.struct_to_dict(rsp.desired.composite.resource)["status"]
+    return found
+
+
+def test_a_key_made_from_a_changed_secret_is_reaped(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(TENANTS_KEY))
+    observed = {"key": observed_secret(), request_resource_name(): made}
+    rsp = run(function_server, seed_xr, observed)
+    reaper_name = f"stray-{STRAY[:10]}"
+    assert reaper_name in rsp.desired.resources
+    reaper = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
+    for_provider = reaper["spec"]["forProvider"]
+    assert json.loads(for_provider["payload"]["body"]) == {"token": STRAY}
+    assert [m["action"] for m in for_provider["mappings"]] == ["OBSERVE", "REMOVE"]
+    assert reaper["spec"]["managementPolicies"] == ["Observe", "Delete"]
+    assert status(rsp)["strayTokens"] == [STRAY]
+    assert any("changed after the function wrote it" in r.message for r in rsp.results)
+    assert TENANTS_KEY not in str(rsp)
+    # Next run: the reaper exists, so it is dropped (Crossplane deletes it, REMOVE the key).
+    xr = {**seed_xr, "status": {"strayTokens": [STRAY]}}
+    observed[reaper_name] = reaper
+    rsp = run(function_server, xr, observed)
+    assert reaper_name not in rsp.desired.resources
+    assert "strayTokens" not in status(rsp)
+    assert status(rsp)["reapedTokens"] == [STRAY]
+    # The stale answer is still stored: it never brings the reaper back.
+    xr = {**seed_xr, "status": {"reapedTokens": [STRAY]}}
+    del observed[reaper_name]
+    rsp = run(function_server, xr, observed)
+    assert reaper_name not in rsp.desired.resources
+    assert not any("changed after" in r.message for r in rsp.results)
+
+
+def test_its_own_key_is_no_stray(function_server: FunctionServer, seed_xr: dict[str, Any]) -> None:
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
+    rsp = run(function_server, seed_xr, {"key": observed_secret(), request_resource_name(): made})
+    assert sorted(rsp.desired.resources) == ["key", request_resource_name()]
+    assert "strayTokens" not in status(rsp)
+
+
+def test_a_raw_key_stored_unmasked_is_reported_not_repeated(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    body = {**generate_answer(FIXED_KEY), "key": FIXED_KEY}  # the -generated Secret failed
+    made = observed_request(code=200, path="/key/generate", body=body)
+    rsp = run(function_server, seed_xr, {"key": observed_secret(), request_resource_name(): made})
+    messages = [r.message for r in rsp.results]
+    assert any("unmasked" in m and "rotate the key" in m for m in messages), messages
+    assert all(FIXED_KEY not in m for m in messages)
+    assert all(FIXED_KEY not in c.message for c in rsp.conditions)
