@@ -26,6 +26,7 @@ Where the key comes from, on every run:
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import hashlib
 from collections.abc import Callable
@@ -36,8 +37,20 @@ from function import strays
 from function.keys import key_from_secret_data, new_key, token_of
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import KeyState, key_state, revoked
-from function.request import build_request, created_once, token_in_request
+from function.readiness import (
+    CREATE_FAILED,
+    KeyState,
+    created_just_now,
+    key_state,
+    revoked,
+    unsettled_create,
+)
+from function.request import (
+    READ_INSTEAD_OF_CREATE,
+    build_request,
+    created_once,
+    token_in_request,
+)
 from function.tenancy import Authorization, authorize
 
 SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
@@ -196,6 +209,9 @@ def compose(
         # Once LiteLLM has the key, provider-http may never create it again.
         created=created_once(observed_request) or state.ready,
     )
+    settled = unsettled_create(observed_request)
+    if settled is not None:
+        request_body["metadata"]["annotations"] = {CREATE_FAILED: settled}
     reaper_for = functools.partial(
         strays.reaper,
         namespace=owner.namespace,
@@ -205,7 +221,7 @@ def compose(
         wait_timeout=settings.request_timeout,
         labels=labels,
     )
-    reaping = _strays(xr, observed, owner.base_name, reaper_for)
+    reaping = _strays(xr, observed, token, owner.base_name, reaper_for)
     warnings = list(reaping.warnings)
     if replaced == LOST:
         warnings.append(
@@ -225,12 +241,47 @@ def compose(
         resources={
             SECRET_RESOURCE: Desired(secret_body, ready=SECRET_RESOURCE in observed),
             request_resource: Desired(request_body, ready=state.ready),
+            **_lingering(observed, request_resource),
             **reaping.resources,
         },
         status={"keySecretRef": secret_name, "tokenHash": token, **reaping.status},
         state=state,
         warnings=warnings,
     )
+
+
+def _lingering(observed: dict[str, dict[str, Any]], current: str) -> dict[str, Desired]:
+    """Replaced Requests that must stay, as they are, until provider-http observes again.
+
+    Right after CREATE, provider-http's stored answer is /key/generate's, with
+    the key masked as a placeholder for `<request>-generated`. Crossplane
+    deletes a Request that is no longer desired in the foreground, so that
+    Secret goes first, and the Request could then never template a call
+    again: its REMOVE would never run. So a replaced Request is kept until
+    its stored answer is another call's, with its CREATE only reading its key
+    (it must not create anything from a Secret that now holds another key).
+    """
+    kept = {}
+    for name, request in _observed_requests(observed).items():
+        if name == current or not created_just_now(request):
+            continue
+        meta = request.get("metadata") or {}
+        spec = copy.deepcopy(request.get("spec") or {})
+        for_provider = spec.get("forProvider")
+        if not isinstance(for_provider, dict) or not isinstance(for_provider.get("mappings"), list):
+            continue  # not one of ours as we wrote it: let Crossplane delete it
+        for_provider["mappings"] = [
+            READ_INSTEAD_OF_CREATE if isinstance(m, dict) and m.get("action") == "CREATE" else m
+            for m in for_provider["mappings"]
+        ]
+        body = {
+            "apiVersion": request.get("apiVersion"),
+            "kind": request.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
+            "spec": spec,
+        }
+        kept[name] = Desired(body, ready=True)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -246,6 +297,7 @@ _MAX_REAPED = 32  # remembered so that a stale stored answer never re-creates a 
 def _strays(
     xr: dict[str, Any],
     observed: dict[str, dict[str, Any]],
+    current: str,
     base_name: str,
     reaper_for: Callable[..., dict[str, Any]],
 ) -> _Reaping:
@@ -253,9 +305,12 @@ def _strays(
     status = xr.get("status")
     reaped = strays.remembered_reaped(status)
     pending = strays.remembered(status)
+    # A replaced Request may have created the current key from the rewritten
+    # Secret: a key one of our Requests names is never a stray.
+    ours = {token_in_request(r) for r in _observed_requests(observed).values()} | {current}
     warnings = []
     for name, request in _observed_requests(observed).items():
-        found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending
+        found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending - ours
         if found:
             warnings.append(
                 "A key was created from a key Secret changed after the function wrote it "

@@ -7,8 +7,8 @@ function composes, only the fields `compose` reads are converted:
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
   and `status.strayTokens`/`reapedTokens` (function/strays.py);
 - a Secret: `data`;
-- a Request: `spec.forProvider.payload.body`, `spec.managementPolicies` and
-  the parts of `status` that say what LiteLLM last answered.
+- a Request: its name, namespace, labels, annotations and `spec`, and the parts of
+  `status` that say what LiteLLM last answered.
 
 Anything else is converted whole.
 """
@@ -72,23 +72,14 @@ def composed(struct: struct_pb2.Struct) -> dict[str, Any]:
             view["status"] = _pick(
                 status.struct_value, "response", "requestDetails", "error", "conditions", "cache"
             )
-        body = _path(struct, "spec", "forProvider", "payload", "body")
-        if body is not None:
-            view["spec"] = {"forProvider": {"payload": {"body": body}}}
-        spec = struct.fields["spec"] if "spec" in struct.fields else None
-        if spec is not None and spec.WhichOneof("kind") == "struct_value":
-            policies = spec.struct_value.fields.get("managementPolicies")
-            if policies is not None:
-                view.setdefault("spec", {})["managementPolicies"] = value(policies)
+        # The whole spec (a few kB): a replaced Request may have to be kept as it is.
+        if "spec" in struct.fields:
+            view["spec"] = value(struct.fields["spec"])
+        if "metadata" in struct.fields and struct.fields["metadata"].WhichOneof("kind") == (
+            "struct_value"
+        ):
+            view["metadata"] = _pick(
+                struct.fields["metadata"].struct_value, "name", "namespace", "labels", "annotations"
+            )
         return view
     return plain(struct)
-
-
-def _path(struct: struct_pb2.Struct, *names: str) -> str | None:
-    value: Any = struct
-    for name in names:
-        fields = value.fields if isinstance(value, struct_pb2.Struct) else value.struct_value.fields
-        if name not in fields:
-            return None
-        value = fields[name]
-    return value.string_value if value.WhichOneof("kind") == "string_value" else None

@@ -7,9 +7,14 @@ call that was (`status.requestDetails.url`), `status.error` for transport
 failures and the Request's Synced condition for templating failures.
 
 - `key_state(request, ...)` -> `KeyState` (ready, reason, message)
+- `unsettled_create(request)` -> when to mark a CREATE failed that the
+  provider began and never finished (it died in between).
+- `created_just_now(request)` -> whether the stored answer is still
+  /key/generate's (its masked key names `<request>-generated`).
 - `revoked(request)` -> whether the key was deleted on the proxy after it
-  existed: provider-http, no longer allowed to CREATE it, tried to UPDATE it
-  and LiteLLM answered 404 "Key not found".
+  existed: its Request's CREATE only reads the key once it has existed, and
+  that read answered 404 or `status: deleted`. (OBSERVE never stores such an
+  answer: provider-http returns before writing status when a key is gone.)
 
 Foreign text never reaches a message. A proxy's answer can be written by a
 tenant (its own proxy) and provider-http resolves secret placeholders in
@@ -21,7 +26,9 @@ the action and what to do.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from function.connection import Connection
@@ -134,12 +141,82 @@ def _last_answer(request: dict[str, Any]) -> tuple[int, str, str]:
     )
 
 
+_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+_WHOLE_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+CREATE_PENDING = "crossplane.io/external-create-pending"
+CREATE_FAILED = "crossplane.io/external-create-failed"
+
+
+def unsettled_create(request: dict[str, Any] | None) -> str | None:
+    """The time to mark a CREATE failed at, if provider-http stopped in the middle of one.
+
+    crossplane-runtime writes `external-create-pending` before it calls CREATE.
+    If the provider dies before it records the outcome, every later reconcile
+    stops with "cannot determine creation result" until someone says how it
+    ended. Here that is safe to say: CREATE sends the key in the Secret, which
+    LiteLLM takes as a no-op if the key exists, and OBSERVE finds the key by
+    its token either way. So the CREATE is marked failed one second after it
+    began, and provider-http observes and creates as usual.
+    """
+    if request is None:
+        return None
+    annotations = _mapping(_mapping(request.get("metadata")).get("annotations"))
+    pending = annotations.get(CREATE_PENDING)
+    if not isinstance(pending, str) or not _WHOLE_SECONDS.fullmatch(pending):
+        return None
+    try:
+        began = datetime.fromisoformat(pending.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    settled = (began + timedelta(seconds=1)).strftime(_RFC3339)
+    # Keep saying it for as long as that CREATE is the last one begun.
+    if annotations.get(CREATE_FAILED) == settled or _synced_message_has(
+        request, "cannot determine creation result"
+    ):
+        return settled
+    return None
+
+
+def _synced_message_has(request: dict[str, Any], text: str) -> bool:
+    conditions = _mapping(request.get("status")).get("conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict)
+        and c.get("type") == "Synced"
+        and isinstance(c.get("message"), str)
+        and text in c["message"]
+        for c in conditions
+    )
+
+
+def created_just_now(request: dict[str, Any]) -> bool:
+    """Whether the Request's stored answer is still /key/generate's (nothing observed since)."""
+    code, url, _ = _last_answer(request)
+    return code != 0 and "/key/generate" in url
+
+
 def revoked(request: dict[str, Any] | None) -> bool:
     """Whether the Request's key existed and has since been deleted on the proxy."""
     if request is None or not created_once(request):
         return False
-    code, url, text = _last_answer(request)
-    return code == HTTP_NOT_FOUND and "/key/update" in url and "key not found" in text
+    code, url, _ = _last_answer(request)
+    if "/key/info" not in url:
+        return False
+    if code == HTTP_NOT_FOUND:
+        return True
+    body = _mapping(_mapping(request.get("status")).get("response")).get("body")
+    return code == HTTP_OK_MIN and _info_status(body) == "deleted"
+
+
+def _info_status(body: Any) -> str:
+    """`info.status` of a stored /key/info answer, or ''."""
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return ""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    status = _mapping(_mapping(decoded).get("info")).get("status")
+    return status if isinstance(status, str) else ""
 
 
 def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:

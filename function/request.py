@@ -40,10 +40,13 @@ REQUEST_KIND = "Request"
 # behind. Whether the key exists is the checks' business (404 or deleted).
 ALLOWED_STATUS_CODES = list(range(400, 600))
 
-# Once the key has existed, provider-http may no longer create it: a key an
-# admin deletes on the proxy (a revocation) must never come back with the
-# same value from the Secret. The function issues a new key instead.
-MANAGED_AFTER_CREATION = ["Observe", "Update", "Delete", "LateInitialize"]
+# Once the key has existed, provider-http must never create it again: a key
+# an admin deletes on the proxy (a revocation) would come back with the same
+# value from the Secret. crossplane-runtime supports no management policy
+# with Observe, Update and Delete but not Create, so the CREATE mapping
+# itself changes: it reads the key (GET /key/info) instead of making it.
+# That answer, stored in status, tells the function the key is gone, and
+# the function issues a new key.
 
 # Total jq programs: every access is type-guarded, so that no answer, however
 # shaped, makes a check fail. provider-http resolves secret placeholders in
@@ -82,6 +85,9 @@ EXPECTED_RESPONSE = (
     f" | with_entries(select(.key | IN({_LITELLM_METADATA_KEYS}) | not)))"
     " else .value == $live[.key] end) end"
 )
+
+_INFO_URL = '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)'
+READ_INSTEAD_OF_CREATE = {"action": "CREATE", "method": "GET", "url": _INFO_URL}
 
 # Only the /key/generate answer carries a raw key (sk-...): /key/info and
 # /key/update echo the token, error bodies carry none.
@@ -146,13 +152,15 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
 ) -> dict[str, Any]:
     """The Request for one key, fully determined by its arguments.
 
-    `created`: the key has existed on the proxy, so CREATE is no longer allowed.
+    `created`: the key has existed on the proxy, so CREATE only reads it.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "token": token,
         "fields": litellm_fields(spec, granted),
         "createOnly": create_only_fields(spec),
     }
+    if created:
+        payload["created"] = True
     raw_key = f"{{{{ {key_secret}:{namespace}:key }}}}"
     connection = granted.connection
     return {
@@ -161,7 +169,6 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "providerConfigRef": provider_config,
-            "managementPolicies": MANAGED_AFTER_CREATION if created else ["*"],
             "forProvider": {
                 "waitTimeout": wait_timeout,
                 "allowedStatusCodes": ALLOWED_STATUS_CODES,
@@ -174,7 +181,9 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
                     "body": json.dumps(payload, sort_keys=True, separators=(",", ":")),
                 },
                 "mappings": [
-                    {
+                    READ_INSTEAD_OF_CREATE
+                    if created
+                    else {
                         "action": "CREATE",
                         "method": "POST",
                         "url": '(.payload.baseUrl + "/key/generate")',
@@ -186,7 +195,7 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
                     {
                         "action": "OBSERVE",
                         "method": "GET",
-                        "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
+                        "url": _INFO_URL,
                     },
                     {
                         "action": "UPDATE",
@@ -227,10 +236,12 @@ def echo_secret_name(request_name: str) -> str:
 
 
 def created_once(request: dict[str, Any] | None) -> bool:
-    """Whether an observed Request has stopped CREATE, because its key existed."""
-    spec = (request or {}).get("spec")
-    policies = spec.get("managementPolicies") if isinstance(spec, dict) else None
-    return isinstance(policies, list) and "Create" not in policies and "*" not in policies
+    """Whether an observed Request's CREATE only reads, because its key existed."""
+    try:
+        body = (request or {})["spec"]["forProvider"]["payload"]["body"]
+        return json.loads(body).get("created") is True
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def token_in_request(request: dict[str, Any]) -> str | None:

@@ -347,6 +347,13 @@ def test_raw_key_appears_only_in_the_secret(
     headers = request["spec"]["forProvider"]["headers"]
     # The master key is only ever named, as provider-http's placeholder.
     assert headers["Authorization"] == ["Bearer {{ litellm-example-secrets:litellm:masterkey }}"]
+    # The key exists (observed Available): CREATE now only reads it, so a key an
+    # admin deletes is never made again from the Secret.
+    create = next(m for m in request["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
+    assert (create["method"], create.get("body")) == ("GET", None)
+    assert "/key/info?key=" in create["url"]
+    first = function_server.run(make_request(seed_xr, {"key": observed_secret()}))
+    request = _as_plain(first)["desired"]["resources"][request_resource_name()]["resource"]
     create = next(m for m in request["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
     assert "{{ example-service-litellm-key:team-a:key }}" in create["body"]
 
@@ -395,3 +402,37 @@ def test_any_stored_answer_is_read_without_a_crash(
     assert [r.severity for r in rsp.results] == [fnv1.SEVERITY_WARNING]
     assert rsp.conditions[0].reason == "ProxyError"
     assert len(rsp.desired.resources) == 2
+
+
+def test_a_create_the_provider_never_finished_is_settled(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # provider-http died between writing external-create-pending and the outcome:
+    # crossplane-runtime waits for a person. CREATE is idempotent here, so the
+    # function says it failed, one second after it began, and lets it go on.
+    stuck = observed_request(
+        code=None,
+        synced_error="cannot determine creation result - remove the "
+        "crossplane.io/external-create-pending annotation if it is safe to proceed",
+    )
+    stuck["metadata"]["annotations"] = {
+        "crossplane.io/external-create-pending": "2026-12-02T14:36:47Z"
+    }
+    observed = {"key": observed_secret(), request_resource_name(): stuck}
+    rsp = function_server.run(make_request(seed_xr, observed))
+    request = resource.struct_to_dict(rsp.desired.resources[request_resource_name()].resource)
+    failed = {"crossplane.io/external-create-failed": "2026-12-02T14:36:48Z"}
+    assert request["metadata"]["annotations"] == failed
+    # Kept while that CREATE is the last one begun, even once the condition has cleared...
+    stuck["status"] = {}
+    stuck["metadata"]["annotations"].update(failed)
+    rsp = function_server.run(make_request(seed_xr, observed))
+    request = resource.struct_to_dict(rsp.desired.resources[request_resource_name()].resource)
+    assert request["metadata"]["annotations"] == failed
+    # ...and dropped once provider-http begins another.
+    stuck["metadata"]["annotations"]["crossplane.io/external-create-pending"] = (
+        "2026-12-02T15:00:00Z"
+    )
+    rsp = function_server.run(make_request(seed_xr, observed))
+    request = resource.struct_to_dict(rsp.desired.resources[request_resource_name()].resource)
+    assert "annotations" not in request["metadata"]

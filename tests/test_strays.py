@@ -88,3 +88,46 @@ def test_a_raw_key_stored_unmasked_is_reported_not_repeated(
     assert any("unmasked" in m and "rotate the key" in m for m in messages), messages
     assert all(FIXED_KEY not in m for m in messages)
     assert all(FIXED_KEY not in c.message for c in rsp.conditions)
+
+
+def test_a_replaced_request_lingers_until_observed_and_creates_nothing(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # The Secret is lost right after CREATE: provider-http's stored answer is
+    # still /key/generate's, whose masked key names the -generated Secret. A
+    # Request deleted now (in the foreground: that Secret first) could never
+    # run REMOVE, so it stays, reading its key instead of creating one.
+    first = run(function_server, seed_xr, {"key": observed_secret()})
+    old = resource.struct_to_dict(first.desired.resources[request_resource_name()].resource)
+    stored = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
+    old["status"] = stored["status"]
+    rsp = run(function_server, seed_xr, {request_resource_name(): old})
+    names = sorted(rsp.desired.resources)
+    assert request_resource_name() in names
+    assert len(names) == 3, names  # the Secret, the new Request, the old one lingering
+    kept = resource.struct_to_dict(rsp.desired.resources[request_resource_name()].resource)
+    create = next(m for m in kept["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
+    assert (create["method"], create.get("body")) == ("GET", None)
+    # Once provider-http has observed it, it goes.
+    old["status"] = observed_request(code=200, path="/key/info", body={"info": {}})["status"]
+    rsp = run(function_server, seed_xr, {request_resource_name(): old})
+    assert request_resource_name() not in rsp.desired.resources
+
+
+def test_a_key_one_of_our_requests_names_is_never_a_stray(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # An old Request's CREATE read the rewritten Secret, now holding the current
+    # key: that key is ours, never to be reaped.
+    current = run(function_server, seed_xr, {"key": observed_secret()})
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
+    other_key = "sk-" + "AnOldKeyWhoseRequestIsReplaced0123456789abc"
+    old = observed_request(
+        other_key, code=200, path="/key/generate", body=generate_answer(FIXED_KEY)
+    )
+    observed = {"key": observed_secret(), request_resource_name(): made}
+    observed[request_resource_name(other_key)] = old
+    rsp = run(function_server, seed_xr, observed)
+    assert not any(n.startswith("stray-") for n in rsp.desired.resources)
+    assert "strayTokens" not in status(rsp)
+    del current

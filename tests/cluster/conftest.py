@@ -239,7 +239,21 @@ class Tenant:
             found = self.plane.get("virtualkey", meta["name"], meta["namespace"])
             return found if condition(found, "Ready").get("status") == "True" else None
 
-        ready: Obj = until(is_ready, f"VirtualKey {meta['name']} to be Ready", seconds)
+        try:
+            ready: Obj = until(is_ready, f"VirtualKey {meta['name']} to be Ready", seconds)
+        except pytest.fail.Exception:
+            # Say what stands in the way: the VirtualKey's and its Requests' conditions.
+            found = self.plane.get("virtualkey", meta["name"], meta["namespace"]) or {}
+            requests = self.plane.items(
+                "requests.http.m.crossplane.io",
+                meta["namespace"],
+                f"crossplane.io/composite={meta['name']}",
+            )
+            seen = [((found.get("status") or {}).get("conditions"))] + [
+                (r["metadata"].get("annotations"), (r.get("status") or {}).get("conditions"))
+                for r in requests
+            ]
+            pytest.fail(f"VirtualKey {meta['name']} is not Ready: {seen!r:.3000}")
         return ready
 
     def reason(self, xr: Obj, kind: str = "KeyReady") -> str:

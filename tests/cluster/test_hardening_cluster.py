@@ -150,7 +150,14 @@ def quota_namespace(platform: Plane, proxy: Proxy, unique: str) -> Iterator[str]
         }
     )
     yield namespace
+    # The Requests finish their REMOVE before the namespace goes: in a terminating
+    # namespace provider-http can no longer record its ProviderConfig usage.
     platform.kubectl("delete", "virtualkeys", "--all", "-n", namespace, "--wait=true")
+    until(
+        lambda: not platform.items("requests.http.m.crossplane.io", namespace),
+        "the Requests to finish deleting",
+        180,
+    )
     platform.kubectl("delete", "tenancypolicy", f"quota-{unique}", "--wait=false")
     platform.kubectl("delete", "namespace", namespace, "--wait=false")
 
@@ -176,6 +183,8 @@ def test_a_raw_key_stored_unmasked_is_reported(
     assert "Fix provider-http's access" in events
     key = platform.secret_value(quota_namespace, f"{meta['name']}-litellm-key", "key")
     assert key not in events
-    # What the warning is about is real: provider-http kept the raw key in status.
+    # The fault was real: the quota kept provider-http from writing the Secret
+    # that masks the key (the unmasked answer itself is replaced at its next OBSERVE).
     (request,) = _requests(platform, quota_namespace, meta["name"])
-    assert key in json.dumps(request.get("status"))
+    generated = f"{request['metadata']['name']}-generated"  # type: ignore[index]
+    assert platform.get("secret", generated, quota_namespace) is None

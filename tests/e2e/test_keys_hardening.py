@@ -87,7 +87,7 @@ def test_the_replacing_run_warns(proxy: Proxy, make_cluster: Callable[..., Clust
     with proxy.admin() as admin:
         admin.post("/key/delete", json={"keys": [token]}).raise_for_status()
     cluster.clock.advance(31)
-    cluster.provider()  # Observe: gone; CREATE not allowed, so UPDATE, which answers 404
+    cluster.provider()  # Observe: gone; CREATE now only reads the key, which answers deleted
     rsp = cluster.compose()
     assert any("revoked" in r.message for r in rsp.results), [r.message for r in rsp.results]
 

@@ -116,7 +116,7 @@ start_apiserver() {
 start_controller_manager() {
   spawn controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$S/admin.kubeconfig" --leader-elect=false --secure-port 0 \
-    --controllers garbagecollector,namespace,serviceaccount,serviceaccount-token \
+    --controllers garbagecollector,namespace,serviceaccount,serviceaccount-token,resourcequota \
     --service-account-private-key-file "$S/pki/sa.key" --root-ca-file "$S/pki/apiserver.crt"
 }
 
