@@ -160,17 +160,21 @@ def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
     return new_key(), LOST if requests else None
 
 
-def compose(
+def compose(  # noqa: PLR0913 - each argument is one independent fact.
     xr: dict[str, Any],
     observed: dict[str, dict[str, Any]],
     raw_input: Any,
     policies: Policies,
     namespace_labels: dict[str, str] | None,
+    *,
+    unmasked: frozenset[str] = frozenset(),
 ) -> Composed:
     """The desired state for one VirtualKey (raises InvalidInputError).
 
     `policies` are the cluster's TenancyPolicies and `namespace_labels` the
-    labels of the tenant's Namespace (None if it was not found).
+    labels of the tenant's Namespace (None if it was not found). `unmasked`
+    names the observed Requests whose `<request>-generated` Secret does not
+    exist: provider-http could not mask the key it created.
     """
     settings: Input = parse_input(raw_input)
     owner = owner_of(xr)
@@ -221,7 +225,10 @@ def compose(
         wait_timeout=settings.request_timeout,
         labels=labels,
     )
-    reaping = _strays(xr, observed, token, owner.base_name, reaper_for)
+    # A key in place whose mask Secret is missing was stored unmasked when it
+    # was created, however briefly (provider-http writes that Secret first).
+    unmasked_now = state.ready and request_resource in unmasked
+    reaping = _strays(xr, observed, token, owner.base_name, reaper_for, unmasked_now=unmasked_now)
     warnings = list(reaping.warnings)
     if replaced == LOST:
         warnings.append(
@@ -294,12 +301,14 @@ class _Reaping:
 _MAX_REAPED = 32  # remembered so that a stale stored answer never re-creates a reaper
 
 
-def _strays(
+def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     xr: dict[str, Any],
     observed: dict[str, dict[str, Any]],
     current: str,
     base_name: str,
     reaper_for: Callable[..., dict[str, Any]],
+    *,
+    unmasked_now: bool,
 ) -> _Reaping:
     """Reaper Requests for keys made from a changed Secret, and warnings of exposed keys."""
     status = xr.get("status")
@@ -309,7 +318,8 @@ def _strays(
     # Secret: a key one of our Requests names is never a stray.
     ours = {token_in_request(r) for r in _observed_requests(observed).values()} | {current}
     warnings = []
-    for name, request in _observed_requests(observed).items():
+    exposed = strays.remembered_exposed(status) | ({current} if unmasked_now else set())
+    for request in _observed_requests(observed).values():
         found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending - ours
         if found:
             warnings.append(
@@ -318,13 +328,20 @@ def _strays(
                 "such a key, so it is being deleted."
             )
         pending |= found
-        if strays.exposed(request):
-            warnings.append(
-                f"provider-http stored a raw key unmasked in the status of {name}: it could "
-                f"not write the Secret that masks it (a quota, admission or RBAC). Anyone "
-                "who can read that Request can read the key. Fix provider-http's access, "
-                "then rotate the key by deleting the key Secret."
-            )
+        if strays.exposed(request) and (token := token_in_request(request)):
+            exposed.add(token)
+    # provider-http replaces the unmasked answer at its next OBSERVE, often before
+    # Crossplane composes again: remembered in status, the warning lasts until
+    # the key is rotated, not for one poll.
+    exposed &= ours
+    if exposed:
+        warnings.append(
+            "provider-http stored a raw key unmasked in a Request's status (token "
+            f"{', '.join(sorted(t[:12] for t in exposed))}...): it could not write the "
+            "Secret that masks it (a quota, admission or RBAC). Anyone who could read "
+            "that Request could read the key. Fix provider-http's access, then rotate "
+            "the key by deleting the key Secret."
+        )
     resources: dict[str, Desired] = {}
     done = set()
     for token in sorted(pending):
@@ -341,6 +358,7 @@ def _strays(
         {
             **({"strayTokens": left} if left else {}),
             **({"reapedTokens": remembered} if remembered else {}),
+            **({"exposedTokens": sorted(exposed)} if exposed else {}),
         },
         warnings,
     )

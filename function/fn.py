@@ -22,9 +22,10 @@ from google.protobuf import json_format, struct_pb2
 
 from function import observed
 from function.cache import BytesLRU
-from function.compose import CONDITION_TYPE, Composed, compose, owner_of
+from function.compose import CONDITION_TYPE, REQUEST_RESOURCE_PREFIX, Composed, compose, owner_of
 from function.model import InvalidInputError
 from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
+from function.request import echo_secret_name
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -32,6 +33,9 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # TenancyPolicy, and the tenant's Namespace for its labels.
 POLICIES = "tenancy-policies"
 NAMESPACE = "tenant-namespace"
+# ...and, per observed Request, the Secret provider-http masks its key with
+# (only whether it exists is read: its data never reaches compose).
+MASK_PREFIX = "generated-"
 
 
 _STRUCTS: BytesLRU[str, bytes] = BytesLRU(32 * 1024 * 1024)
@@ -64,16 +68,19 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
         xr = observed.composite(req.observed.composite.resource)
         where = _where(xr)
         namespace = owner_of(xr).namespace
-        _require(rsp, namespace)
-        if POLICIES not in req.required_resources or NAMESPACE not in req.required_resources:
+        seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
+        masks = mask_secrets(seen)
+        _require(rsp, namespace, masks)
+        wanted = [POLICIES, NAMESPACE, *(MASK_PREFIX + n for n in masks)]
+        if any(w not in req.required_resources for w in wanted):
             # First call of this run: Crossplane fetches them and calls again.
             return rsp
         policies = load_policies(_required(req, POLICIES))
         tenant_namespace = _required(req, NAMESPACE)
         labels = _labels(tenant_namespace[0]) if tenant_namespace else None
-        seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
+        unmasked = frozenset(n for n in masks if not req.required_resources[MASK_PREFIX + n].items)
         raw_input = observed.plain(req.input) if req.HasField("input") else None
-        composed = compose(xr, seen, raw_input, policies, labels)
+        composed = compose(xr, seen, raw_input, policies, labels, unmasked=unmasked)
     except InvalidInputError as e:
         log.info("invalid input", virtualkey=where, error=str(e))
         response.fatal(rsp, f"VirtualKey {where}: {e}")
@@ -90,13 +97,32 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     return rsp
 
 
-def _require(rsp: fnv1.RunFunctionResponse, namespace: str) -> None:
-    """Ask for every TenancyPolicy and the tenant's Namespace, on every call."""
+def mask_secrets(seen: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Observed Request resource name -> the Secret provider-http masks its key with."""
+    masks = {}
+    for name, body in seen.items():
+        meta = body.get("metadata") if body.get("kind") == "Request" else None
+        request_name = meta.get("name") if isinstance(meta, dict) else None
+        if name.startswith(REQUEST_RESOURCE_PREFIX) and isinstance(request_name, str):
+            masks[name] = echo_secret_name(request_name)
+    return masks
+
+
+def _require(rsp: fnv1.RunFunctionResponse, namespace: str, masks: dict[str, str]) -> None:
+    """Ask for every TenancyPolicy, the tenant's Namespace and the mask Secrets, every call.
+
+    All of them derive from the observed state alone, so they are the same on
+    Crossplane's second call, which is what ends its loop.
+    """
     policies = rsp.requirements.resources[POLICIES]
     policies.api_version, policies.kind = POLICY_API_VERSION, POLICY_KIND
     policies.match_labels.SetInParent()  # no labels: every TenancyPolicy
     tenant = rsp.requirements.resources[NAMESPACE]
     tenant.api_version, tenant.kind, tenant.match_name = "v1", "Namespace", namespace
+    for name, secret in masks.items():
+        mask = rsp.requirements.resources[MASK_PREFIX + name]
+        mask.api_version, mask.kind, mask.match_name = "v1", "Secret", secret
+        mask.namespace = namespace
 
 
 def _required(req: fnv1.RunFunctionRequest, name: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ response body) costs more than composing the key. So for the kinds the
 function composes, only the fields `compose` reads are converted:
 
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
-  and `status.strayTokens`/`reapedTokens` (function/strays.py);
+  and `status.strayTokens`/`reapedTokens`/`exposedTokens` (function/strays.py);
 - a Secret: `data`;
 - a Request: its name, namespace, labels, annotations and `spec`, and the parts of
   `status` that say what LiteLLM last answered.
@@ -50,7 +50,7 @@ def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
     view = _pick(struct, "apiVersion", "kind", "spec")
     status = struct.fields["status"] if "status" in struct.fields else None
     if status is not None and status.WhichOneof("kind") == "struct_value":
-        view["status"] = _pick(status.struct_value, "strayTokens", "reapedTokens")
+        view["status"] = _pick(status.struct_value, "strayTokens", "reapedTokens", "exposedTokens")
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]
         if meta.WhichOneof("kind") == "struct_value":

@@ -14,6 +14,8 @@ such keys and deletes them:
   Request's stored answer. provider-http masks the key `/key/generate`
   echoes only if it can write `<request>-generated`; if it cannot (a quota,
   admission, RBAC), its `patch.go` stores the answer unmasked (item 4).
+  The exposed token is remembered in `status.exposedTokens` until the key
+  is rotated, since provider-http's next OBSERVE replaces that answer.
 - `reaper(...)`: a Request that only observes and deletes one stray key.
   The function composes it while the stray is remembered in the XR's
   `status.strayTokens`, and drops it once it exists: Crossplane then deletes
@@ -146,3 +148,8 @@ def remembered(status: Any) -> set[str]:
 def remembered_reaped(status: Any) -> set[str]:
     """The stray tokens whose reaper has been handed to Crossplane to delete."""
     return _tokens(status, "reapedTokens")
+
+
+def remembered_exposed(status: Any) -> set[str]:
+    """The tokens of keys once seen stored unmasked, until those keys are rotated."""
+    return _tokens(status, "exposedTokens")

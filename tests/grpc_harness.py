@@ -4,7 +4,8 @@
 its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
 `make_request` builds a RunFunctionRequest from plain dicts, with the
 required resources Crossplane would have fetched (by default the shipped
-TenancyPolicy, examples/tenancy-policy.yaml, and the tenant's Namespace).
+TenancyPolicy, examples/tenancy-policy.yaml, the tenant's Namespace, and for
+each observed Request the `<request>-generated` Secret provider-http wrote).
 Tests and the benchmark share this module.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
 from function.compose import owner_of
-from function.fn import NAMESPACE, POLICIES, FunctionRunner
+from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, FunctionRunner, mask_secrets
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -81,6 +83,21 @@ def namespace_object(name: str, labels: dict[str, str] | None = None) -> dict[st
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
+def mask_secrets_found(
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]],
+    exists: Callable[[str, str], bool] = lambda _namespace, _name: True,
+) -> dict[str, list[dict[str, Any]]]:
+    """The mask Secrets Crossplane fetches: those `exists(namespace, name)` says exist."""
+    namespace = owner_of(xr).namespace
+    found: dict[str, list[dict[str, Any]]] = {}
+    for resource_name, secret in mask_secrets(observed).items():
+        meta = {"name": secret, "namespace": namespace}
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
+        found[MASK_PREFIX + resource_name] = [body] if exists(namespace, secret) else []
+    return found
+
+
 def required_resources(
     xr: dict[str, Any],
     policies: list[dict[str, Any]] | None = None,
@@ -104,14 +121,17 @@ def make_request(
     """A RunFunctionRequest for an XR, its observed composed resources and an input.
 
     `required` are the required resources, by requirement name; None gives
-    `required_resources(xr)`, `{}` none at all (the first call of a run).
+    `required_resources(xr)`, `{}` none at all (the first call of a run). A
+    mask Secret `required` does not name exists, as provider-http wrote it.
     """
     req = fnv1.RunFunctionRequest(meta=fnv1.RequestMeta(tag=tag))
-    if required is None:
-        try:
+    try:
+        if required is None:
             required = required_resources(xr)
-        except ValueError:  # an XR without a namespace: the function refuses it anyway
-            required = {}
+        if required:
+            required = {**mask_secrets_found(xr, observed or {}), **required}
+    except ValueError:  # an XR without a namespace: the function refuses it anyway
+        required = {}
     for name, objects in required.items():
         found = req.required_resources[name]
         for obj in objects:

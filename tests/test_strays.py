@@ -15,7 +15,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from function.keys import token_of
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
-from tests.grpc_harness import FunctionServer, make_request
+from tests.grpc_harness import FunctionServer, make_request, required_resources
 
 TENANTS_KEY = "sk-" + "TenantChoseThisKey0123456789abcdefghijklmn"
 STRAY = token_of(TENANTS_KEY)
@@ -78,7 +78,11 @@ def test_its_own_key_is_no_stray(function_server: FunctionServer, seed_xr: dict[
     assert "strayTokens" not in status(rsp)
 
 
-def test_a_raw_key_stored_unmasked_is_reported_not_repeated(
+def _exposure_warnings(rsp: fnv1.RunFunctionResponse) -> list[str]:
+    return [r.message for r in rsp.results if "unmasked" in r.message]
+
+
+def test_a_raw_key_stored_unmasked_is_reported_without_the_key(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
     body = {**generate_answer(FIXED_KEY), "key": FIXED_KEY}  # the -generated Secret failed
@@ -88,6 +92,25 @@ def test_a_raw_key_stored_unmasked_is_reported_not_repeated(
     assert any("unmasked" in m and "rotate the key" in m for m in messages), messages
     assert all(FIXED_KEY not in m for m in messages)
     assert all(FIXED_KEY not in c.message for c in rsp.conditions)
+    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
+
+
+def test_an_exposed_key_is_reported_until_it_is_rotated(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # provider-http's next OBSERVE replaces the unmasked answer, often before
+    # Crossplane composes again: the warning must not last only that long.
+    observed_now = observed_request(code=200, path="/key/info", body={"info": {}})
+    xr = {**seed_xr, "status": {"exposedTokens": [token_of(FIXED_KEY)]}}
+    observed = {"key": observed_secret(), request_resource_name(): observed_now}
+    rsp = run(function_server, xr, observed)
+    assert _exposure_warnings(rsp)
+    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
+    # Rotated (the key Secret deleted, the old Request gone): the exposed key
+    # no longer exists, so neither does the warning.
+    rotated = run(function_server, xr, {})
+    assert not _exposure_warnings(rotated)
+    assert "exposedTokens" not in status(rotated)
 
 
 def test_a_replaced_request_lingers_until_observed_and_creates_nothing(
@@ -131,3 +154,35 @@ def test_a_key_one_of_our_requests_names_is_never_a_stray(
     assert not any(n.startswith("stray-") for n in rsp.desired.resources)
     assert "strayTokens" not in status(rsp)
     del current
+
+
+def test_a_missing_mask_secret_reports_the_key_as_exposed(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # By the time Crossplane composes, provider-http may already have replaced
+    # the unmasked answer; the missing `<request>-generated` Secret stays.
+    observed = {"key": observed_secret(), request_resource_name(): observed_request()}
+    first = run_with(function_server, seed_xr, observed, {})
+    wanted = first.requirements.resources[f"generated-{request_resource_name()}"]
+    assert (wanted.kind, wanted.namespace) == ("Secret", "team-a")
+    assert wanted.match_name.endswith("-generated")
+    missing: dict[str, list[dict[str, Any]]] = {f"generated-{request_resource_name()}": []}
+    rsp = run_with(function_server, seed_xr, observed, missing)
+    assert _exposure_warnings(rsp)
+    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
+    present = run(function_server, seed_xr, observed)
+    assert not _exposure_warnings(present)
+    assert "exposedTokens" not in status(present)
+    # Not yet created (no answer): no Secret is expected yet.
+    waiting = {"key": observed_secret(), request_resource_name(): observed_request(code=None)}
+    assert not _exposure_warnings(run_with(function_server, seed_xr, waiting, missing))
+
+
+def run_with(
+    server: FunctionServer,
+    xr: dict[str, Any],
+    observed: dict[str, Any],
+    masks: dict[str, list[dict[str, Any]]],
+) -> fnv1.RunFunctionResponse:
+    required = {**required_resources(xr), **masks} if masks else {}
+    return server.run(make_request(xr, observed, None, "", required))

@@ -16,6 +16,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -183,6 +184,14 @@ def test_a_raw_key_stored_unmasked_is_reported(
     assert "Fix provider-http's access" in events
     key = platform.secret_value(quota_namespace, f"{meta['name']}-litellm-key", "key")
     assert key not in events
+
+    # The warning lasts until the key is rotated: the XR remembers the exposed token.
+    def status(field: str) -> Any:
+        found = platform.get("virtualkey", meta["name"], quota_namespace) or {}
+        return found.get("status", {}).get(field)
+
+    token = until(lambda: status("tokenHash"), "the token hash")
+    assert until(lambda: status("exposedTokens"), "status.exposedTokens") == [token]
     # The fault was real: the quota kept provider-http from writing the Secret
     # that masks the key (the unmasked answer itself is replaced at its next OBSERVE).
     (request,) = _requests(platform, quota_namespace, meta["name"])

@@ -24,7 +24,12 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from tests.e2e.provider_http import ProviderHTTP, ReconcileResult
-from tests.grpc_harness import FunctionServer, make_request, required_resources
+from tests.grpc_harness import (
+    FunctionServer,
+    make_request,
+    mask_secrets_found,
+    required_resources,
+)
 
 Obj = dict[str, Any]
 
@@ -80,9 +85,12 @@ class Cluster:
     def compose(self) -> fnv1.RunFunctionResponse:
         assert self.xr is not None
         observed = {name: copy.deepcopy(body) for name, body in self.composed.items()}
-        # Crossplane fetches what the function requires: the TenancyPolicies
-        # and the tenant's Namespace.
+        # Crossplane fetches what the function requires: the TenancyPolicies,
+        # the tenant's Namespace and the Secrets provider-http masks keys with.
         required = required_resources(self.xr, self.policies)
+        required |= mask_secrets_found(
+            self.xr, observed, lambda namespace, name: (namespace, name) in self.secrets
+        )
         rsp = self.function.run(make_request(self.xr, observed, self.fn_input, "", required))
         self.last = rsp
         if any(r.severity == fnv1.SEVERITY_FATAL for r in rsp.results):
