@@ -49,6 +49,7 @@ from function.request import (
     READ_INSTEAD_OF_CREATE,
     build_request,
     created_once,
+    echo_secret_name,
     token_in_request,
 )
 from function.tenancy import Authorization, authorize
@@ -138,6 +139,17 @@ def _base(name: str) -> str:
 
 def _observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX)}
+
+
+def mask_secrets(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Observed Request resource name -> the Secret provider-http masks its key with."""
+    masks = {}
+    for name, request in _observed_requests(observed).items():
+        meta = request.get("metadata")
+        request_name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(request_name, str):
+            masks[name] = echo_secret_name(request_name)
+    return masks
 
 
 LOST = "lost"

@@ -22,10 +22,9 @@ from google.protobuf import json_format, struct_pb2
 
 from function import observed
 from function.cache import BytesLRU
-from function.compose import CONDITION_TYPE, REQUEST_RESOURCE_PREFIX, Composed, compose, owner_of
+from function.compose import CONDITION_TYPE, Composed, compose, mask_secrets, owner_of
 from function.model import InvalidInputError
 from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
-from function.request import echo_secret_name
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -71,8 +70,7 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
         seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
         masks = mask_secrets(seen)
         _require(rsp, namespace, masks)
-        wanted = [POLICIES, NAMESPACE, *(MASK_PREFIX + n for n in masks)]
-        if any(w not in req.required_resources for w in wanted):
+        if any(w not in req.required_resources for w in rsp.requirements.resources):
             # First call of this run: Crossplane fetches them and calls again.
             return rsp
         policies = load_policies(_required(req, POLICIES))
@@ -95,17 +93,6 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
         return rsp
     _write(rsp, composed)
     return rsp
-
-
-def mask_secrets(seen: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Observed Request resource name -> the Secret provider-http masks its key with."""
-    masks = {}
-    for name, body in seen.items():
-        meta = body.get("metadata") if body.get("kind") == "Request" else None
-        request_name = meta.get("name") if isinstance(meta, dict) else None
-        if name.startswith(REQUEST_RESOURCE_PREFIX) and isinstance(request_name, str):
-            masks[name] = echo_secret_name(request_name)
-    return masks
 
 
 def _require(rsp: fnv1.RunFunctionResponse, namespace: str, masks: dict[str, str]) -> None:

@@ -23,8 +23,8 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
-from function.compose import owner_of
-from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, FunctionRunner, mask_secrets
+from function.compose import mask_secrets, owner_of
+from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, FunctionRunner
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
