@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from function import strays
+from function import identity, strays
 from function.keys import key_from_secret_data, new_key, token_of
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
@@ -80,6 +80,7 @@ class Composed:
     status: dict[str, Any]
     state: KeyState
     warnings: list[str] = field(default_factory=list)
+    condition: str = CONDITION_TYPE  # the condition type `state` is written as
 
 
 @dataclass(frozen=True)
@@ -180,18 +181,30 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     namespace_labels: dict[str, str] | None,
     *,
     unmasked: frozenset[str] = frozenset(),
+    users: list[dict[str, Any]] | None = None,
+    teams: list[dict[str, Any]] | None = None,
 ) -> Composed:
     """The desired state for one VirtualKey (raises InvalidInputError).
 
     `policies` are the cluster's TenancyPolicies and `namespace_labels` the
     labels of the tenant's Namespace (None if it was not found). `unmasked`
     names the observed Requests whose `<request>-generated` Secret does not
-    exist: provider-http could not mask the key it created.
+    exist: provider-http could not mask the key it created. `users` and
+    `teams` are the User and Team that spec.userRef and spec.teamRef name,
+    as Crossplane fetched them (empty if they do not exist).
     """
     settings: Input = parse_input(raw_input)
     owner = owner_of(xr)
     spec: VirtualKeySpec = parse_spec(xr.get("spec"))
-    granted: Authorization = authorize(spec, Tenant(owner.namespace, namespace_labels), policies)
+    own_user = identity.referenced_id("User", spec.user_ref, users, owner.namespace)
+    own_team = identity.referenced_id("Team", spec.team_ref, teams, owner.namespace)
+    granted: Authorization = authorize(
+        spec,
+        Tenant(owner.namespace, namespace_labels),
+        policies,
+        own_team=own_team,
+        own_user=own_user,
+    )
     connection = granted.connection
     key, replaced = choose_key(observed)
     token = token_of(key)
@@ -231,8 +244,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     reaper_for = functools.partial(
         strays.reaper,
         namespace=owner.namespace,
-        base_url=connection.base_url,
-        authorization=f"Bearer {connection.master_key.placeholder()}",
+        connection=connection,
         provider_config=settings.provider_config_ref.model_dump(),
         wait_timeout=settings.request_timeout,
         labels=labels,

@@ -22,9 +22,11 @@ from google.protobuf import json_format, struct_pb2
 
 from function import observed
 from function.cache import BytesLRU
-from function.compose import CONDITION_TYPE, Composed, compose, mask_secrets, owner_of
+from function.compose import Composed, compose, mask_secrets, owner_of
 from function.model import InvalidInputError
 from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
+from function.teams import compose_team
+from function.users import compose_user
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -58,36 +60,72 @@ def _where(xr: dict[str, Any]) -> str:
     return "/".join(p for p in parts if p) or "(unnamed)"
 
 
+KINDS = {
+    "VirtualKey": "VirtualKey",
+    "XVirtualKey": "VirtualKey",
+    "User": "User",
+    "XUser": "User",
+    "Team": "Team",
+    "XTeam": "Team",
+}
+USERS = "users"
+TEAMS = "teams"
+XR_API_VERSION = "auth.litellm.ai/v1alpha1"
+
+
+def _kind(xr: dict[str, Any]) -> str:
+    return KINDS.get(str(xr.get("kind") or ""), "VirtualKey")
+
+
 def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     """Run the function on one request; never raises."""
     rsp = response.to(req)
     log = logging.get_logger()
     where = "(unnamed)"
+    kind = "VirtualKey"
     try:
         xr = observed.composite(req.observed.composite.resource)
-        where = _where(xr)
+        where, kind = _where(xr), _kind(xr)
         namespace = owner_of(xr).namespace
         seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
-        masks = mask_secrets(seen)
-        _require(rsp, namespace, masks)
+        masks = mask_secrets(seen) if kind == "VirtualKey" else {}
+        _require(rsp, namespace, masks, _references(xr, kind))
         if any(w not in req.required_resources for w in rsp.requirements.resources):
             # First call of this run: Crossplane fetches them and calls again.
             return rsp
         policies = load_policies(_required(req, POLICIES))
         tenant_namespace = _required(req, NAMESPACE)
         labels = _labels(tenant_namespace[0]) if tenant_namespace else None
-        unmasked = frozenset(n for n in masks if not req.required_resources[MASK_PREFIX + n].items)
         raw_input = observed.plain(req.input) if req.HasField("input") else None
-        composed = compose(xr, seen, raw_input, policies, labels, unmasked=unmasked)
+        if kind == "User":
+            composed = compose_user(xr, seen, raw_input, policies, labels)
+        elif kind == "Team":
+            composed = compose_team(
+                xr, seen, raw_input, policies, labels, users=_required(req, USERS)
+            )
+        else:
+            unmasked = frozenset(
+                n for n in masks if not req.required_resources[MASK_PREFIX + n].items
+            )
+            composed = compose(
+                xr,
+                seen,
+                raw_input,
+                policies,
+                labels,
+                unmasked=unmasked,
+                users=_required(req, USERS),
+                teams=_required(req, TEAMS),
+            )
     except InvalidInputError as e:
-        log.info("invalid input", virtualkey=where, error=str(e))
-        response.fatal(rsp, f"VirtualKey {where}: {e}")
+        log.info("invalid input", kind=kind, name=where, error=str(e))
+        response.fatal(rsp, f"{kind} {where}: {e}")
         return rsp
     except Exception:  # the last line of defence: report, never crash the server
-        log.exception("unexpected error", virtualkey=where)
+        log.exception("unexpected error", kind=kind, name=where)
         response.fatal(
             rsp,
-            f"VirtualKey {where}: function-litellm-keys hit an internal error; nothing was "
+            f"{kind} {where}: function-litellm-keys hit an internal error; nothing was "
             "changed. Its logs have the details; please report it.",
         )
         return rsp
@@ -95,8 +133,34 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
     return rsp
 
 
-def _require(rsp: fnv1.RunFunctionResponse, namespace: str, masks: dict[str, str]) -> None:
-    """Ask for every TenancyPolicy, the tenant's Namespace and the mask Secrets, every call.
+def _references(xr: dict[str, Any], kind: str) -> dict[str, str | None]:
+    """What else the kind reads: User or Team names (None: every User of the namespace).
+
+    Read from the unvalidated spec, only to ask Crossplane for them; the
+    spec is validated before anything is used.
+    """
+    spec = xr.get("spec") if isinstance(xr.get("spec"), dict) else {}
+    assert isinstance(spec, dict)  # noqa: S101 - narrowed above.
+    if kind == "Team":
+        return {USERS: None}
+    if kind != "VirtualKey":
+        return {}
+    wanted: dict[str, str | None] = {}
+    for field, requirement in (("userRef", USERS), ("teamRef", TEAMS)):
+        ref = spec.get(field)
+        name = ref.get("name") if isinstance(ref, dict) else None
+        if isinstance(name, str) and 0 < len(name) <= 253:  # noqa: PLR2004 - a k8s name.
+            wanted[requirement] = name
+    return wanted
+
+
+def _require(
+    rsp: fnv1.RunFunctionResponse,
+    namespace: str,
+    masks: dict[str, str],
+    references: dict[str, str | None],
+) -> None:
+    """Ask for every TenancyPolicy, the tenant's Namespace, mask Secrets and references.
 
     All of them derive from the observed state alone, so they are the same on
     Crossplane's second call, which is what ends its loop.
@@ -110,6 +174,15 @@ def _require(rsp: fnv1.RunFunctionResponse, namespace: str, masks: dict[str, str
         mask = rsp.requirements.resources[MASK_PREFIX + name]
         mask.api_version, mask.kind, mask.match_name = "v1", "Secret", secret
         mask.namespace = namespace
+    for requirement, wanted in references.items():
+        ref = rsp.requirements.resources[requirement]
+        ref.api_version = XR_API_VERSION
+        ref.kind = "User" if requirement == USERS else "Team"
+        ref.namespace = namespace
+        if wanted is None:
+            ref.match_labels.SetInParent()  # every one in the namespace
+        else:
+            ref.match_name = wanted
 
 
 def _required(req: fnv1.RunFunctionRequest, name: str) -> list[dict[str, Any]]:
@@ -138,10 +211,14 @@ def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:
     earlier = observed.plain(rsp.desired.composite.resource).get("status") or {}
     resource.update(rsp.desired.composite, {"status": {**earlier, **composed.status}})
     state = composed.state
+    if not state.ready:
+        # Crossplane reads readiness from the composed resources alone; a Team
+        # whose members are not in yet, or a User whose key is not, is not ready.
+        rsp.desired.composite.ready = fnv1.READY_FALSE
     response.set_conditions(
         rsp,
         resource.Condition(
-            typ=CONDITION_TYPE,
+            typ=composed.condition,
             status="True" if state.ready else "False",
             reason=state.reason,
             message=state.message,

@@ -97,6 +97,8 @@ ACCEPTED_FORMS: dict[str, str] = {
     "url": "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000",
     "requestTimeout": 'seconds or minutes, e.g. "30s" or "2m"',
     "blocked": "true or false",
+    "teamRef": "{name: <a Team in the same namespace>}",
+    "userRef": "{name: <a User in the same namespace>}",
 }
 
 
@@ -182,6 +184,12 @@ class ConnectionRef(_Model):
         return self
 
 
+class LocalRef(_Model):
+    """A User or Team in the referrer's own namespace, by name."""
+
+    name: DnsSubdomain
+
+
 class VirtualKeySpec(BaseModel):
     """The user-facing part of a VirtualKey's spec.
 
@@ -210,6 +218,8 @@ class VirtualKeySpec(BaseModel):
     tags: list[NonEmpty] = Field(default_factory=list, max_length=64)
     team_id: NonEmpty | None = Field(default=None, alias="teamID")
     user_id: NonEmpty | None = Field(default=None, alias="userID")
+    team_ref: LocalRef | None = Field(default=None, alias="teamRef")
+    user_ref: LocalRef | None = Field(default=None, alias="userRef")
     connection_ref: ConnectionRef = Field(alias="connectionRef")
 
     @field_validator("key_alias")
@@ -243,30 +253,80 @@ class VirtualKeySpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> VirtualKeySpec:
-        if (
-            self.soft_budget is not None
-            and self.max_budget is not None
-            and Decimal(self.soft_budget) > Decimal(self.max_budget)
-        ):
+        for ref, raw in (("teamRef", "teamID"), ("userRef", "userID")):
+            if getattr(self, _SNAKE[ref]) is not None and getattr(self, _SNAKE[raw]) is not None:
+                msg = f"spec.{ref} and spec.{raw} name the same thing; set one of them"
+                raise ValueError(msg)
+        refuse_soft_over_max(self.soft_budget, self.max_budget)
+        refuse_templating(self)
+        return self
+
+
+def refuse_soft_over_max(soft: str | None, most: str | None) -> None:
+    """Refuse a soft budget above the budget (raises ValueError)."""
+    if soft is not None and most is not None and Decimal(soft) > Decimal(most):
+        msg = (
+            f"spec.softBudget: {soft} is larger than spec.maxBudget {most}; lower "
+            "softBudget or raise maxBudget"
+        )
+        raise ValueError(msg)
+
+
+def refuse_repeats(path: str, values: list[str]) -> None:
+    """Refuse a list that names something twice (raises ValueError)."""
+    if len(set(values)) != len(values):
+        msg = f"{path}: must not repeat an entry"
+        raise ValueError(msg)
+
+
+class AccountSpec(BaseModel):
+    """What a User's and a Team's spec share: models, limits, metadata, connection.
+
+    Unknown fields are ignored, as in VirtualKeySpec: Crossplane keeps its
+    own machinery in the same `spec`.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    models: list[NonEmpty] = Field(default_factory=list, max_length=200)
+    max_budget: Dollars | None = Field(default=None, alias="maxBudget")
+    budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
+    tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
+    rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
+    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    blocked: StrictBool | None = None
+    connection_ref: ConnectionRef = Field(alias="connectionRef")
+
+    @model_validator(mode="after")
+    def _checked(self) -> AccountSpec:
+        refuse_repeats("spec.models", list(self.models))
+        refuse_templating(self)
+        return self
+
+
+def refuse_templating(spec: BaseModel) -> None:
+    """Refuse strings provider-http would not send as they are (raises ValueError).
+
+    Every kind's spec goes into a Request body, so every kind checks this.
+    """
+    for path, text in _strings(spec.model_dump(by_alias=True, exclude_none=True)):
+        if PLACEHOLDER_OPENER in text:
             msg = (
-                f"spec.softBudget: {self.soft_budget} is larger than spec.maxBudget "
-                f"{self.max_budget}; lower softBudget or raise maxBudget"
+                f"{path} contains '{{{{', which provider-http would read as a "
+                "secret placeholder; remove it"
             )
             raise ValueError(msg)
-        for path, text in _strings(self.model_dump(by_alias=True, exclude_none=True)):
-            if PLACEHOLDER_OPENER in text:
-                msg = (
-                    f"{path} contains '{{{{', which provider-http would read as a "
-                    "secret placeholder; remove it"
-                )
-                raise ValueError(msg)
-            if _is_json_object(text):
-                msg = (
-                    f"{path} is a JSON object in a string, which provider-http would turn "
-                    "into an object before LiteLLM sees it; store it in another form"
-                )
-                raise ValueError(msg)
-        return self
+        if _is_json_object(text):
+            msg = (
+                f"{path} is a JSON object in a string, which provider-http would turn "
+                "into an object before LiteLLM sees it; store it in another form"
+            )
+            raise ValueError(msg)
+
+
+_SNAKE = {"teamRef": "team_ref", "teamID": "team_id", "userRef": "user_ref", "userID": "user_id"}
 
 
 def _is_json_object(text: str) -> bool:

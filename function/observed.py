@@ -50,7 +50,9 @@ def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
     view = _pick(struct, "apiVersion", "kind", "spec")
     status = struct.fields["status"] if "status" in struct.fields else None
     if status is not None and status.WhichOneof("kind") == "struct_value":
-        view["status"] = _pick(status.struct_value, "strayTokens", "reapedTokens", "exposedTokens")
+        view["status"] = _pick(
+            status.struct_value, "strayTokens", "reapedTokens", "exposedTokens", "userID", "teamID"
+        )
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]
         if meta.WhichOneof("kind") == "struct_value":

@@ -182,10 +182,18 @@ class Teams(_Model):
     allow: list[LiteLLMID] = Field(default_factory=list, max_length=256)
 
 
-class Users(_Model):
-    """LiteLLM user IDs a VirtualKey may name in spec.userID; none by default."""
+# The roles LiteLLM gives users (and, through user_id, their keys).
+UserRole = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]
+DEFAULT_USER_ROLES: tuple[UserRole, ...] = ("internal_user",)
 
+
+class Users(_Model):
+    """LiteLLM users: IDs a VirtualKey may name, and roles a User may get."""
+
+    # Raw user IDs a VirtualKey may name in spec.userID; none by default.
     allow: list[LiteLLMID] = Field(default_factory=list, max_length=256)
+    # Roles a User of the namespace may have; a key takes its user's role.
+    roles: list[UserRole] = Field(default_factory=lambda: list(DEFAULT_USER_ROLES), max_length=4)
 
     @_model_validator(mode="after")
     def _no_master_key_user(self) -> Users:

@@ -38,6 +38,7 @@ HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_BAD_REQUEST = 400
 HTTP_UNAUTHORIZED = 401
 HTTP_FORBIDDEN = 403
+HTTP_CONFLICT = 409
 HTTP_NOT_FOUND = 404
 HTTP_SERVER_ERROR = 500
 
@@ -46,6 +47,17 @@ _ACTIONS = {
     "/key/info": "read the key",
     "/key/update": "update the key",
     "/key/delete": "delete the key",
+    "/user/new": "create the user",
+    "/user/info": "read the user",
+    "/user/update": "update the user",
+    "/user/delete": "delete the user",
+    "/team/new": "create the team",
+    "/team/info": "read the team",
+    "/team/update": "update the team",
+    "/team/delete": "delete the team",
+    "/team/member_add": "add the team member",
+    "/team/member_update": "update the team member",
+    "/team/member_delete": "remove the team member",
 }
 
 
@@ -331,3 +343,57 @@ _BY_CODE = {
     HTTP_FORBIDDEN: _forbidden,
     HTTP_NOT_FOUND: _not_found,
 }
+
+
+def state_of(  # noqa: PLR0911 - one return per kind of answer.
+    request: dict[str, Any] | None, connection: Connection, subject: str
+) -> KeyState:
+    """The state of a User's, Team's or member's Request; `subject` names it in messages.
+
+    The same reading as `key_state`, with messages about that object: the
+    proxy's own text is never shown, only the status code and the call.
+    """
+    if request is None:
+        return _not_ready("Creating", f"Waiting for the Request that creates {subject}.")
+    status = _mapping(request.get("status"))
+    early = _before_answer(status, connection)
+    if early is not None:
+        return early
+    code, url, text = _last_answer(request)
+    where = connection.base_url
+    action = next((v for k, v in _ACTIONS.items() if k in url), "call LiteLLM")
+    if "/user/new" in url and code in (HTTP_BAD_REQUEST, HTTP_CONFLICT) and "email" in text:
+        return _not_ready(
+            "EmailConflict",
+            f"Another user on {where} has this User's userEmail (it answered HTTP {code}); "
+            "LiteLLM keeps e-mails unique per proxy. Use another userEmail, or ask the "
+            "platform team to delete the other user.",
+        )
+    if code == 0:
+        return _not_ready("Creating", "Waiting for LiteLLM's first answer.")
+    if HTTP_OK_MIN <= code <= HTTP_OK_MAX:
+        if url.split("?")[0].endswith(("/delete", "/member_delete")):
+            return _not_ready("Deleting", f"{subject} is being deleted from {where}.")
+        return _ready(f"{subject} is in place on {where}.")
+    if code == HTTP_UNAUTHORIZED:
+        secret = connection.master_key
+        return _not_ready(
+            "Unauthorized",
+            f"LiteLLM at {where} refused the master key when trying to {action} (it "
+            f"answered HTTP {code}). Put the proxy's master key in Secret "
+            f"{secret.namespace}/{secret.name}, data key {secret.key!r}.",
+        )
+    if code == HTTP_NOT_FOUND:
+        return _not_ready("NotFound", f"LiteLLM at {where} has no {subject} yet; creating it.")
+    if code >= HTTP_SERVER_ERROR:
+        return _not_ready(
+            "ProxyError",
+            f"LiteLLM at {where} failed to {action} (it answered HTTP {code}). "
+            "provider-http retries; check the proxy's logs and its database.",
+        )
+    return _not_ready(
+        "Rejected",
+        f"LiteLLM refused to {action} for {subject} (it answered HTTP {code}). Check the "
+        "spec against what the proxy accepts (models it serves; a team admin role needs "
+        "LiteLLM Enterprise); the platform team finds LiteLLM's answer in the Request's status.",
+    )

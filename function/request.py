@@ -27,6 +27,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from function.connection import Connection
 from function.model import RESERVED_METADATA_KEYS, VirtualKeySpec
 from function.tenancy import Authorization
 
@@ -52,7 +53,7 @@ ALLOWED_STATUS_CODES = list(range(400, 600))
 # shaped, makes a check fail. provider-http resolves secret placeholders in
 # answers before the checks run, and a failing check's error text (which
 # gojq fills with a preview of the value) would land in the Request's status.
-_GUARDS = (
+GUARDS = (
     'def obj: if type == "object" then . else {} end;'
     ' def arr: if type == "array" then . else [] end;'
     " (.response | obj) as $r"
@@ -61,7 +62,7 @@ _GUARDS = (
 # /key/info answers 404 for a token it never knew, and 200 with
 # info.status "deleted" for one that was deleted.
 OBSERVE_IS_REMOVED = (
-    f"{_GUARDS} | $r.statusCode == 404 or ($r.statusCode == 200"
+    f"{GUARDS} | $r.statusCode == 404 or ($r.statusCode == 200"
     ' and ($r.body | obj | .info | obj | .status) == "deleted")'
 )
 
@@ -69,7 +70,7 @@ OBSERVE_IS_REMOVED = (
 _LITELLM_METADATA_KEYS = ", ".join(f'"{k}"' for k in RESERVED_METADATA_KEYS)
 
 EXPECTED_RESPONSE = (
-    f"{_GUARDS} | if $r.statusCode != 200"
+    f"{GUARDS} | if $r.statusCode != 200"
     ' or ($r.body | type) != "object"'
     ' or ($r.body.info | type) != "object" then true'
     " else $r.body.info as $live | .payload | obj | .body | obj | .fields | obj"
@@ -162,71 +163,104 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     if created:
         payload["created"] = True
     raw_key = f"{{{{ {key_secret}:{namespace}:key }}}}"
-    connection = granted.connection
+    return http_request(
+        name=name,
+        namespace=namespace,
+        connection=granted.connection,
+        provider_config=provider_config,
+        wait_timeout=wait_timeout,
+        labels=labels,
+        payload=payload,
+        mappings=[
+            READ_INSTEAD_OF_CREATE
+            if created
+            else {
+                "action": "CREATE",
+                "method": "POST",
+                "url": '(.payload.baseUrl + "/key/generate")',
+                "body": (
+                    f'(.payload.body.fields + .payload.body.createOnly + {{"key": "{raw_key}"}})'
+                ),
+            },
+            {"action": "OBSERVE", "method": "GET", "url": _INFO_URL},
+            {
+                "action": "UPDATE",
+                "method": "POST",
+                "url": '(.payload.baseUrl + "/key/update")',
+                "body": '(.payload.body.fields + {"key": .payload.body.token})',
+            },
+            {
+                "action": "REMOVE",
+                "method": "POST",
+                "url": '(.payload.baseUrl + "/key/delete")',
+                "body": '({"keys": [.payload.body.token]})',
+            },
+        ],
+        is_removed=OBSERVE_IS_REMOVED,
+        expected=EXPECTED_RESPONSE,
+        extra={
+            "secretInjectionConfigs": [
+                {
+                    "secretRef": {"name": echo_secret_name(name), "namespace": namespace},
+                    "setOwnerReference": True,
+                    "keyMappings": [
+                        {
+                            "secretKey": "key",
+                            "responseJQ": ECHO_KEY_JQ,
+                            "missingFieldStrategy": "preserve",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+
+def http_request(  # noqa: PLR0913 - each argument is one independent fact.
+    *,
+    name: str,
+    namespace: str,
+    connection: Connection,
+    provider_config: dict[str, str],
+    wait_timeout: str,
+    labels: dict[str, str],
+    payload: dict[str, Any],
+    mappings: list[dict[str, str]],
+    is_removed: str,
+    expected: str,
+    extra: dict[str, Any] | None = None,
+    management_policies: list[str] | None = None,
+) -> dict[str, Any]:
+    """A provider-http Request against one LiteLLM proxy, as every kind builds it.
+
+    The master key is only ever a placeholder for the connection's Secret,
+    every HTTP error is an answer (`ALLOWED_STATUS_CODES`), and the payload
+    is compact, key-sorted JSON so that the same inputs give the same bytes.
+    """
+    spec: dict[str, Any] = {"providerConfigRef": provider_config}
+    if management_policies is not None:
+        spec["managementPolicies"] = management_policies
+    spec["forProvider"] = {
+        "waitTimeout": wait_timeout,
+        "allowedStatusCodes": ALLOWED_STATUS_CODES,
+        "headers": {
+            "Content-Type": ["application/json"],
+            "Authorization": [f"Bearer {connection.master_key.placeholder()}"],
+        },
+        "payload": {
+            "baseUrl": connection.base_url,
+            "body": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        },
+        "mappings": mappings,
+        "isRemovedCheck": {"type": "CUSTOM", "logic": is_removed},
+        "expectedResponseCheck": {"type": "CUSTOM", "logic": expected},
+        **(extra or {}),
+    }
     return {
         "apiVersion": REQUEST_API_VERSION,
         "kind": REQUEST_KIND,
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "providerConfigRef": provider_config,
-            "forProvider": {
-                "waitTimeout": wait_timeout,
-                "allowedStatusCodes": ALLOWED_STATUS_CODES,
-                "headers": {
-                    "Content-Type": ["application/json"],
-                    "Authorization": [f"Bearer {connection.master_key.placeholder()}"],
-                },
-                "payload": {
-                    "baseUrl": connection.base_url,
-                    "body": json.dumps(payload, sort_keys=True, separators=(",", ":")),
-                },
-                "mappings": [
-                    READ_INSTEAD_OF_CREATE
-                    if created
-                    else {
-                        "action": "CREATE",
-                        "method": "POST",
-                        "url": '(.payload.baseUrl + "/key/generate")',
-                        "body": (
-                            "(.payload.body.fields + .payload.body.createOnly"
-                            f' + {{"key": "{raw_key}"}})'
-                        ),
-                    },
-                    {
-                        "action": "OBSERVE",
-                        "method": "GET",
-                        "url": _INFO_URL,
-                    },
-                    {
-                        "action": "UPDATE",
-                        "method": "POST",
-                        "url": '(.payload.baseUrl + "/key/update")',
-                        "body": '(.payload.body.fields + {"key": .payload.body.token})',
-                    },
-                    {
-                        "action": "REMOVE",
-                        "method": "POST",
-                        "url": '(.payload.baseUrl + "/key/delete")',
-                        "body": '({"keys": [.payload.body.token]})',
-                    },
-                ],
-                "isRemovedCheck": {"type": "CUSTOM", "logic": OBSERVE_IS_REMOVED},
-                "expectedResponseCheck": {"type": "CUSTOM", "logic": EXPECTED_RESPONSE},
-                "secretInjectionConfigs": [
-                    {
-                        "secretRef": {"name": echo_secret_name(name), "namespace": namespace},
-                        "setOwnerReference": True,
-                        "keyMappings": [
-                            {
-                                "secretKey": "key",
-                                "responseJQ": ECHO_KEY_JQ,
-                                "missingFieldStrategy": "preserve",
-                            }
-                        ],
-                    }
-                ],
-            },
-        },
+        "spec": spec,
     }
 
 

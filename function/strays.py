@@ -28,7 +28,8 @@ import json
 import re
 from typing import Any
 
-from function.request import OBSERVE_IS_REMOVED, REQUEST_API_VERSION, REQUEST_KIND
+from function.connection import Connection
+from function.request import OBSERVE_IS_REMOVED, http_request
 
 REAPER_PREFIX = "stray-"
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
@@ -87,50 +88,38 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
     name: str,
     namespace: str,
     token: str,
-    base_url: str,
-    authorization: str,
+    connection: Connection,
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
 ) -> dict[str, Any]:
     """A Request that observes the key `token` and, when it is deleted, deletes that key."""
-    return {
-        "apiVersion": REQUEST_API_VERSION,
-        "kind": REQUEST_KIND,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "providerConfigRef": provider_config,
-            # Never create or change it: this Request exists to delete it.
-            "managementPolicies": ["Observe", "Delete"],
-            "forProvider": {
-                "waitTimeout": wait_timeout,
-                "allowedStatusCodes": list(range(400, 600)),
-                "headers": {
-                    "Content-Type": ["application/json"],
-                    "Authorization": [authorization],
-                },
-                "payload": {
-                    "baseUrl": base_url,
-                    "body": json.dumps({"token": token}, separators=(",", ":")),
-                },
-                "mappings": [
-                    {
-                        "action": "OBSERVE",
-                        "method": "GET",
-                        "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
-                    },
-                    {
-                        "action": "REMOVE",
-                        "method": "POST",
-                        "url": '(.payload.baseUrl + "/key/delete")',
-                        "body": '({"keys": [.payload.body.token]})',
-                    },
-                ],
-                "isRemovedCheck": {"type": "CUSTOM", "logic": OBSERVE_IS_REMOVED},
-                "expectedResponseCheck": {"type": "CUSTOM", "logic": "true"},
+    return http_request(
+        name=name,
+        namespace=namespace,
+        connection=connection,
+        provider_config=provider_config,
+        wait_timeout=wait_timeout,
+        labels=labels,
+        payload={"token": token},
+        mappings=[
+            {
+                "action": "OBSERVE",
+                "method": "GET",
+                "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
             },
-        },
-    }
+            {
+                "action": "REMOVE",
+                "method": "POST",
+                "url": '(.payload.baseUrl + "/key/delete")',
+                "body": '({"keys": [.payload.body.token]})',
+            },
+        ],
+        is_removed=OBSERVE_IS_REMOVED,
+        expected="true",
+        # Never create or change it: this Request exists to delete it.
+        management_policies=["Observe", "Delete"],
+    )
 
 
 def _tokens(status: Any, field: str) -> set[str]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from function.connection import Connection, MasterKeyRef, checked_tenant_url
-from function.model import InvalidInputError, VirtualKeySpec
+from function.model import ConnectionRef, InvalidInputError, VirtualKeySpec
 from function.policy import Instance, Policies, Rule, Tenant
 
 
@@ -45,13 +45,78 @@ class Authorization:
     rules: tuple[str, ...]
 
 
-def authorize(spec: VirtualKeySpec, tenant: Tenant, policies: Policies) -> Authorization:
-    """Decide what the VirtualKey may use (raises PolicyRefusedError)."""
+@dataclass(frozen=True)
+class Grant:
+    """The connection a resource may use, and the rules that granted it."""
+
+    connection: Connection
+    rules: tuple[Rule, ...]
+    tenant_proxy: bool
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """How refusals and Authorization name the granting rules."""
+        return tuple(r.name for r in self.rules)
+
+
+def connect(ref: ConnectionRef, tenant: Tenant, policies: Policies) -> Grant:
+    """The connection `ref` may use in the tenant's namespace (raises PolicyRefusedError).
+
+    Shared by every kind (VirtualKey, User, Team): the same rules decide
+    which proxy any of them may reach with which master key.
+    """
     rules = policies.rules_for(tenant)
-    ref = spec.connection_ref
     if ref.instance_ref is not None:
-        return _platform_instance(spec, tenant, policies, rules)
-    return _tenant_proxy(spec, tenant, policies, rules)
+        return _platform_instance(ref, tenant, policies, rules)
+    return _tenant_proxy(ref, tenant, policies, rules)
+
+
+def authorize(
+    spec: VirtualKeySpec,
+    tenant: Tenant,
+    policies: Policies,
+    *,
+    own_team: str | None = None,
+    own_user: str | None = None,
+) -> Authorization:
+    """Decide what the VirtualKey may use (raises PolicyRefusedError).
+
+    `own_team` and `own_user` are the LiteLLM IDs of the Team and User that
+    spec.teamRef and spec.userRef name: the namespace's own, so no rule
+    needs to list them. A User's role was checked when the User was.
+    """
+    grant = connect(spec.connection_ref, tenant, policies)
+    if grant.tenant_proxy:
+        return Authorization(
+            connection=grant.connection,
+            team_id=own_team or spec.team_id,
+            user_id=own_user or spec.user_id,
+            rules=grant.names,
+        )
+    grants = list(grant.rules)
+    return Authorization(
+        connection=grant.connection,
+        team_id=_own_team(own_team, tenant, grants)
+        if own_team is not None
+        else _team(spec.team_id, tenant, grants),
+        user_id=own_user if own_user is not None else _user(spec.user_id, tenant, grants),
+        rules=grant.names,
+    )
+
+
+def check_role(role: str, tenant: Tenant, grant: Grant) -> None:
+    """Refuse a User role the rules granting its instance do not allow."""
+    if grant.tenant_proxy:
+        return  # the tenant holds that proxy's master key already
+    allowed = sorted({r for rule in grant.rules for r in rule.spec.users.roles})
+    if role not in allowed:
+        msg = (
+            f"spec.userRole: role {role!r} is not allowed in namespace {tenant.namespace!r} "
+            f"(rules granting this instance: {', '.join(grant.names)}; roles they allow: "
+            f"{', '.join(allowed) or 'none'}). A user's keys take its role on the proxy; "
+            "use an allowed role, or ask the platform team to list it in the rule's users.roles"
+        )
+        raise PolicyRefusedError(msg)
 
 
 def _applying(rules: list[Rule], policies: Policies, tenant: Tenant) -> str:
@@ -62,9 +127,9 @@ def _applying(rules: list[Rule], policies: Policies, tenant: Tenant) -> str:
 
 
 def _platform_instance(
-    spec: VirtualKeySpec, tenant: Tenant, policies: Policies, rules: list[Rule]
-) -> Authorization:
-    inst = spec.connection_ref.instance_ref
+    ref: ConnectionRef, tenant: Tenant, policies: Policies, rules: list[Rule]
+) -> Grant:
+    inst = ref.instance_ref
     assert inst is not None  # noqa: S101 - checked by the caller.
     granting = [(r, d) for r in rules if (d := r.grants(inst.namespace, inst.name)) is not None]
     if not granting:
@@ -78,13 +143,20 @@ def _platform_instance(
         )
         raise PolicyRefusedError(msg)
     connection = _one_declaration(inst.namespace, inst.name, granting)
-    grants = [r for r, _ in granting]
-    return Authorization(
-        connection=connection,
-        team_id=_team(spec.team_id, tenant, grants),
-        user_id=_user(spec.user_id, tenant, grants),
-        rules=tuple(r.name for r in grants),
-    )
+    return Grant(connection, tuple(r for r, _ in granting), tenant_proxy=False)
+
+
+def _own_team(team: str, tenant: Tenant, grants: list[Rule]) -> str:
+    bound = sorted({r.spec.teams.bind for r in grants if r.spec.teams.bind})
+    if bound:
+        msg = (
+            f"spec.teamRef: namespace {tenant.namespace!r} is bound to LiteLLM team(s) "
+            f"{', '.join(bound)} by {', '.join(r.name for r in grants if r.spec.teams.bind)}, "
+            "whose budget its keys must count against; remove spec.teamRef, or ask the "
+            "platform team to remove the binding"
+        )
+        raise PolicyRefusedError(msg)
+    return team
 
 
 def _one_declaration(
@@ -144,9 +216,8 @@ def _user(asked: str | None, tenant: Tenant, grants: list[Rule]) -> str | None:
 
 
 def _tenant_proxy(
-    spec: VirtualKeySpec, tenant: Tenant, policies: Policies, rules: list[Rule]
-) -> Authorization:
-    ref = spec.connection_ref
+    ref: ConnectionRef, tenant: Tenant, policies: Policies, rules: list[Rule]
+) -> Grant:
     assert ref.url is not None  # noqa: S101 - the model guarantees the explicit form.
     assert ref.master_key_secret_ref is not None  # noqa: S101
     allowing = [r for r in rules if r.spec.tenant_proxies.allow]
@@ -169,16 +240,12 @@ def _tenant_proxy(
         raise PolicyRefusedError(msg)
     loopback = any(r.spec.tenant_proxies.allow_loopback for r in allowing)
     url = checked_tenant_url(ref.url, allow_loopback=loopback)
-    return Authorization(
-        connection=Connection(
-            base_url=url,
-            master_key=MasterKeyRef(
-                name=secret.name,
-                namespace=tenant.namespace,
-                key=secret.key or "masterkey",
-            ),
+    connection = Connection(
+        base_url=url,
+        master_key=MasterKeyRef(
+            name=secret.name,
+            namespace=tenant.namespace,
+            key=secret.key or "masterkey",
         ),
-        team_id=spec.team_id,
-        user_id=spec.user_id,
-        rules=tuple(r.name for r in allowing),
     )
+    return Grant(connection, tuple(allowing), tenant_proxy=True)

@@ -24,7 +24,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
 from function.compose import mask_secrets, owner_of
-from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, FunctionRunner
+from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, TEAMS, USERS, FunctionRunner
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -102,12 +102,18 @@ def required_resources(
     xr: dict[str, Any],
     policies: list[dict[str, Any]] | None = None,
     labels: dict[str, str] | None = None,
+    *,
+    users: list[dict[str, Any]] | None = None,
+    teams: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """What Crossplane fetches for the function: the policies and the XR's Namespace."""
+    """What Crossplane fetches for the function: the policies, the XR's Namespace, and
+    the namespace's Users and Teams (`users`, `teams`; none by default)."""
     namespace = owner_of(xr).namespace
     return {
         POLICIES: example_policies() if policies is None else policies,
         NAMESPACE: [namespace_object(namespace, labels)],
+        USERS: users or [],
+        TEAMS: teams or [],
     }
 
 

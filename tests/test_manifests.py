@@ -37,7 +37,7 @@ from celpy.adapter import json_to_cel
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
-from function import model, policy
+from function import model, policy, teams, users
 from function.keys import token_of
 from tests.conftest import load_example
 from tests.fixtures import legacy_xr
@@ -546,6 +546,20 @@ def check_virtualkey(doc: dict[str, Any]) -> None:
     model.parse_spec(doc["spec"])
 
 
+def check_account(doc: dict[str, Any]) -> None:
+    """A User or Team against its XRD (schema, CEL on create) and the function's model."""
+    kind = doc["kind"]
+    (xrd,) = _yaml_docs(ROOT / "examples" / f"{kind.lower()}-definition.yaml")
+    (version,) = xrd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert schema_errors(schema, doc["spec"]) == []
+    for where, rule, value in cel_walk(schema, doc["spec"]):
+        if "oldSelf" not in rule:
+            assert cel(rule, value), f"spec{where}: {rule}"
+    parse = users.parse_user_spec if kind == "User" else teams.parse_team_spec
+    parse(doc["spec"])
+
+
 def check_secret(doc: dict[str, Any]) -> None:
     assert RFC1123_SUBDOMAIN.fullmatch(doc["metadata"]["name"])
     for value in (doc.get("stringData") or {}).values():
@@ -565,6 +579,8 @@ def validate_doc(path: Path, doc: dict[str, Any]) -> None:
         assert check_structural(doc) == []
     elif key == ("auth.litellm.ai/v1alpha1", "VirtualKey"):
         check_virtualkey(doc)
+    elif key in (("auth.litellm.ai/v1alpha1", "User"), ("auth.litellm.ai/v1alpha1", "Team")):
+        check_account(doc)
     elif key == (policy.POLICY_API_VERSION, policy.POLICY_KIND):
         check_policy(doc)
     elif key == ("v1", "Secret"):
@@ -856,7 +872,7 @@ def test_every_xrd_rule_is_evaluable_by_cel_python() -> None:
                 yield from every(item)
 
     rules = list(every(xrd_version_schema("v2")))
-    assert len(rules) == 9
+    assert len(rules) == 11
     for rule in rules:
         _program(rule)  # raises CelUnevaluableError if cel-python cannot
     # Every rule holds for the examples on create and on an unchanged update.

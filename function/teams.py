@@ -1,0 +1,256 @@
+"""A Team: one LiteLLM team and its members, reconciled as a complete set. Pure.
+
+`compose_team(xr, observed, raw_input, policies, labels, users)` -> `Composed`:
+
+- `team` -> the provider-http Request of the team (`/team/new`, `info`,
+  `update`, `delete`).
+- `member-<hash>` -> one Request per member (`/team/member_add`, the team's
+  `info`, `member_update`, `member_delete`). A member is a User of the
+  namespace named in `spec.members`, or a User whose `spec.teams` names this
+  Team (role `user`; `spec.members` wins). A member no longer wanted is a
+  Request no longer desired: Crossplane deletes it, and its REMOVE takes the
+  user out of the team. Members are composed once the team and the User
+  exist on the proxy: LiteLLM's `member_add` would otherwise create a user
+  that nothing manages.
+
+`users` are the namespace's User objects, which Crossplane fetches for the
+function. The team's LiteLLM ID is `<namespace>.<teamID or metadata.name>`
+(`function.identity`). LiteLLM makes the master key's user
+(`default_user_id`) an admin of every team it creates; that member is the
+proxy's own and is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from function.accounts import (
+    IS_GONE,
+    MEMBER_IS_GONE,
+    MEMBER_MATCHES,
+    Calls,
+    Place,
+    account_request,
+    dollars,
+    fields_match,
+)
+from function.compose import MANAGED_BY, Composed, Desired, owner_of
+from function.identity import LocalID, litellm_id, resolve
+from function.model import (
+    AccountSpec,
+    Dollars,
+    LocalRef,
+    parse_input,
+    refuse_repeats,
+    validated,
+)
+from function.policy import Policies, Tenant
+from function.readiness import KeyState, state_of
+from function.tenancy import connect
+
+CONDITION_TYPE = "TeamReady"
+TEAM_RESOURCE = "team"
+MEMBER_PREFIX = "member-"
+
+
+class Member(BaseModel):
+    """One member: a User of the namespace, its role in the team and its budget there."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+    user_ref: LocalRef = Field(alias="userRef")
+    role: Literal["admin", "user"] = "user"
+    max_budget_in_team: Dollars | None = Field(default=None, alias="maxBudgetInTeam")
+
+
+class TeamSpec(AccountSpec):
+    """The user-facing part of a Team's spec (Crossplane's own fields are ignored)."""
+
+    team_alias: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        alias="teamAlias"
+    )
+    team_id: LocalID | None = Field(default=None, alias="teamID")
+    members: list[Member] = Field(default_factory=list, max_length=256)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TeamSpec:
+        refuse_repeats("spec.members", [m.user_ref.name for m in self.members])
+        return self
+
+
+def parse_team_spec(spec: Any) -> TeamSpec:
+    """Validate a Team's spec, or raise InvalidInputError naming each bad field."""
+    return validated(
+        TeamSpec,
+        spec,
+        "spec",
+        not_object="spec: is missing or not an object; a Team needs spec.teamAlias and "
+        "spec.connectionRef",
+    )
+
+
+def team_fields(spec: TeamSpec) -> dict[str, Any]:
+    """The fields LiteLLM keeps on the team, by their LiteLLM names."""
+    fields: dict[str, Any] = {"team_alias": spec.team_alias, "models": list(spec.models)}
+    optional: dict[str, Any] = {
+        "max_budget": dollars(spec.max_budget),
+        "budget_duration": spec.budget_duration,
+        "tpm_limit": spec.tpm_limit,
+        "rpm_limit": spec.rpm_limit,
+        "blocked": spec.blocked,
+        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def wanted_members(spec: TeamSpec, team_name: str, users: list[dict[str, Any]]) -> list[Member]:
+    """spec.members, then Users whose spec.teams names this Team (sorted by name)."""
+    named = {m.user_ref.name for m in spec.members}
+    joining = []
+    for user in users:
+        meta = user.get("metadata") if isinstance(user.get("metadata"), dict) else {}
+        name = meta.get("name") if isinstance(meta, dict) else None
+        teams = (user.get("spec") or {}).get("teams") if isinstance(user.get("spec"), dict) else []
+        if not isinstance(name, str) or name in named or not isinstance(teams, list):
+            continue
+        if any(isinstance(t, dict) and t.get("name") == team_name for t in teams):
+            joining.append(Member(user_ref=LocalRef(name=name)))
+    return [*spec.members, *sorted(joining, key=lambda m: m.user_ref.name)]
+
+
+def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]],
+    raw_input: Any,
+    policies: Policies,
+    namespace_labels: dict[str, str] | None,
+    *,
+    users: list[dict[str, Any]],
+) -> Composed:
+    """The desired state for one Team (raises InvalidInputError)."""
+    settings = parse_input(raw_input)
+    owner = owner_of(xr)
+    spec = parse_team_spec(xr.get("spec"))
+    grant = connect(spec.connection_ref, Tenant(owner.namespace, namespace_labels), policies)
+    team_id = litellm_id(owner.namespace, spec.team_id or owner.virtualkey)
+    labels = {**MANAGED_BY, "auth.litellm.ai/team": owner.virtualkey[:63].rstrip("-.")}
+    place = Place(
+        owner.namespace,
+        grant.connection,
+        settings.provider_config_ref.model_dump(),
+        settings.request_timeout,
+        labels,
+    )
+    fields = team_fields(spec)
+    team = account_request(
+        name=f"{owner.base_name}-team",
+        ids={"teamId": team_id},
+        fields=fields,
+        calls=Calls(
+            create="/team/new",
+            info=f"/team/info?team_id={team_id}",
+            update="/team/update",
+            delete="/team/delete",
+            create_body={**fields, "team_id": team_id},
+            update_body={**fields, "team_id": team_id},
+            delete_body={"team_ids": [team_id]},
+        ),
+        is_removed=IS_GONE,
+        expected=fields_match("team_info"),
+        place=place,
+    )
+    subject = f"Team {owner.namespace}/{owner.virtualkey} ({team_id})"
+    state = state_of(observed.get(TEAM_RESOURCE), grant.connection, subject)
+    remembered = (xr.get("status") or {}).get("teamID") == team_id
+    resources = {TEAM_RESOURCE: Desired(team, ready=state.ready)}
+    warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
+    waiting: list[str] = []
+    member_problems: list[str] = []
+    for member in wanted_members(spec, owner.virtualkey, users):
+        user = resolve(
+            users,
+            kind="User",
+            id_field="userID",
+            name=member.user_ref.name,
+            namespace=owner.namespace,
+        )
+        resource = f"{MEMBER_PREFIX}{_digest(member.user_ref.name)}"
+        if user.litellm_id is None or not (state.ready or remembered):
+            # A member whose User still exists stays while its state is unknown;
+            # one whose User is gone or going is dropped, and so removed.
+            if resource in observed and user.exists:
+                resources[resource] = Desired(_as_observed(observed[resource]), ready=False)
+            waiting.append(member.user_ref.name)
+            continue
+        body = _member_request(member, team_id, user.litellm_id, owner.base_name, place)
+        member_state = state_of(
+            observed.get(resource), grant.connection, f"member {member.user_ref.name}"
+        )
+        resources[resource] = Desired(body, ready=member_state.ready)
+        if member_state.is_problem:
+            member_problems.append(f"{member.user_ref.name}: {member_state.message}")
+    warnings.extend(member_problems)
+    if state.ready and (waiting or member_problems):
+        state = KeyState(
+            ready=False,
+            reason="MembersPending",
+            message=f"{subject} is in place; members not in it yet: "
+            f"{', '.join(waiting + [p.split(':')[0] for p in member_problems])}. A member "
+            "joins once its User is ready.",
+        )
+    status: dict[str, Any] = {}
+    if state.ready or remembered or state.reason == "MembersPending":
+        status["teamID"] = team_id
+    return Composed(
+        resources=resources,
+        status=status,
+        state=state,
+        warnings=warnings,
+        condition=CONDITION_TYPE,
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _as_observed(request: dict[str, Any]) -> dict[str, Any]:
+    meta = request.get("metadata") or {}
+    return {
+        "apiVersion": request.get("apiVersion"),
+        "kind": request.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
+        "spec": request.get("spec") or {},
+    }
+
+
+def _member_request(
+    member: Member, team_id: str, user_id: str, base_name: str, place: Place
+) -> dict[str, Any]:
+    budget = dollars(member.max_budget_in_team)
+    extra = {} if budget is None else {"max_budget_in_team": budget}
+    return account_request(
+        name=f"{base_name}-member-{_digest(member.user_ref.name)[:8]}",
+        ids={"teamId": team_id, "userId": user_id, "role": member.role, "maxBudgetInTeam": budget},
+        fields={},
+        calls=Calls(
+            create="/team/member_add",
+            info=f"/team/info?team_id={team_id}",
+            update="/team/member_update",
+            delete="/team/member_delete",
+            create_body={
+                "team_id": team_id,
+                "member": [{"user_id": user_id, "role": member.role}],
+                **extra,
+            },
+            update_body={"team_id": team_id, "user_id": user_id, "role": member.role, **extra},
+            delete_body={"team_id": team_id, "user_id": user_id},
+        ),
+        is_removed=MEMBER_IS_GONE,
+        expected=MEMBER_MATCHES,
+        place=place,
+    )

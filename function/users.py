@@ -1,0 +1,228 @@
+"""A User: one LiteLLM user, and with `autoCreateKey` its VirtualKey. Pure.
+
+`compose_user(xr, observed, raw_input, policies, labels)` -> `Composed`:
+
+- `user` -> the provider-http Request of the user (`/user/new`, `info`,
+  `update`, `delete`). `/user/new` is always sent `auto_create_key: false`:
+  the key LiteLLM would make on its own would be a live key nothing tracks.
+- `virtualkey` -> with `autoCreateKey: true`, once the user exists on the
+  proxy: an ordinary VirtualKey in the same namespace (same Secret, status
+  and poller), with the user's keyAlias, models, budget, duration and
+  connection, bound to the user by `userRef`.
+
+Where the budget is enforced: LiteLLM keeps `max_budget` and
+`budget_duration` on the user and counts every key of the user against
+it. The composed VirtualKey carries the same budget, so a key the user
+makes by other means cannot spend the auto-created key's share twice, and
+the auto-created key alone stops at the budget too. `softBudget` and
+`blocked` exist only on keys in LiteLLM, so they go to that key alone.
+
+The user's LiteLLM ID is `<namespace>.<userID or metadata.name>`
+(`function.identity`). Its role must be one the TenancyPolicy grants the
+namespace (`users.roles`; `internal_user` only by default).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StringConstraints, model_validator
+
+from function.accounts import IS_GONE, Calls, Place, account_request, dollars, fields_match
+from function.compose import MANAGED_BY, Composed, Desired, owner_of
+from function.identity import LocalID, litellm_id
+from function.model import (
+    KEY_ALIAS_PATTERN,
+    AccountSpec,
+    Dollars,
+    Duration,
+    LocalRef,
+    NonEmpty,
+    Parallel,
+    parse_input,
+    refuse_repeats,
+    refuse_soft_over_max,
+    validated,
+)
+from function.policy import Policies, Tenant
+from function.readiness import KeyState, state_of
+from function.tenancy import check_role, connect
+
+CONDITION_TYPE = "UserReady"
+USER_RESOURCE = "user"
+KEY_RESOURCE = "virtualkey"
+VIRTUALKEY_API_VERSION = "auth.litellm.ai/v1alpha1"
+EMAIL_PATTERN = r"^[^@\s{}\"\\]{1,64}@[^@\s{}\"\\]{1,190}$"
+
+
+class UserSpec(AccountSpec):
+    """The user-facing part of a User's spec (Crossplane's own fields are ignored)."""
+
+    user_email: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)] = Field(alias="userEmail")
+    user_id: LocalID | None = Field(default=None, alias="userID")
+    user_alias: NonEmpty | None = Field(default=None, alias="userAlias")
+    user_role: Literal[
+        "proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"
+    ] = Field(default="internal_user", alias="userRole")
+    soft_budget: Dollars | None = Field(default=None, alias="softBudget")
+    max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
+    teams: list[LocalRef] = Field(default_factory=list, max_length=64)
+    auto_create_key: StrictBool = Field(default=False, alias="autoCreateKey")
+    key_alias: Annotated[str, StringConstraints(pattern=KEY_ALIAS_PATTERN)] | None = Field(
+        default=None, alias="keyAlias"
+    )
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UserSpec:
+        if self.auto_create_key and self.key_alias is None:
+            msg = (
+                "spec.keyAlias: is required with autoCreateKey: true, as the alias of the "
+                'user\'s key, e.g. "alice-key"'
+            )
+            raise ValueError(msg)
+        refuse_repeats("spec.teams", [t.name for t in self.teams])
+        refuse_soft_over_max(self.soft_budget, self.max_budget)
+        return self
+
+
+def parse_user_spec(spec: Any) -> UserSpec:
+    """Validate a User's spec, or raise InvalidInputError naming each bad field."""
+    return validated(
+        UserSpec,
+        spec,
+        "spec",
+        not_object="spec: is missing or not an object; a User needs spec.userEmail and "
+        "spec.connectionRef",
+    )
+
+
+def user_fields(spec: UserSpec) -> dict[str, Any]:
+    """The fields LiteLLM keeps on the user, by their LiteLLM names.
+
+    `models` absent means all models (an empty list); other absent fields
+    are not managed.
+    """
+    fields: dict[str, Any] = {
+        "user_email": spec.user_email,
+        "user_role": spec.user_role,
+        "models": list(spec.models),
+    }
+    optional: dict[str, Any] = {
+        "user_alias": spec.user_alias,
+        "max_budget": dollars(spec.max_budget),
+        "budget_duration": spec.budget_duration,
+        "tpm_limit": spec.tpm_limit,
+        "rpm_limit": spec.rpm_limit,
+        "max_parallel_requests": spec.max_parallel_requests,
+        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def user_key_spec(spec: UserSpec, user_name: str) -> dict[str, Any]:
+    """The spec of the VirtualKey a User with autoCreateKey composes."""
+    key: dict[str, Any] = {
+        "keyAlias": spec.key_alias,
+        "models": list(spec.models),
+        "userRef": {"name": user_name},
+        "connectionRef": spec.connection_ref.model_dump(by_alias=True, exclude_none=True),
+    }
+    optional = {
+        "maxBudget": spec.max_budget,
+        "softBudget": spec.soft_budget,
+        "budgetDuration": spec.budget_duration,
+        "duration": spec.duration,
+        "blocked": spec.blocked,
+    }
+    key.update({k: v for k, v in optional.items() if v is not None})
+    return key
+
+
+def _ready_condition(observed: dict[str, Any] | None) -> bool:
+    conditions = ((observed or {}).get("status") or {}).get("conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
+
+
+def compose_user(
+    xr: dict[str, Any],
+    observed: dict[str, dict[str, Any]],
+    raw_input: Any,
+    policies: Policies,
+    namespace_labels: dict[str, str] | None,
+) -> Composed:
+    """The desired state for one User (raises InvalidInputError)."""
+    settings = parse_input(raw_input)
+    owner = owner_of(xr)
+    spec = parse_user_spec(xr.get("spec"))
+    tenant = Tenant(owner.namespace, namespace_labels)
+    grant = connect(spec.connection_ref, tenant, policies)
+    check_role(spec.user_role, tenant, grant)
+    user_id = litellm_id(owner.namespace, spec.user_id or owner.virtualkey)
+    labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
+    fields = user_fields(spec)
+    request = account_request(
+        name=f"{owner.base_name}-user",
+        place=Place(
+            owner.namespace,
+            grant.connection,
+            settings.provider_config_ref.model_dump(),
+            settings.request_timeout,
+            labels,
+        ),
+        ids={"userId": user_id},
+        fields=fields,
+        calls=Calls(
+            create="/user/new",
+            info=f"/user/info?user_id={user_id}",
+            update="/user/update",
+            delete="/user/delete",
+            create_body={**fields, "user_id": user_id, "auto_create_key": False},
+            update_body={**fields, "user_id": user_id},
+            delete_body={"user_ids": [user_id]},
+        ),
+        is_removed=IS_GONE,
+        expected=fields_match("user_info"),
+    )
+    subject = f"User {owner.namespace}/{owner.virtualkey} ({user_id})"
+    state = state_of(observed.get(USER_RESOURCE), grant.connection, subject)
+    remembered = (xr.get("status") or {}).get("userID") == user_id
+    resources = {USER_RESOURCE: Desired(request, ready=state.ready)}
+    warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
+    if spec.auto_create_key and (remembered or KEY_RESOURCE in observed):
+        # Only once the user's ID is in status: the key's userRef waits for it.
+        key = {
+            "apiVersion": VIRTUALKEY_API_VERSION,
+            "kind": "VirtualKey",
+            "metadata": {
+                "name": f"{owner.base_name}-key",
+                "namespace": owner.namespace,
+                "labels": labels,
+            },
+            "spec": user_key_spec(spec, owner.virtualkey),
+        }
+        observed_key = observed.get(KEY_RESOURCE)
+        resources[KEY_RESOURCE] = Desired(key, ready=_ready_condition(observed_key))
+        if state.ready and not _ready_condition(observed_key):
+            state = KeyState(
+                ready=False,
+                reason="KeyCreating",
+                message=f"{subject} is in place; waiting for its VirtualKey "
+                f"{owner.namespace}/{owner.base_name}-key to be ready.",
+            )
+    status: dict[str, Any] = {}
+    if state.ready or remembered or state.reason == "KeyCreating":
+        status["userID"] = user_id
+    if spec.auto_create_key:
+        status["virtualKeyRef"] = f"{owner.base_name}-key"
+    return Composed(
+        resources=resources,
+        status=status,
+        state=state,
+        warnings=warnings,
+        condition=CONDITION_TYPE,
+    )

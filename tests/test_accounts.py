@@ -1,0 +1,403 @@
+"""Users and Teams, and VirtualKeys that reference them, over the function's real gRPC server.
+
+Tables of named cases, as in tests/test_tenancy.py: what a User and a Team
+compose, what the tenancy policy refuses, and how references resolve. The
+same objects run on the real control plane against the real proxy in
+tests/cluster/test_accounts_cluster.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from crossplane.function import resource
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+
+from tests.conftest import load_example
+from tests.grpc_harness import FunctionServer, example_policies, make_request, required_resources
+
+Obj = dict[str, Any]
+MASTER = "{{ litellm-example-secrets:litellm:masterkey }}"
+
+
+def user(name: str = "alice", status: Obj | None = None, **spec: Any) -> Obj:
+    xr = copy.deepcopy(load_example("user.yaml"))
+    xr["metadata"]["name"] = name
+    xr["spec"].update(spec)
+    xr["spec"] = {k: v for k, v in xr["spec"].items() if v is not None}
+    if status is not None:
+        xr["status"] = status
+    return xr
+
+
+def team(status: Obj | None = None, **spec: Any) -> Obj:
+    xr = copy.deepcopy(load_example("team.yaml"))
+    xr["spec"].update(spec)
+    if status is not None:
+        xr["status"] = status
+    return xr
+
+
+def answered(code: int, path: str, body: Any = None) -> Obj:
+    """A Request after LiteLLM answered `code` on `path`."""
+    return {
+        "apiVersion": "http.m.crossplane.io/v1alpha2",
+        "kind": "Request",
+        "metadata": {"name": "x", "namespace": "team-a"},
+        "status": {
+            "response": {"statusCode": code, "body": json.dumps(body or {})},
+            "requestDetails": {"url": f"http://litellm:4000{path}", "method": "GET"},
+        },
+    }
+
+
+def with_roles(*roles: str) -> list[Obj]:
+    policies = copy.deepcopy(example_policies())
+    policies[0]["spec"]["rules"][0]["users"] = {"roles": list(roles)}
+    return policies
+
+
+def bound(team_id: str) -> list[Obj]:
+    policies = copy.deepcopy(example_policies())
+    policies[0]["spec"]["rules"][0]["teams"] = {"bind": team_id}
+    return policies
+
+
+@dataclass
+class Case:
+    xr: Obj
+    observed: dict[str, Obj] = field(default_factory=dict)
+    policies: list[Obj] | None = None
+    users: list[Obj] = field(default_factory=list)
+    teams: list[Obj] = field(default_factory=list)
+
+
+def run(server: FunctionServer, case: Case) -> fnv1.RunFunctionResponse:
+    required = required_resources(case.xr, case.policies, users=case.users, teams=case.teams)
+    return server.run(make_request(case.xr, case.observed, required=required))
+
+
+def desired(rsp: fnv1.RunFunctionResponse, name: str) -> Obj:
+    found: Obj = resource.struct_to_dict(rsp.desired.resources[name].resource)
+    return found
+
+
+def payload(rsp: fnv1.RunFunctionResponse, name: str) -> Obj:
+    body: Obj = json.loads(desired(rsp, name)["spec"]["forProvider"]["payload"]["body"])
+    return body
+
+
+def fatal(rsp: fnv1.RunFunctionResponse) -> str:
+    messages: list[str] = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_FATAL]
+    assert messages, f"expected a Fatal result, got {rsp.results}"
+    assert not rsp.desired.resources, "a Fatal result must compose nothing"
+    return messages[0]
+
+
+def status(rsp: fnv1.RunFunctionResponse) -> Obj:
+    found: Obj = resource.struct_to_dict(rsp.desired.composite.resource).get("status") or {}
+    return found
+
+
+def condition(rsp: fnv1.RunFunctionResponse, kind: str) -> fnv1.Condition:
+    found: fnv1.Condition = next(c for c in rsp.conditions if c.type == kind)
+    return found
+
+
+ALICE_READY = user(status={"userID": "team-a.alice"})
+USER_IN_PLACE = answered(200, "/user/info?user_id=team-a.alice", {"user_id": "team-a.alice"})
+TEAM_IN_PLACE = answered(200, "/team/info?team_id=team-a.research", {"team_id": "x"})
+
+# --- Users --------------------------------------------------------------------------------
+
+
+def test_a_user_is_created_without_litellms_own_key(function_server: FunctionServer) -> None:
+    rsp = run(function_server, Case(user()))
+    body = payload(rsp, "user")
+    assert body["userId"] == "team-a.alice"
+    assert body["create"]["auto_create_key"] is False
+    assert body["create"]["user_id"] == "team-a.alice"
+    assert body["create"]["user_role"] == "internal_user"
+    assert body["create"]["max_budget"] == 5.0
+    assert body["delete"] == {"user_ids": ["team-a.alice"]}
+    request = desired(rsp, "user")
+    headers = request["spec"]["forProvider"]["headers"]
+    assert headers["Authorization"] == [f"Bearer {MASTER}"]
+    mappings = request["spec"]["forProvider"]["mappings"]
+    assert all(m.get("method") for m in mappings)
+    # No key before the user exists on the proxy: its userRef would wait anyway.
+    assert "virtualkey" not in rsp.desired.resources
+    assert condition(rsp, "UserReady").reason == "Creating"
+
+
+def test_the_users_key_is_an_ordinary_virtualkey(function_server: FunctionServer) -> None:
+    rsp = run(function_server, Case(ALICE_READY, {"user": USER_IN_PLACE}))
+    key = desired(rsp, "virtualkey")
+    assert key["kind"] == "VirtualKey"
+    assert key["metadata"] == {
+        "name": "alice-key",
+        "namespace": "team-a",
+        "labels": {
+            "app.kubernetes.io/managed-by": "function-litellm-keys",
+            "auth.litellm.ai/user": "alice",
+        },
+    }
+    assert key["spec"] == {
+        "keyAlias": "alice-key",
+        "models": ["gpt-4o"],
+        "maxBudget": "5",
+        "budgetDuration": "30d",
+        "userRef": {"name": "alice"},
+        "connectionRef": {"instanceRef": {"name": "litellm-example", "namespace": "litellm"}},
+    }
+    assert status(rsp) == {"userID": "team-a.alice", "virtualKeyRef": "alice-key"}
+    assert condition(rsp, "UserReady").reason == "KeyCreating"
+
+
+def test_a_users_key_is_kept_while_the_proxy_is_down(function_server: FunctionServer) -> None:
+    down = {**USER_IN_PLACE, "status": {"error": "dial tcp: connection refused"}}
+    rsp = run(function_server, Case(ALICE_READY, {"user": down, "virtualkey": {"kind": "X"}}))
+    assert "virtualkey" in rsp.desired.resources
+    assert status(rsp)["userID"] == "team-a.alice"
+    assert condition(rsp, "UserReady").reason == "ProxyUnreachable"
+
+
+@pytest.mark.parametrize(
+    ("spec", "policies", "says"),
+    [
+        pytest.param(
+            {"userRole": "proxy_admin"},
+            None,
+            ["spec.userRole", "'proxy_admin' is not allowed", "roles they allow: internal_user"],
+            id="proxy-admin-refused-by-default",
+        ),
+        pytest.param(
+            {"userRole": "internal_user_viewer"},
+            with_roles("internal_user"),
+            ["spec.userRole", "users.roles"],
+            id="a-role-the-rule-does-not-list",
+        ),
+        pytest.param(
+            {"autoCreateKey": True, "keyAlias": None},
+            None,
+            ["spec.keyAlias", "autoCreateKey"],
+            id="auto-create-key-without-alias",
+        ),
+        pytest.param(
+            {"userAlias": "{{ litellm-example-secrets:litellm:masterkey }}"},
+            None,
+            ["spec.userAlias", "placeholder"],
+            id="a-placeholder-in-a-field",
+        ),
+        pytest.param(
+            {"userID": "../admin"},
+            None,
+            ["spec.userID", "wrong form"],
+            id="a-user-id-with-a-path",
+        ),
+        pytest.param(
+            {"connectionRef": {"instanceRef": {"name": "other", "namespace": "litellm"}}},
+            None,
+            ["spec.connectionRef.instanceRef", "not granted"],
+            id="an-instance-not-granted",
+        ),
+        pytest.param({}, [], ["no TenancyPolicy"], id="no-policy-grants-nothing"),
+    ],
+)
+def test_a_user_is_refused(
+    function_server: FunctionServer, spec: Obj, policies: list[Obj] | None, says: list[str]
+) -> None:
+    message = fatal(run(function_server, Case(user(**spec), policies=policies)))
+    assert message.startswith("User team-a/alice: ")
+    for text in says:
+        assert text in message
+    assert "sk-master" not in message
+
+
+def test_a_role_the_platform_grants(function_server: FunctionServer) -> None:
+    rsp = run(
+        function_server,
+        Case(
+            user(userRole="proxy_admin_viewer"),
+            policies=with_roles("internal_user", "proxy_admin_viewer"),
+        ),
+    )
+    assert payload(rsp, "user")["create"]["user_role"] == "proxy_admin_viewer"
+
+
+def test_a_user_id_is_always_in_its_namespace(function_server: FunctionServer) -> None:
+    rsp = run(function_server, Case(user(userID="default_user_id")))
+    assert payload(rsp, "user")["userId"] == "team-a.default_user_id"
+    info = desired(rsp, "user")["spec"]["forProvider"]["mappings"][1]
+    assert info["action"] == "OBSERVE"
+    assert payload(rsp, "user")["info"] == "/user/info?user_id=team-a.default_user_id"
+
+
+# --- Teams --------------------------------------------------------------------------------
+
+
+def test_a_team_is_created_with_its_id_in_the_namespace(function_server: FunctionServer) -> None:
+    rsp = run(function_server, Case(team()))
+    body = payload(rsp, "team")
+    assert body["create"] == {
+        "team_id": "team-a.research",
+        "team_alias": "team-a-research",
+        "models": ["gpt-4o"],
+        "max_budget": 20.0,
+        "budget_duration": "30d",
+    }
+    assert body["delete"] == {"team_ids": ["team-a.research"]}
+    assert condition(rsp, "TeamReady").reason == "Creating"
+    assert "teamID" not in status(rsp)
+
+
+def test_members_join_once_the_team_and_user_exist(function_server: FunctionServer) -> None:
+    members = [{"userRef": {"name": "bob"}, "role": "user", "maxBudgetInTeam": "2"}]
+    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    alice_not_yet = user(teams=[{"name": "research"}])
+    case = Case(team(members=members), {"team": TEAM_IN_PLACE}, users=[bob, alice_not_yet])
+    rsp = run(function_server, case)
+    names = sorted(n for n in rsp.desired.resources if n.startswith("member-"))
+    assert len(names) == 1  # alice is not on the proxy yet
+    body = payload(rsp, names[0])
+    assert body["create"] == {
+        "team_id": "team-a.research",
+        "member": [{"user_id": "team-a.bob", "role": "user"}],
+        "max_budget_in_team": 2.0,
+    }
+    assert body["delete"] == {"team_id": "team-a.research", "user_id": "team-a.bob"}
+    reason = condition(rsp, "TeamReady")
+    assert reason.reason == "MembersPending"
+    assert "alice" in reason.message
+    assert status(rsp) == {"teamID": "team-a.research"}
+    # Once alice is on the proxy, her spec.teams makes her a member too.
+    case.users = [bob, user(teams=[{"name": "research"}], status={"userID": "team-a.alice"})]
+    rsp = run(function_server, case)
+    assert len([n for n in rsp.desired.resources if n.startswith("member-")]) == 2
+
+
+def test_a_member_removed_or_deleted_is_no_longer_desired(
+    function_server: FunctionServer,
+) -> None:
+    members = [{"userRef": {"name": "bob"}}]
+    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    case = Case(team(members=members), {"team": TEAM_IN_PLACE}, users=[bob])
+    rsp = run(function_server, case)
+    (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
+    case.observed[member] = desired(rsp, member)
+    # bob is removed from the list: Crossplane deletes his Request, whose REMOVE runs.
+    case.xr = team(members=[])
+    assert member not in run(function_server, case).desired.resources
+    # bob's User is being deleted: the same.
+    case.xr = team(members=members)
+    going = copy.deepcopy(bob)
+    going["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z"
+    case.users = [going]
+    assert member not in run(function_server, case).desired.resources
+    # bob's User lost its status for a moment (not on the proxy yet): his membership stays.
+    case.users = [user("bob", teams=None)]
+    assert member in run(function_server, case).desired.resources
+
+
+def test_a_team_member_twice_is_refused(function_server: FunctionServer) -> None:
+    members = [{"userRef": {"name": "bob"}}, {"userRef": {"name": "bob"}, "role": "admin"}]
+    message = fatal(run(function_server, Case(team(members=members))))
+    assert "spec.members" in message
+
+
+# --- VirtualKeys that reference them ------------------------------------------------------
+
+
+def key(**spec: Any) -> Obj:
+    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr["spec"].update(spec)
+    return xr
+
+
+def test_a_key_takes_its_users_id(function_server: FunctionServer) -> None:
+    rsp = run(function_server, Case(key(userRef={"name": "alice"}), users=[ALICE_READY]))
+    request = next(n for n in rsp.desired.resources if n.startswith("request-"))
+    assert payload(rsp, request)["fields"]["user_id"] == "team-a.alice"
+
+
+def test_a_key_takes_its_teams_id(function_server: FunctionServer) -> None:
+    research = team(status={"teamID": "team-a.research"})
+    rsp = run(function_server, Case(key(teamRef={"name": "research"}), teams=[research]))
+    request = next(n for n in rsp.desired.resources if n.startswith("request-"))
+    assert payload(rsp, request)["fields"]["team_id"] == "team-a.research"
+
+
+@pytest.mark.parametrize(
+    ("spec", "users", "teams", "policies", "says"),
+    [
+        pytest.param(
+            {"userRef": {"name": "alice"}},
+            [],
+            [],
+            None,
+            ["spec.userRef", "User team-a/alice does not exist"],
+            id="a-user-that-does-not-exist",
+        ),
+        pytest.param(
+            {"userRef": {"name": "alice"}},
+            [user()],
+            [],
+            None,
+            ["spec.userRef", "not on the proxy yet", "changes nothing"],
+            id="a-user-not-on-the-proxy-yet",
+        ),
+        pytest.param(
+            {"userRef": {"name": "alice"}},
+            [user(status={"userID": "team-b.alice"})],
+            [],
+            None,
+            ["spec.userRef", "not on the proxy yet"],
+            id="a-status-naming-another-namespaces-user",
+        ),
+        pytest.param(
+            {"teamRef": {"name": "research"}},
+            [],
+            [team(status={"teamID": "team-a.research"})],
+            bound("platform-team"),
+            ["spec.teamRef", "bound to LiteLLM team(s) platform-team"],
+            id="a-team-ref-where-the-platform-binds-a-team",
+        ),
+        pytest.param(
+            {"teamRef": {"name": "research"}, "teamID": "x"},
+            [],
+            [],
+            None,
+            ["teamRef and spec.teamID"],
+            id="team-ref-and-team-id",
+        ),
+    ],
+)
+def test_a_reference_is_refused(  # noqa: PLR0917 - one table column each.
+    function_server: FunctionServer,
+    spec: Obj,
+    users: list[Obj],
+    teams: list[Obj],
+    policies: list[Obj] | None,
+    says: list[str],
+) -> None:
+    case = Case(key(**spec), policies=policies, users=users, teams=teams)
+    message = fatal(run(function_server, case))
+    for text in says:
+        assert text in message
+
+
+def test_references_are_asked_of_crossplane(function_server: FunctionServer) -> None:
+    xr = key(userRef={"name": "alice"}, teamRef={"name": "research"})
+    rsp = function_server.run(make_request(xr, {}, required={}))
+    users = rsp.requirements.resources["users"]
+    assert (users.kind, users.match_name, users.namespace) == ("User", "alice", "team-a")
+    teams = rsp.requirements.resources["teams"]
+    assert (teams.kind, teams.match_name, teams.namespace) == ("Team", "research", "team-a")
+    rsp = function_server.run(make_request(team(), {}, required={}))
+    every = rsp.requirements.resources["users"]
+    assert every.namespace == "team-a"
+    assert every.HasField("match_labels")
