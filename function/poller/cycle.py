@@ -43,6 +43,13 @@ from function.compose import owner_of
 from function.connection import Connection
 from function.model import InvalidInputError, parse_spec
 from function.policy import Tenant, load_policies
+from function.poller.accounts import (
+    Account,
+    AccountTarget,
+    account_patch,
+    account_targets,
+    read_accounts,
+)
 from function.poller.backoff import Backoff
 from function.poller.fetch import KeyFetcher, Wanted
 from function.poller.kube import (
@@ -100,6 +107,7 @@ class CycleReport:
     writes: int = 0
     events: int = 0
     write_errors: int = 0
+    accounts: int = 0
     seconds: float = 0.0
 
 
@@ -274,11 +282,87 @@ class Poller:
                         obs.fields.get("isActive") is True,
                     )
         self.metrics.set_keys(key_metrics)
+        report.accounts, account_writes, account_requests = self._poll_accounts(should_write)
+        report.writes += account_writes
+        report.requests += account_requests
         with self._lock:
             report.events, self._events_sent = self._events_sent, 0
             report.write_errors, self._write_errors = self._write_errors, 0
         report.seconds = time.monotonic() - started
         return report
+
+    def _poll_accounts(self, should_write: Callable[[], bool]) -> tuple[int, int, int]:
+        """Users' and Teams' spend, per instance: (how many, writes, LiteLLM requests).
+
+        An instance backing off, or failing now, writes nothing: every
+        status keeps its last values (and the instance backs off).
+        """
+        try:
+            objects = self.cluster.list_accounts()
+        except KubeError as e:
+            # Keys go on without them (an older RBAC may not grant users and teams).
+            log.warning("cannot list Users and Teams: %s; their status is not updated", redact(e))
+            return 0, 0, 0
+        if not objects:
+            return 0, 0, 0
+        targets = account_targets(
+            objects,
+            load_policies(self.cluster.list_policies()),
+            self.cluster.namespace_labels(),
+            lambda ref, e: log.debug("skipping %s: %s", ref, redact(e)),
+        )
+        groups: dict[str, list[AccountTarget]] = {}
+        for target in targets:
+            groups.setdefault(target.connection.instance_id, []).append(target)
+        writes = requests = 0
+        for instance_id, group in groups.items():
+            state = self.instance(instance_id)
+            if not state.backoff.ready():
+                continue
+            before = state.client.requests if state.client else 0
+            try:
+                self._client_for(state, group[0].connection)
+                assert state.client is not None  # noqa: S101 - _client_for made it.
+                found = read_accounts(state.client, group, self.settings.litellm_max_pages)
+            except Exception as e:
+                summary = e.summary if isinstance(e, LiteLLMError) else _summary(e)
+                state.backoff.failed(summary)
+                log.warning(
+                    "LiteLLM at %s: %s; %d users and teams keep their last values",
+                    instance_id,
+                    redact(e) if isinstance(e, LiteLLMError | KubeError) else summary,
+                    len(group),
+                )
+                continue
+            finally:
+                if state.client is not None:
+                    requests += max(0, state.client.requests - before)
+            writes += sum(
+                self._write_account(t, a, should_write) for t, a in zip(group, found, strict=True)
+            )
+        return len(targets), writes, requests
+
+    def _write_account(
+        self, target: AccountTarget, account: Account | None, should_write: Callable[[], bool]
+    ) -> bool:
+        """Merge-patch what changed into one User's or Team's status; whether it was written.
+
+        No resourceVersion: the fields are the poller's alone, and a stale
+        value is replaced by the next cycle.
+        """
+        status = target.obj.get("status") or {}
+        patch = account_patch(status, account, team=target.is_team)
+        if patch is None or not should_write():
+            return False
+        try:
+            self.cluster.patch_status(target.ref, {"status": patch})
+        except KubeError as e:
+            with self._lock:
+                self._write_errors += 1
+            log.warning("could not write the status of %s: %s", target.ref, redact(e))
+            return False
+        self.metrics.writes.inc()
+        return True
 
     def _client_for(self, state: _Instance, connection: Connection) -> KeyFetcher:
         ref = connection.master_key

@@ -50,6 +50,7 @@ VERSION = "v1alpha1"
 PLURAL = "virtualkeys"
 LEGACY_PLURAL = "xvirtualkeys"
 LEGACY_KIND = "XVirtualKey"
+ACCOUNT_PLURALS = ("users", "teams")
 FIELD_MANAGER = "function-litellm-keys-poller"
 LIST_PAGE = 500
 MAX_LIST_PAGES = 10_000  # five million objects
@@ -107,6 +108,10 @@ class Cluster(Protocol):
 
     def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:
         """One VirtualKey, fresh."""
+        ...
+
+    def list_accounts(self) -> list[tuple[XRRef, dict[str, Any]]]:
+        """Every User and Team."""
         ...
 
     def patch_status(self, ref: XRRef, patch: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +277,16 @@ class KubeCluster:
             found[str(meta.get("name", ""))] = {
                 str(k): v for k, v in labels.items() if isinstance(v, str)
             }
+        return found
+
+    def list_accounts(self) -> list[tuple[XRRef, dict[str, Any]]]:
+        """Every User and Team (v2 XRs); none where their XRD is not installed."""
+        found: list[tuple[XRRef, dict[str, Any]]] = []
+        for plural in ACCOUNT_PLURALS:
+            for item in self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}"):
+                meta = item.get("metadata") or {}
+                ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
+                found.append((ref, item))
         return found
 
     def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:

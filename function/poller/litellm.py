@@ -240,6 +240,10 @@ class LiteLLMClient:
             response._content = bytes(body)
         return response
 
+    def get(self, path: str, what: str, params: dict[str, Any]) -> Any:
+        """`GET path` with `params`: the decoded answer, or a LiteLLMError naming `what`."""
+        return self._send("GET", path, what, params=params)
+
     def list_keys(self, page: int, size: int = PAGE_SIZE) -> KeyPage:
         """One page of full key objects, oldest first."""
         what = f"GET /key/list page {page}"

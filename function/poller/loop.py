@@ -87,11 +87,12 @@ class Runner:
         metrics.cycles.labels("ok" if not report.unavailable else "partial").inc()
         metrics.last_success.set(time.time())
         log.info(
-            "cycle: %d VirtualKeys on %d instances (%d skipped), %d LiteLLM requests, "
-            "%d status writes, %d events, %d unavailable instances, %.2f s",
+            "cycle: %d VirtualKeys on %d instances (%d skipped), %d Users and Teams, "
+            "%d LiteLLM requests, %d status writes, %d events, %d unavailable instances, %.2f s",
             report.keys,
             report.instances,
             report.skipped,
+            report.accounts,
             report.requests,
             report.writes,
             report.events,

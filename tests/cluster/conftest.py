@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -205,6 +206,12 @@ def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
     for name in ("crossplane-rbac.yaml", "providerconfig.yaml"):
         plane.kubectl("apply", "-f", str(EXAMPLES / name))
     install_xrd(plane, EXAMPLES / "definition.yaml", EXAMPLES / "composition.yaml")
+    for kind in ("user", "team"):
+        plane.kubectl("apply", "-f", str(EXAMPLES / f"{kind}-definition.yaml"))
+        plane.kubectl(
+            "wait", "--for", "condition=Established", f"xrd/{kind}s.auth.litellm.ai", "--timeout=3m"
+        )
+        plane.kubectl("apply", "-f", str(EXAMPLES / f"{kind}-composition.yaml"))
     plane.apply(platform_policy(proxy.url))
     instance: Obj = yaml.safe_load((EXAMPLES / "instance-secret.yaml").read_text())
     instance["stringData"]["masterkey"] = proxy.master_key
@@ -281,3 +288,36 @@ def tenant(platform: Plane, unique: str) -> Iterator[Tenant]:
 @pytest.fixture
 def unique() -> str:
     return os.urandom(4).hex()
+
+
+SERVICE_ACCOUNT = "function-litellm-keys-poller"
+
+
+@pytest.fixture(scope="session")
+def poller_kubeconfig(platform: Plane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig with the poller ServiceAccount's token, after rbac.yaml, verbatim."""
+    platform.kubectl("apply", "-f", str(ROOT / "examples" / "poller" / "rbac.yaml"))
+    token = platform.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", "crossplane-system", "--duration", "2h"
+    ).stdout.strip()
+    admin = yaml.safe_load(Path(platform.kubeconfig).read_text())
+    admin["users"] = [{"name": "poller", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "poller"
+    path = tmp_path_factory.mktemp("poller") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+def poll_once(kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own command.
+        [
+            sys.executable, "-m", "function.main", "poll", "--once",
+            "--kubeconfig", str(kubeconfig), "--metrics-address", "",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
+        check=False,
+    )  # fmt: skip

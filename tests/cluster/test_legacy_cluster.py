@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import Plane, chat, condition, install_xrd, key_info, until
-from tests.cluster.test_poller_cluster import poll_once, poller_kubeconfig  # noqa: F401
+from tests.cluster.conftest import Plane, chat, condition, install_xrd, key_info, poll_once, until
 from tests.conftest import EXAMPLES, Proxy
 
 pytestmark = pytest.mark.cluster
@@ -38,7 +37,7 @@ def legacy(platform: Plane) -> Iterator[Plane]:
 def test_a_legacy_claim_gets_its_key_and_its_xrs_status(
     legacy: Plane,
     proxy: Proxy,
-    poller_kubeconfig: Path,  # noqa: F811
+    poller_kubeconfig: Path,
 ) -> None:
     claim_file = EXAMPLES / "legacy" / "virtualkey.yaml"
     legacy.kubectl("apply", "-f", str(claim_file))

@@ -18,45 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.cluster.conftest import Plane, Tenant, chat, condition, until
+from tests.cluster.conftest import SERVICE_ACCOUNT, Plane, Tenant, chat, condition, poll_once, until
 from tests.conftest import ROOT, Proxy
 
 pytestmark = pytest.mark.cluster
 
-SERVICE_ACCOUNT = "function-litellm-keys-poller"
 LEASE = ("crossplane-system", "function-litellm-keys-poller")
-
-
-@pytest.fixture(scope="module")
-def poller_kubeconfig(platform: Plane, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig with the poller ServiceAccount's token, after rbac.yaml, verbatim."""
-    platform.kubectl("apply", "-f", str(ROOT / "examples" / "poller" / "rbac.yaml"))
-    token = platform.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", "crossplane-system", "--duration", "2h"
-    ).stdout.strip()
-    admin = yaml.safe_load(Path(platform.kubeconfig).read_text())
-    admin["users"] = [{"name": "poller", "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = "poller"
-    path = tmp_path_factory.mktemp("poller") / "kubeconfig"
-    path.write_text(yaml.safe_dump(admin))
-    return path
-
-
-def poll_once(kubeconfig: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own command.
-        [
-            sys.executable, "-m", "function.main", "poll", "--once",
-            "--kubeconfig", str(kubeconfig), "--metrics-address", "",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"},
-        check=False,
-    )  # fmt: skip
 
 
 def status_of(plane: Plane, xr: dict[str, Any]) -> dict[str, Any]:

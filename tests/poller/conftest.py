@@ -11,11 +11,13 @@ tests/poller/test_tenancy.py with a plain FakeAPIServer.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
@@ -157,3 +159,14 @@ def cluster(apiserver: FakeAPIServer, tmp_path: Path) -> KubeCluster:
 
 def make_poller(cluster: KubeCluster, **overrides: Any) -> Poller:
     return Poller(cluster, settings(**overrides), Metrics(), sleep=lambda _: None)
+
+
+@pytest.fixture
+def proxy() -> Iterator[httpx.Client]:
+    """An admin client of the real proxy (tests that use it skip without LITELLM_URL)."""
+    with httpx.Client(
+        base_url=os.environ["LITELLM_URL"],
+        headers={"Authorization": f"Bearer {os.environ['LITELLM_MASTER_KEY']}"},
+        timeout=30,
+    ) as client:
+        yield client

@@ -43,7 +43,12 @@ from benchmarks.loopback import LoopbackServer, read_body, send_json
 GROUP_PATH = "/apis/auth.litellm.ai/v1alpha1"
 POLICY_PATH = "/apis/litellm.fn.crossplane.io/v1beta1/tenancypolicies"
 NAMESPACES_PATH = "/api/v1/namespaces"
-KINDS = {"virtualkeys": "VirtualKey", "xvirtualkeys": "XVirtualKey"}
+KINDS = {
+    "virtualkeys": "VirtualKey",
+    "xvirtualkeys": "XVirtualKey",
+    "users": "User",
+    "teams": "Team",
+}
 TOKEN = "test-token"  # the API server's bearer token, not a LiteLLM key
 
 Key = tuple[str, str | None, str]

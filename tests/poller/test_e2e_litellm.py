@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,16 +30,6 @@ pytestmark = [
     ),
 ]
 RUN = uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def proxy() -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=os.environ["LITELLM_URL"],
-        headers={"Authorization": f"Bearer {os.environ['LITELLM_MASTER_KEY']}"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def _generate(

@@ -88,6 +88,10 @@ def test_rbac_is_least_privilege() -> None:
         ("events", "patch"),
         ("tenancypolicies", "list"),
         ("namespaces", "list"),
+        ("users", "list"),
+        ("teams", "list"),
+        ("users/status", "patch"),
+        ("teams/status", "patch"),
     }
     secrets = [g for g in granted if g[1] == "secrets"]
     assert secrets == [("litellm", "secrets", "get", "litellm-example-secrets")]

@@ -1,0 +1,173 @@
+"""Users and Teams on the real control plane, against the real proxy, from the examples verbatim.
+
+One journey, in the order a tenant lives it (README, "Users and Teams"):
+examples/user.yaml, team.yaml and virtualkey-team.yaml are applied as they
+are; the user gets a working key with its models and budget and no key
+nothing tracks; the team gets its member and its spend; a member leaves;
+the Team and the User are deleted, with what the README says happens to
+the VirtualKeys that reference them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import Plane, chat, condition, keys_with_alias, poll_once, until
+from tests.conftest import EXAMPLES, Proxy
+
+pytestmark = pytest.mark.cluster
+
+Obj = dict[str, Any]
+EXAMPLE_FILES = ("user.yaml", "team.yaml", "virtualkey-team.yaml")
+USER_ID, TEAM_ID = "team-a.alice", "team-a.research"
+ALIASES = ("alice-key", "research-batch")
+
+
+def example(name: str) -> Obj:
+    found: Obj = yaml.safe_load((EXAMPLES / name).read_text())
+    return found
+
+
+def proxy_get(proxy: Proxy, path: str, **params: str) -> tuple[int, Obj]:
+    with proxy.admin() as admin:
+        answer = admin.get(path, params=params)
+    return answer.status_code, answer.json()
+
+
+def clean_proxy(proxy: Proxy) -> None:
+    """What an earlier run may have left on the proxy."""
+    with proxy.admin() as admin:
+        admin.post("/key/delete", json={"key_aliases": list(ALIASES)})
+        admin.post("/team/delete", json={"team_ids": [TEAM_ID]})
+        admin.post("/user/delete", json={"user_ids": [USER_ID]})
+
+
+@pytest.fixture
+def examples(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
+    for name in EXAMPLE_FILES:
+        platform.kubectl("delete", "-f", str(EXAMPLES / name), "--wait=true", check=False)
+    clean_proxy(proxy)
+    yield platform
+    for name in EXAMPLE_FILES:
+        platform.kubectl("delete", "-f", str(EXAMPLES / name), "--wait=false", check=False)
+
+
+def ready(plane: Plane, kind: str, name: str, seconds: float = 180) -> Obj:
+    def check() -> Obj | None:
+        found = plane.get(kind, name, "team-a")
+        return found if condition(found, "Ready").get("status") == "True" else None
+
+    found: Obj = until(check, f"{kind} {name} to be Ready", seconds)
+    return found
+
+
+def test_users_and_teams_as_the_readme_says(
+    examples: Plane, proxy: Proxy, poller_kubeconfig: Path
+) -> None:
+    plane = examples
+    for name in EXAMPLE_FILES:
+        plane.kubectl("apply", "-f", str(EXAMPLES / name))
+    key = the_user_gets_its_key(plane, proxy)
+    the_team_gets_its_member_and_key(plane, proxy)
+    the_poller_shows_spend(plane, poller_kubeconfig)
+    a_member_leaves(plane, proxy, key)
+    the_team_is_deleted(plane, proxy)
+    the_user_is_deleted(plane, proxy, key)
+
+
+def the_user_gets_its_key(plane: Plane, proxy: Proxy) -> str:
+    """An ordinary VirtualKey with the user's models and budget, and no other key."""
+    user = ready(plane, "user", "alice")
+    assert user["status"]["userID"] == USER_ID
+    assert user["status"]["virtualKeyRef"] == "alice-key"
+    ready(plane, "virtualkey", "alice-key")
+    key = plane.secret_value("team-a", "alice-key-litellm-key", "key")
+    assert chat(proxy, key) == 200
+    assert chat(proxy, key, "gpt-4o-mini") != 200  # not one of the user's models
+    (live,) = keys_with_alias(proxy, "alice-key")
+    assert live["user_id"] == USER_ID
+    assert live["models"] == ["gpt-4o"]
+    assert live["max_budget"] == 5.0
+    code, info = proxy_get(proxy, "/user/info", user_id=USER_ID)
+    assert code == 200
+    assert info["user_info"]["user_role"] == "internal_user"
+    assert info["user_info"]["max_budget"] == 5.0
+    # auto_create_key: false: the user's only key is the one the VirtualKey tracks.
+    assert [k["key_alias"] for k in info["keys"]] == ["alice-key"]
+    return key
+
+
+def the_team_gets_its_member_and_key(plane: Plane, proxy: Proxy) -> None:
+    """alice joins through her User's spec.teams; research-batch joins through teamRef."""
+    team = ready(plane, "team", "research")
+    assert team["status"]["teamID"] == TEAM_ID
+    _, info = proxy_get(proxy, "/team/info", team_id=TEAM_ID)
+    members = {m["user_id"]: m["role"] for m in info["team_info"]["members_with_roles"]}
+    assert members.get(USER_ID) == "user"
+    ready(plane, "virtualkey", "research-batch")
+    (batch,) = keys_with_alias(proxy, "research-batch")
+    assert batch["team_id"] == TEAM_ID
+    batch_key = plane.secret_value("team-a", "research-batch-litellm-key", "key")
+    assert chat(proxy, batch_key) == 200
+
+
+def the_poller_shows_spend(plane: Plane, poller_kubeconfig: Path) -> None:
+    """The team's spend and members, the user's spend, with the shipped poller RBAC."""
+
+    def polled() -> Obj | None:
+        done = poll_once(poller_kubeconfig)
+        assert done.returncode == 0, done.stderr
+        found = plane.get("team", "research", "team-a") or {}
+        return found if float(found.get("status", {}).get("spend") or 0) > 0 else None
+
+    team = until(polled, "the team's spend in its status", 90)
+    assert team["status"]["members"] == [{"userID": USER_ID, "role": "user"}]
+    assert team["status"]["budgetResetAt"]
+    user = plane.get("user", "alice", "team-a") or {}
+    assert float(user["status"]["spend"]) > 0
+
+
+def a_member_leaves(plane: Plane, proxy: Proxy, key: str) -> None:
+    """Her membership goes on the proxy; she and her key stay."""
+    changed = copy.deepcopy(example("user.yaml"))
+    changed["spec"]["teams"] = []
+    plane.apply(changed)
+
+    def left() -> bool:
+        _, info = proxy_get(proxy, "/team/info", team_id=TEAM_ID)
+        return USER_ID not in {m["user_id"] for m in info["team_info"]["members_with_roles"]}
+
+    until(left, "alice to leave the team on the proxy", 180)
+    assert chat(proxy, key) == 200
+
+
+def the_team_is_deleted(plane: Plane, proxy: Proxy) -> None:
+    """LiteLLM deletes the team and its keys; the VirtualKey that references it stays,
+    with its Secret, and says why it cannot go on."""
+    plane.kubectl("delete", "team", "research", "-n", "team-a", "--wait=true", "--timeout=3m")
+    until(lambda: proxy_get(proxy, "/team/info", team_id=TEAM_ID)[0] == 404, "the team to go")
+    until(lambda: keys_with_alias(proxy, "research-batch") == [], "the team's key to go")
+
+    def refused() -> str:
+        found = plane.get("virtualkey", "research-batch", "team-a")
+        message = str(condition(found, "Synced").get("message") or "")
+        return message if "spec.teamRef" in message else ""
+
+    message = until(refused, "the VirtualKey to name its missing Team", 180)
+    assert "Team team-a/research does not exist" in message
+    assert plane.get("secret", "research-batch-litellm-key", "team-a") is not None
+
+
+def the_user_is_deleted(plane: Plane, proxy: Proxy, key: str) -> None:
+    """LiteLLM deletes the user and its keys; its VirtualKey goes with it."""
+    plane.kubectl("delete", "user", "alice", "-n", "team-a", "--wait=true", "--timeout=3m")
+    until(lambda: proxy_get(proxy, "/user/info", user_id=USER_ID)[0] == 404, "the user to go")
+    until(lambda: plane.get("virtualkey", "alice-key", "team-a") is None, "its VirtualKey to go")
+    until(lambda: keys_with_alias(proxy, "alice-key") == [], "its key to go")
+    assert chat(proxy, key) != 200
