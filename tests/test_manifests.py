@@ -549,13 +549,14 @@ def check_virtualkey(doc: dict[str, Any]) -> None:
 def check_account(doc: dict[str, Any]) -> None:
     """A User or Team against its XRD (schema, CEL on create) and the function's model."""
     kind = doc["kind"]
-    (xrd,) = _yaml_docs(ROOT / "examples" / f"{kind.lower()}-definition.yaml")
-    (version,) = xrd["spec"]["versions"]
-    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert schema_errors(schema, doc["spec"]) == []
-    for where, rule, value in cel_walk(schema, doc["spec"]):
-        if "oldSelf" not in rule:
-            assert cel(rule, value), f"spec{where}: {rule}"
+    for variant in ("", "legacy/"):
+        (xrd,) = _yaml_docs(ROOT / "examples" / f"{variant}{kind.lower()}-definition.yaml")
+        (version,) = xrd["spec"]["versions"]
+        schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        assert schema_errors(schema, doc["spec"]) == []
+        for where, rule, value in cel_walk(schema, doc["spec"]):
+            if "oldSelf" not in rule:
+                assert cel(rule, value), f"spec{where}: {rule}"
     parse = users.parse_user_spec if kind == "User" else teams.parse_team_spec
     parse(doc["spec"])
 
@@ -769,14 +770,62 @@ def test_configuration_depends_on_this_function_and_provider_http() -> None:
 # --- the XRD: legacy = v2, patterns = the function's, CEL rules ---------------------------
 
 
-def test_legacy_xrd_versions_are_the_v2_xrds() -> None:
-    v2 = _one("examples/definition.yaml")
-    legacy = _one("examples/legacy/definition.yaml")
+XRD_FILES = {
+    "VirtualKey": "definition.yaml",
+    "User": "user-definition.yaml",
+    "Team": "team-definition.yaml",
+}
+SPEC_MODELS: dict[str, type[Any]] = {
+    "VirtualKey": model.VirtualKeySpec,
+    "User": users.UserSpec,
+    "Team": teams.TeamSpec,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(XRD_FILES))
+def test_legacy_xrd_versions_are_the_v2_xrds(kind: str) -> None:
+    v2 = _one(f"examples/{XRD_FILES[kind]}")
+    legacy = _one(f"examples/legacy/{XRD_FILES[kind]}")
     assert legacy["spec"]["versions"] == v2["spec"]["versions"]
     assert legacy["spec"]["claimNames"] == {
         k: v for k, v in v2["spec"]["names"].items() if k != "categories"
     } | {"categories": v2["spec"]["names"]["categories"]}
     assert legacy["spec"]["group"] == v2["spec"]["group"]
+    assert legacy["spec"]["names"]["kind"] == f"X{kind}"
+
+
+@pytest.mark.parametrize("kind", sorted(XRD_FILES))
+def test_each_xrds_fields_are_its_models_fields(kind: str) -> None:
+    (version,) = _one(f"examples/{XRD_FILES[kind]}")["spec"]["versions"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    fields = SPEC_MODELS[kind].model_fields
+    assert set(spec["properties"]) == {f.alias or n for n, f in fields.items()}
+    assert set(spec["required"]) == {f.alias or n for n, f in fields.items() if f.is_required()}
+    connection = spec["properties"]["connectionRef"]["properties"]
+    assert set(connection) == {f.alias or n for n, f in model.ConnectionRef.model_fields.items()}
+
+
+def _no_nulls(value: Any, path: str = "") -> list[str]:
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _no_nulls(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _no_nulls(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize(
+    "path", sorted(f"{d}{f}" for f in XRD_FILES.values() for d in ("", "legacy/"))
+)
+def test_xrd_schemas_are_structural(path: str) -> None:
+    """A YAML slip (a comma in a flow mapping) becomes a null the API server refuses."""
+    xrd = _one(f"examples/{path}")
+    assert _no_nulls(xrd) == []
+    for version in xrd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        jsonschema.Draft7Validator.check_schema(schema)
+        assert _untyped(schema) == []
 
 
 def _spec_props() -> dict[str, Any]:

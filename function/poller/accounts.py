@@ -40,8 +40,9 @@ from function.tenancy import connect
 from function.users import parse_user_spec
 
 PAGE_SIZE = 100
-USER_PLURAL = "users"
 TEAM_PLURAL = "teams"
+TEAM_PLURALS = (TEAM_PLURAL, "xteams")
+LEGACY_KINDS = ("XUser", "XTeam")
 # LiteLLM's own admin member of every team it creates: not the tenant's.
 MASTER_KEY_USER = "default_user_id"
 
@@ -58,7 +59,7 @@ class AccountTarget:
     @property
     def is_team(self) -> bool:
         """A Team (else a User)."""
-        return self.ref.plural == TEAM_PLURAL
+        return self.ref.plural in TEAM_PLURALS
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,11 @@ def account_targets(
     """Every User and Team the function would reach, with its instance; `skip` hears of others."""
     found = []
     for ref, obj in objects:
+        if _is_claim(obj):
+            continue  # its XR is read; Crossplane copies the XR's status to it
         try:
             owner = owner_of(obj)
-            if ref.plural == TEAM_PLURAL:
+            if ref.plural in TEAM_PLURALS:
                 team = parse_team_spec(obj.get("spec"))
                 local, connection_ref = team.team_id, team.connection_ref
             else:
@@ -95,6 +98,12 @@ def account_targets(
         ident = litellm_id(owner.namespace, local or owner.virtualkey)
         found.append(AccountTarget(ref, obj, ident, connection))
     return found
+
+
+def _is_claim(obj: dict[str, Any]) -> bool:
+    """A legacy claim, bound to its cluster-scoped XR."""
+    resource_ref = (obj.get("spec") or {}).get("resourceRef")
+    return isinstance(resource_ref, dict) and resource_ref.get("kind") in LEGACY_KINDS
 
 
 def _money(value: Any, what: str) -> Decimal:

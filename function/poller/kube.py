@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +46,14 @@ from function.policy import POLICY_API_VERSION
 from function.poller.redact import redact
 from function.poller.state import Event
 
+log = logging.getLogger(__name__)
+
 GROUP = "auth.litellm.ai"
 VERSION = "v1alpha1"
 PLURAL = "virtualkeys"
 LEGACY_PLURAL = "xvirtualkeys"
 LEGACY_KIND = "XVirtualKey"
-ACCOUNT_PLURALS = ("users", "teams")
+ACCOUNT_PLURALS = ("users", "teams", "xusers", "xteams")
 FIELD_MANAGER = "function-litellm-keys-poller"
 LIST_PAGE = 500
 MAX_LIST_PAGES = 10_000  # five million objects
@@ -280,10 +283,16 @@ class KubeCluster:
         return found
 
     def list_accounts(self) -> list[tuple[XRRef, dict[str, Any]]]:
-        """Every User and Team (v2 XRs); none where their XRD is not installed."""
+        """Every User and Team: v2 XRs, legacy XRs and claims; none where not installed."""
         found: list[tuple[XRRef, dict[str, Any]]] = []
         for plural in ACCOUNT_PLURALS:
-            for item in self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}"):
+            try:
+                items = self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}")
+            except KubePermanentError as e:
+                # An RBAC from before a kind was added: the other kinds go on.
+                log.warning("%s; its status is not updated", redact(e))
+                continue
+            for item in items:
                 meta = item.get("metadata") or {}
                 ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
                 found.append((ref, item))

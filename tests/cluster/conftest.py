@@ -154,18 +154,23 @@ def chat(proxy: Proxy, key: str, model: str = "gpt-4o") -> int:
 
 
 # The v2 XRD is named after the XR (virtualkeys), the legacy one after its XR
-# kind (xvirtualkeys); both serve the VirtualKey kind as virtualkeys.auth.litellm.ai.
-XRDS = ("virtualkeys.auth.litellm.ai", "xvirtualkeys.auth.litellm.ai")
+# kind (xvirtualkeys); both serve the claim or XR kind as <plural>.auth.litellm.ai.
+XRD_PAIRS = {
+    plural: (f"{plural}.auth.litellm.ai", f"x{plural}.auth.litellm.ai")
+    for plural in ("virtualkeys", "users", "teams")
+}
 
 
 def install_xrd(plane: Plane, definition: Path, composition: Path) -> None:
     """Install `definition` (v2 or legacy), replacing the other one if it is there."""
-    name = yaml.safe_load(definition.read_text())["metadata"]["name"]
-    other = [x for x in XRDS if x != name and plane.get("xrd", x) is not None]
+    xrd = yaml.safe_load(definition.read_text())
+    name = xrd["metadata"]["name"]
+    plural = (xrd["spec"].get("claimNames") or xrd["spec"]["names"])["plural"]
+    other = [x for x in XRD_PAIRS[plural] if x != name and plane.get("xrd", x) is not None]
     if other:
-        plane.kubectl("delete", "virtualkeys.auth.litellm.ai", "--all", "-A", "--wait=true")
-        for xrd in other:
-            plane.kubectl("delete", "xrd", xrd, "--wait=true", "--timeout=3m")
+        plane.kubectl("delete", f"{plural}.auth.litellm.ai", "--all", "-A", "--wait=true")
+        for found in other:
+            plane.kubectl("delete", "xrd", found, "--wait=true", "--timeout=3m")
         until(lambda: all(plane.get("crd", x) is None for x in other), "the old CRDs to go", 180)
     plane.kubectl("apply", "-f", str(definition))
     plane.kubectl("wait", "--for", "condition=Established", f"xrd/{name}", "--timeout=3m")
@@ -207,11 +212,9 @@ def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
         plane.kubectl("apply", "-f", str(EXAMPLES / name))
     install_xrd(plane, EXAMPLES / "definition.yaml", EXAMPLES / "composition.yaml")
     for kind in ("user", "team"):
-        plane.kubectl("apply", "-f", str(EXAMPLES / f"{kind}-definition.yaml"))
-        plane.kubectl(
-            "wait", "--for", "condition=Established", f"xrd/{kind}s.auth.litellm.ai", "--timeout=3m"
+        install_xrd(
+            plane, EXAMPLES / f"{kind}-definition.yaml", EXAMPLES / f"{kind}-composition.yaml"
         )
-        plane.kubectl("apply", "-f", str(EXAMPLES / f"{kind}-composition.yaml"))
     plane.apply(platform_policy(proxy.url))
     instance: Obj = yaml.safe_load((EXAMPLES / "instance-secret.yaml").read_text())
     instance["stringData"]["masterkey"] = proxy.master_key

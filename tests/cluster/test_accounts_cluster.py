@@ -161,7 +161,21 @@ def the_team_is_deleted(plane: Plane, proxy: Proxy) -> None:
 
     message = until(refused, "the VirtualKey to name its missing Team", 180)
     assert "Team team-a/research does not exist" in message
-    assert plane.get("secret", "research-batch-litellm-key", "team-a") is not None
+    dead = plane.secret_value("team-a", "research-batch-litellm-key", "key")
+    assert chat(proxy, dead) != 200
+    # The Team is back: the VirtualKey issues a new key, in the new team.
+    plane.kubectl("apply", "-f", str(EXAMPLES / "team.yaml"))
+
+    def new_key() -> str:
+        value = plane.secret_value("team-a", "research-batch-litellm-key", "key")
+        keys = keys_with_alias(proxy, "research-batch")
+        return value if value != dead and keys and keys[0]["team_id"] == TEAM_ID else ""
+
+    fresh = until(new_key, "a new key in the recreated team", 240)
+    ready(plane, "virtualkey", "research-batch")
+    assert chat(proxy, fresh) == 200
+    plane.kubectl("delete", "team", "research", "-n", "team-a", "--wait=true", "--timeout=3m")
+    until(lambda: keys_with_alias(proxy, "research-batch") == [], "the team's key to go again")
 
 
 def the_user_is_deleted(plane: Plane, proxy: Proxy, key: str) -> None:

@@ -18,20 +18,28 @@ from tests.conftest import EXAMPLES, Proxy
 pytestmark = pytest.mark.cluster
 
 
+KINDS = ("", "user-", "team-")
+
+
 @pytest.fixture
 def legacy(platform: Plane) -> Iterator[Plane]:
     try:
-        install_xrd(
-            platform,
-            EXAMPLES / "legacy" / "definition.yaml",
-            EXAMPLES / "legacy" / "composition.yaml",
-        )
+        for kind in KINDS:
+            install_xrd(
+                platform,
+                EXAMPLES / "legacy" / f"{kind}definition.yaml",
+                EXAMPLES / "legacy" / f"{kind}composition.yaml",
+            )
         yield platform
     finally:
-        install_xrd(platform, EXAMPLES / "definition.yaml", EXAMPLES / "composition.yaml")
-        platform.kubectl(
-            "delete", "composition", "xvirtualkeys.auth.litellm.ai", "--ignore-not-found"
-        )
+        for kind in KINDS:
+            install_xrd(
+                platform, EXAMPLES / f"{kind}definition.yaml", EXAMPLES / f"{kind}composition.yaml"
+            )
+        for plural in ("xvirtualkeys", "xusers", "xteams"):
+            platform.kubectl(
+                "delete", "composition", f"{plural}.auth.litellm.ai", "--ignore-not-found"
+            )
 
 
 def test_a_legacy_claim_gets_its_key_and_its_xrs_status(
@@ -66,3 +74,45 @@ def test_a_legacy_claim_gets_its_key_and_its_xrs_status(
         legacy.kubectl("delete", "-f", str(claim_file), "--wait=true", check=False)
     token = str(status["tokenHash"])
     until(lambda: key_info(proxy, token).get("status") == "deleted", "REMOVE on the proxy", 180)
+
+
+def test_legacy_user_and_team_claims_take_the_same_yaml(
+    legacy: Plane, proxy: Proxy, poller_kubeconfig: Path
+) -> None:
+    """examples/user.yaml and team.yaml, verbatim, as claims: the user's key and the team."""
+    files = [EXAMPLES / "user.yaml", EXAMPLES / "team.yaml"]
+    with proxy.admin() as admin:  # what an earlier run may have left
+        admin.post("/key/delete", json={"key_aliases": ["alice-key"]})
+        admin.post("/team/delete", json={"team_ids": ["team-a.research"]})
+        admin.post("/user/delete", json={"user_ids": ["team-a.alice"]})
+    for path in files:
+        legacy.kubectl("apply", "-f", str(path))
+    try:
+
+        def ready(kind: str, name: str) -> dict[str, object] | None:
+            claim = legacy.get(kind, name, "team-a")
+            return claim if condition(claim, "Ready").get("status") == "True" else None
+
+        user = until(lambda: ready("user", "alice"), "the User claim to be Ready", 240)
+        assert user["status"]["userID"] == "team-a.alice"
+        until(lambda: ready("virtualkey", "alice-key"), "the user's VirtualKey claim", 240)
+        key = legacy.secret_value("team-a", "alice-key-litellm-key", "key")
+        assert chat(proxy, key) == 200
+        until(lambda: ready("team", "research"), "the Team claim to be Ready", 240)
+
+        def spent() -> bool:
+            assert poll_once(poller_kubeconfig).returncode == 0
+            found = legacy.get("team", "research", "team-a") or {}
+            members = (found.get("status") or {}).get("members")
+            return members == [{"userID": "team-a.alice", "role": "user"}]
+
+        until(spent, "the team's members on the claim", 90)
+    finally:
+        for path in reversed(files):
+            legacy.kubectl("delete", "-f", str(path), "--wait=true", check=False)
+
+    def gone() -> bool:
+        with proxy.admin() as admin:
+            return admin.get("/user/info", params={"user_id": "team-a.alice"}).status_code == 404
+
+    until(gone, "the user to be deleted on the proxy", 180)

@@ -177,3 +177,13 @@ def test_account_patch(
     status: dict[str, Any], found: Account | None, team: bool, patch: dict[str, Any] | None
 ) -> None:
     assert account_patch(status, found, team=team) == patch
+
+
+def test_a_kind_the_rbac_does_not_grant_stops_no_other(
+    apiserver: FakeAPIServer, poller: Poller, litellm: FakeLiteLLM
+) -> None:
+    """An RBAC from before legacy Users: listing xusers is forbidden, teams are still read."""
+    apiserver.fail("GET", "/xusers", 403, times=1)
+    apiserver.add("teams", account("teams", f"t-{RUN}", litellm.url))
+    report = poller.cycle()
+    assert report.accounts == 1

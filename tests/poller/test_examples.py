@@ -88,10 +88,8 @@ def test_rbac_is_least_privilege() -> None:
         ("events", "patch"),
         ("tenancypolicies", "list"),
         ("namespaces", "list"),
-        ("users", "list"),
-        ("teams", "list"),
-        ("users/status", "patch"),
-        ("teams/status", "patch"),
+        *{(plural, "list") for plural in ("users", "teams", "xusers", "xteams")},
+        *{(f"{p}/status", "patch") for p in ("users", "teams", "xusers", "xteams")},
     }
     secrets = [g for g in granted if g[1] == "secrets"]
     assert secrets == [("litellm", "secrets", "get", "litellm-example-secrets")]
