@@ -23,6 +23,7 @@ proxy's own and is left alone.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -190,17 +191,20 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         member_state = state_of(
             observed.get(resource), grant.connection, f"member {member.user_ref.name}"
         )
-        resources[resource] = Desired(body, ready=member_state.ready)
+        drift = _drift(observed.get(resource), user.litellm_id, member)
+        resources[resource] = Desired(body, ready=member_state.ready and drift is None)
         if member_state.is_problem:
             member_problems.append(f"{member.user_ref.name}: {member_state.message}")
+        elif drift is not None:
+            member_problems.append(f"{member.user_ref.name}: {drift}")
     warnings.extend(member_problems)
     if state.ready and (waiting or member_problems):
         state = KeyState(
             ready=False,
             reason="MembersPending",
-            message=f"{subject} is in place; members not in it yet: "
+            message=f"{subject} is in place; members not yet as the spec says: "
             f"{', '.join(waiting + [p.split(':')[0] for p in member_problems])}. A member "
-            "joins once its User is ready.",
+            "joins once its User is ready; the Team's events say what holds the others.",
         )
     status: dict[str, Any] = {}
     if state.ready or remembered or state.reason == "MembersPending":
@@ -212,6 +216,47 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         warnings=warnings,
         condition=CONDITION_TYPE,
     )
+
+
+_MAX_BODY = 256 * 1024
+HTTP_OK = 200
+_ROLES = ("admin", "user")
+
+
+def _stored_members(request: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The members in the Request's last stored answer, if it is a 200 team info."""
+    response = ((request or {}).get("status") or {}).get("response")
+    if not isinstance(response, dict) or response.get("statusCode") != HTTP_OK:
+        return []
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return []
+    try:
+        members = json.loads(body).get("team_info").get("members_with_roles")
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    return [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+
+
+def _drift(request: dict[str, Any] | None, user_id: str, member: Member) -> str | None:
+    """Why the member is not as wanted, read from the team's last stored info, or None.
+
+    LiteLLM refuses some updates (an admin role without Enterprise); provider-http
+    then retries every poll while its last stored answer, the team's info, says
+    200. Only the role's value is shown, and only if it is one of LiteLLM's two.
+    """
+    found = [m for m in _stored_members(request) if m.get("user_id") == user_id]
+    if not found:
+        return None  # not added yet (or no info stored): the Request's own state says so
+    role = found[0].get("role")
+    if role != member.role:
+        shown = repr(role) if role in _ROLES else "another role"
+        return (
+            f"LiteLLM keeps the member's role at {shown}, not {member.role!r}, and refuses "
+            "to change it (the admin role needs LiteLLM Enterprise); use role user, or "
+            "enable Enterprise on the proxy"
+        )
+    return None
 
 
 def _digest(text: str) -> str:

@@ -401,3 +401,32 @@ def test_references_are_asked_of_crossplane(function_server: FunctionServer) -> 
     every = rsp.requirements.resources["users"]
     assert every.namespace == "team-a"
     assert every.HasField("match_labels")
+
+
+@pytest.mark.parametrize(
+    ("live_role", "shown"),
+    [
+        pytest.param("user", "at 'user', not 'admin'", id="a-role-litellm-refused-to-change"),
+        pytest.param("{{ a:b:c }} sk-hostile", "at another role", id="a-hostile-role-text"),
+    ],
+)
+def test_a_member_litellm_will_not_change_is_reported(
+    function_server: FunctionServer, live_role: str, shown: str
+) -> None:
+    """The admin role needs Enterprise: LiteLLM refuses each update, and its last stored
+    answer (the team's info, 200) shows the old role; our words say so, never its text."""
+    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    case = Case(team(members=[{"userRef": {"name": "bob"}, "role": "admin"}]), users=[bob])
+    case.observed["team"] = TEAM_IN_PLACE
+    rsp = run(function_server, case)
+    (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
+    info = {"team_info": {"members_with_roles": [{"user_id": "team-a.bob", "role": live_role}]}}
+    case.observed[member] = answered(200, "/team/info?team_id=team-a.research", info)
+    rsp = run(function_server, case)
+    ready = condition(rsp, "TeamReady")
+    assert ready.reason == "MembersPending"
+    assert rsp.desired.resources[member].ready == fnv1.READY_FALSE
+    message = " ".join([ready.message, *(r.message for r in rsp.results)])
+    assert f"LiteLLM keeps the member's role {shown}" in message
+    assert "{{" not in message
+    assert "sk-hostile" not in message

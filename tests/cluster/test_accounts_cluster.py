@@ -11,6 +11,7 @@ the VirtualKeys that reference them.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def clean_proxy(proxy: Proxy) -> None:
     """What an earlier run may have left on the proxy."""
     with proxy.admin() as admin:
         admin.post("/key/delete", json={"key_aliases": list(ALIASES)})
-        admin.post("/team/delete", json={"team_ids": [TEAM_ID]})
+        admin.post("/team/delete", json={"team_ids": [TEAM_ID, "team-a.admins"]})
         admin.post("/user/delete", json={"user_ids": [USER_ID]})
 
 
@@ -56,6 +57,7 @@ def examples(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
     yield platform
     for name in EXAMPLE_FILES:
         platform.kubectl("delete", "-f", str(EXAMPLES / name), "--wait=false", check=False)
+    platform.kubectl("delete", "team", "admins", "-n", "team-a", "--wait=false", check=False)
 
 
 def ready(plane: Plane, kind: str, name: str, seconds: float = 180) -> Obj:
@@ -67,18 +69,32 @@ def ready(plane: Plane, kind: str, name: str, seconds: float = 180) -> Obj:
     return found
 
 
+@pytest.mark.timeout(900)  # one long journey of steps that each wait on the control plane
 def test_users_and_teams_as_the_readme_says(
     examples: Plane, proxy: Proxy, poller_kubeconfig: Path
 ) -> None:
     plane = examples
     for name in EXAMPLE_FILES:
         plane.kubectl("apply", "-f", str(EXAMPLES / name))
+    started = time.monotonic()
+
+    def step(done: str) -> None:
+        print(f"{time.monotonic() - started:6.1f} s  {done}")  # noqa: T201 - with -s, a timeline
+
     key = the_user_gets_its_key(plane, proxy)
+    step("the user and its key")
     the_team_gets_its_member_and_key(plane, proxy)
+    step("the team, its member and its key")
+    members_are_kept_in_step(plane, proxy)
+    step("members kept in step")
     the_poller_shows_spend(plane, poller_kubeconfig)
+    step("the poller")
     a_member_leaves(plane, proxy, key)
+    step("a member leaves")
     the_team_is_deleted(plane, proxy)
+    step("the team deleted and back")
     the_user_is_deleted(plane, proxy, key)
+    step("the user deleted")
 
 
 def the_user_gets_its_key(plane: Plane, proxy: Proxy) -> str:
@@ -117,6 +133,53 @@ def the_team_gets_its_member_and_key(plane: Plane, proxy: Proxy) -> None:
     assert chat(proxy, batch_key) == 200
 
 
+def member_budget(proxy: Proxy) -> float | None:
+    _, info = proxy_get(proxy, "/team/info", team_id=TEAM_ID)
+    for membership in info.get("team_memberships") or []:
+        if membership["user_id"] == USER_ID:
+            return (membership.get("litellm_budget_table") or {}).get("max_budget")
+    return None
+
+
+def members_are_kept_in_step(plane: Plane, proxy: Proxy) -> None:
+    """spec.members: a member's budget is updated in place; a role the proxy refuses is
+    reported in our own words, and the member stays as it was."""
+    team = copy.deepcopy(example("team.yaml"))
+    for budget in ("2", "3"):
+        team["spec"]["members"] = [{"userRef": {"name": "alice"}, "maxBudgetInTeam": budget}]
+        plane.apply(team)
+        wanted = float(budget)
+        until(lambda: member_budget(proxy) == wanted, f"alice's budget {budget}")  # noqa: B023
+    plane.kubectl("apply", "-f", str(EXAMPLES / "team.yaml"))  # back to spec.teams alone
+    ready(plane, "team", "research")
+    # Another team, where alice would be admin (LiteLLM Enterprise only). provider-http
+    # retries the refused update at every poll, so Crossplane throttles that Team's
+    # events for a while: a Team of its own keeps that away from research.
+    admins = copy.deepcopy(example("team.yaml"))
+    admins["metadata"]["name"] = "admins"
+    admins["spec"] |= {"teamAlias": "team-a-admins", "members": [{"userRef": {"name": "alice"}}]}
+    plane.apply(admins)
+    ready(plane, "team", "admins")
+    admins["spec"]["members"][0]["role"] = "admin"
+    plane.apply(admins)
+
+    def refused() -> str:
+        found = plane.get("team", "admins", "team-a")
+        message = str(condition(found, "TeamReady").get("message") or "")
+        return message if "alice" in message else ""
+
+    message = until(refused, "TeamReady to name the refused member", 180)
+    assert condition(plane.get("team", "admins", "team-a"), "TeamReady")["reason"] == (
+        "MembersPending"
+    )
+    assert "premium" not in message.lower()  # LiteLLM's own words stay out
+    _, info = proxy_get(proxy, "/team/info", team_id="team-a.admins")
+    roles = {m["user_id"]: m["role"] for m in info["team_info"]["members_with_roles"]}
+    assert roles[USER_ID] == "user"
+    plane.kubectl("delete", "team", "admins", "-n", "team-a", "--wait=true", "--timeout=3m")
+    until(lambda: proxy_get(proxy, "/team/info", team_id="team-a.admins")[0] == 404, "admins")
+
+
 def the_poller_shows_spend(plane: Plane, poller_kubeconfig: Path) -> None:
     """The team's spend and members, the user's spend, with the shipped poller RBAC."""
 
@@ -134,10 +197,16 @@ def the_poller_shows_spend(plane: Plane, poller_kubeconfig: Path) -> None:
 
 
 def a_member_leaves(plane: Plane, proxy: Proxy, key: str) -> None:
-    """Her membership goes on the proxy; she and her key stay."""
+    """Her membership goes on the proxy; she and her key stay, updated in place."""
     changed = copy.deepcopy(example("user.yaml"))
     changed["spec"]["teams"] = []
+    changed["spec"]["maxBudget"] = "6"  # and a new budget, for the user and its key
     plane.apply(changed)
+    until(
+        lambda: proxy_get(proxy, "/user/info", user_id=USER_ID)[1]["user_info"]["max_budget"] == 6,
+        "the user's new budget",
+    )
+    until(lambda: keys_with_alias(proxy, "alice-key")[0]["max_budget"] == 6, "its key's budget")
 
     def left() -> bool:
         _, info = proxy_get(proxy, "/team/info", team_id=TEAM_ID)
