@@ -15,6 +15,7 @@ CROSSPLANE_CLI_REQUIRED=1, as .ci/run sets.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -89,7 +90,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def extensions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The schemas to validate against, and a cache that holds Crossplane's own CRDs."""
     ext = tmp_path_factory.mktemp("extensions")
-    shutil.copy(EXAMPLES / "definition.yaml", ext / "definition.yaml")
+    for name in ("definition.yaml", "user-definition.yaml", "team-definition.yaml"):
+        shutil.copy(EXAMPLES / name, ext / name)
     shutil.copy(
         SHARED / "schemas" / "provider-http" / "http.m.crossplane.io_requests.yaml",
         ext / "requests.yaml",
@@ -213,7 +215,12 @@ def test_examples_validate(cli: Path, extensions: tuple[Path, Path], tmp_path: P
         "virtualkey.yaml",
         "virtualkey-advanced.yaml",
         "virtualkey-explicit.yaml",
+        "virtualkey-team.yaml",
+        "user.yaml",
+        "team.yaml",
         "composition.yaml",
+        "user-composition.yaml",
+        "team-composition.yaml",
         "providerconfig.yaml",
         "tenancy-policy.yaml",
     ]
@@ -270,3 +277,51 @@ def test_packages_build(cli: Path, tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     for name in ("configuration.xpkg", "function.xpkg"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("example", "composition", "kind"),
+    [
+        ("user.yaml", "user-composition.yaml", "User"),
+        ("team.yaml", "team-composition.yaml", "Team"),
+    ],
+)
+def test_render_users_and_teams(  # noqa: PLR0917 - pytest fixtures and a table.
+    cli: Path,
+    served: Path,
+    extensions: tuple[Path, Path],
+    required: Path,
+    tmp_path: Path,
+    example: str,
+    composition: str,
+    kind: str,
+) -> None:
+    """The real CLI renders a User and a Team: one Request each before anything exists."""
+    rendered = subprocess.run(  # noqa: S603
+        [
+            str(cli), "render", str(EXAMPLES / example), str(EXAMPLES / composition),
+            str(served), "--include-full-xr", f"--required-resources={required}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert sorted(d["kind"] for d in docs) == sorted(["Request", kind])
+    request = next(d for d in docs if d["kind"] == "Request")
+    body = json.loads(request["spec"]["forProvider"]["payload"]["body"])
+    if kind == "User":
+        assert body["create"]["auto_create_key"] is False
+        assert body["userId"] == "team-a.alice"
+    else:
+        assert body["teamId"] == "team-a.research"
+    xr = next(d for d in docs if d["kind"] == kind)
+    types = {c["type"]: c for c in xr["status"]["conditions"]}
+    assert types[f"{kind}Ready"]["reason"] == "Creating"
+    out = tmp_path / "rendered.yaml"
+    out.write_text(rendered.stdout)
+    validated = _validate(cli, extensions, out)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "0 failure cases" in validated.stdout, validated.stdout

@@ -129,11 +129,15 @@ crossplane_env() {
 }
 
 start_crossplane() {
+  # provider-http polls every 5 s here, 12 times its default of 1 m, and writes every
+  # Request's status at each poll; Crossplane's XR circuit breaker (1 token/s by default)
+  # is scaled the same way, or a Team with members would be throttled to one reconcile
+  # every 30 s (README, Known limits).
   # shellcheck disable=SC2046 # the words are NAME=VALUE pairs without spaces.
   spawn crossplane env $(crossplane_env) PACKAGE_RUNTIME=External \
     TLS_CLIENT_CERTS_DIR="$S/crossplane-tls" XPKG_CACHE_DIR="$S/xpkg-cache" \
     METRICS_PORT="$(port_of crossplane-metrics)" HEALTH_PROBE_PORT="$(port_of crossplane-health)" \
-    "$BIN/crossplane-core" core start
+    "$BIN/crossplane-core" core start --circuit-breaker-refill-rate=12
   wait_for crossplane curl -sf "http://127.0.0.1:$(port_of crossplane-health)/healthz"
 }
 

@@ -15,8 +15,13 @@ trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/configuration/apis" "$stage/configuration/examples"
 cp "$root/crossplane.yaml" "$stage/configuration/crossplane.yaml"
-cp "$root/examples/definition.yaml" "$root/examples/composition.yaml" "$stage/configuration/apis/"
-cp "$root/examples/virtualkey.yaml" "$root/examples/virtualkey-advanced.yaml" "$stage/configuration/examples/"
+cp "$root/examples/definition.yaml" "$root/examples/composition.yaml" \
+  "$root/examples/user-definition.yaml" "$root/examples/user-composition.yaml" \
+  "$root/examples/team-definition.yaml" "$root/examples/team-composition.yaml" \
+  "$stage/configuration/apis/"
+cp "$root/examples/virtualkey.yaml" "$root/examples/virtualkey-advanced.yaml" \
+  "$root/examples/user.yaml" "$root/examples/team.yaml" "$root/examples/virtualkey-team.yaml" \
+  "$stage/configuration/examples/"
 "$cli" xpkg build --package-root="$stage/configuration" \
   --examples-root="$stage/configuration/examples" --package-file="$out/configuration.xpkg"
 
