@@ -51,7 +51,13 @@ def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
     status = struct.fields["status"] if "status" in struct.fields else None
     if status is not None and status.WhichOneof("kind") == "struct_value":
         view["status"] = _pick(
-            status.struct_value, "strayTokens", "reapedTokens", "exposedTokens", "userID", "teamID"
+            status.struct_value,
+            "strayTokens",
+            "reapedTokens",
+            "exposedTokens",
+            "userID",
+            "teamID",
+            "prunedMembers",
         )
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]

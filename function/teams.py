@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -38,7 +40,7 @@ from function.accounts import (
     dollars,
     fields_match,
 )
-from function.compose import MANAGED_BY, Composed, Desired, owner_of
+from function.compose import MANAGED_BY, Composed, Desired, Owner, owner_of
 from function.identity import LocalID, litellm_id, resolve
 from function.model import (
     AccountSpec,
@@ -48,8 +50,9 @@ from function.model import (
     refuse_repeats,
     validated,
 )
-from function.policy import Policies, Tenant
+from function.policy import MASTER_KEY_USER, Policies, Tenant
 from function.readiness import KeyState, state_of
+from function.request import http_request
 from function.tenancy import connect
 
 CONDITION_TYPE = "TeamReady"
@@ -198,6 +201,18 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         elif drift is not None:
             member_problems.append(f"{member.user_ref.name}: {drift}")
     warnings.extend(member_problems)
+    pruning = _Pruning({}, [])
+    if state.ready:
+        pruning = _prunes(
+            observed,
+            wanted=_wanted_ids(spec, owner, users),
+            remembered=_remembered_pruned(xr),
+            team_id=team_id,
+            base_name=owner.base_name,
+            place=place,
+        )
+        resources.update(pruning.resources)
+        warnings.extend(pruning.warnings(team_id))
     if state.ready and (waiting or member_problems):
         state = KeyState(
             ready=False,
@@ -209,6 +224,8 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
     status: dict[str, Any] = {}
     if state.ready or remembered or state.reason == "MembersPending":
         status["teamID"] = team_id
+    if pruning.pruned:
+        status["prunedMembers"] = pruning.pruned
     return Composed(
         resources=resources,
         status=status,
@@ -216,6 +233,130 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         warnings=warnings,
         condition=CONDITION_TYPE,
     )
+
+
+PRUNE_PREFIX = "prune-"
+_MAX_PRUNED = 64
+# What a user ID read from a proxy's answer must look like before it goes into a
+# Request: no braces (provider-http would resolve a placeholder) and no spaces.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,256}$")
+
+
+def _wanted_ids(spec: TeamSpec, owner: Owner, users: list[dict[str, Any]]) -> set[str]:
+    """The LiteLLM IDs of every member the spec wants, resolved or not."""
+    wanted = set()
+    for member in wanted_members(spec, owner.virtualkey, users):
+        name = member.user_ref.name
+        local = name
+        for user in users:
+            meta = user.get("metadata") if isinstance(user.get("metadata"), dict) else {}
+            user_spec = user.get("spec") if isinstance(user.get("spec"), dict) else {}
+            if isinstance(meta, dict) and meta.get("name") == name and isinstance(user_spec, dict):
+                local = str(user_spec.get("userID") or name)
+        wanted.add(litellm_id(owner.namespace, local))
+    return wanted
+
+
+@dataclass(frozen=True)
+class _Pruning:
+    resources: dict[str, Desired]
+    pruned: list[str]  # handed to Crossplane to delete, still listed by the stored info
+
+    def warnings(self, team_id: str) -> list[str]:
+        if not self.resources:
+            return []
+        message = (
+            f"{len(self.resources)} member(s) of LiteLLM team {team_id} are not in the Team's "
+            "spec (added on the proxy directly); membership is a complete set, so they are "
+            "being removed. Add them as Users of this namespace to keep them."
+        )
+        return [message]
+
+
+def _remembered_pruned(xr: dict[str, Any]) -> set[str]:
+    listed = (xr.get("status") or {}).get("prunedMembers")
+    return {u for u in listed if isinstance(u, str)} if isinstance(listed, list) else set()
+
+
+def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
+    observed: dict[str, dict[str, Any]],
+    *,
+    wanted: set[str],
+    remembered: set[str],
+    team_id: str,
+    base_name: str,
+    place: Place,
+) -> _Pruning:
+    """Requests that remove members the team has on the proxy but the spec does not want.
+
+    Like a stray key's reaper: composed while not observed, dropped once it
+    exists, so that Crossplane deletes it and its REMOVE runs member_delete.
+    The team's stored info lags by up to one poll, so a member whose removal
+    is under way (its member Request is still observed, or its prune was
+    handed over: `remembered`, kept in status) is not pruned again, which
+    would only make Crossplane create and delete the same Request in a loop.
+    """
+    found = {m.get("user_id") for m in _stored_members(observed.get(TEAM_RESOURCE))}
+    leaving = {
+        _payload(r).get("userId") for n, r in observed.items() if n.startswith(MEMBER_PREFIX)
+    }
+    unwanted = sorted(
+        u
+        for u in found
+        if isinstance(u, str)
+        and _SAFE_ID.fullmatch(u)
+        and u not in wanted
+        and u not in leaving
+        and u != MASTER_KEY_USER
+    )
+    pruning: dict[str, Desired] = {}
+    pruned = sorted(remembered & set(unwanted))
+    for user_id in unwanted:
+        resource = f"{PRUNE_PREFIX}{_digest(user_id)}"
+        if resource in observed:
+            pruned.append(user_id)  # it exists: dropping it makes Crossplane delete it
+            continue
+        if user_id in remembered:
+            continue
+        body = http_request(
+            name=f"{base_name}-prune-{_digest(user_id)[:8]}",
+            namespace=place.namespace,
+            connection=place.connection,
+            provider_config=place.provider_config,
+            wait_timeout=place.wait_timeout,
+            labels=place.labels,
+            payload={
+                "userId": user_id,
+                "info": f"/team/info?team_id={team_id}",
+                "delete": {"team_id": team_id, "user_id": user_id},
+            },
+            mappings=[
+                {
+                    "action": "OBSERVE",
+                    "method": "GET",
+                    "url": "(.payload.baseUrl + .payload.body.info)",
+                },
+                {
+                    "action": "REMOVE",
+                    "method": "POST",
+                    "url": '(.payload.baseUrl + "/team/member_delete")',
+                    "body": "(.payload.body.delete)",
+                },
+            ],
+            is_removed=MEMBER_IS_GONE,
+            expected="true",
+            management_policies=["Observe", "Delete"],  # never add or change: only remove
+        )
+        pruning[resource] = Desired(body, ready=True)
+    return _Pruning(pruning, sorted(set(pruned))[-_MAX_PRUNED:])
+
+
+def _payload(request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = json.loads(request["spec"]["forProvider"]["payload"]["body"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 _MAX_BODY = 256 * 1024

@@ -430,3 +430,63 @@ def test_a_member_litellm_will_not_change_is_reported(
     assert f"LiteLLM keeps the member's role {shown}" in message
     assert "{{" not in message
     assert "sk-hostile" not in message
+
+
+def test_members_added_on_the_proxy_directly_are_removed(
+    function_server: FunctionServer,
+) -> None:
+    """Membership is a complete set: a member the spec does not want is removed, except the
+    master key's own user; an ID that could carry a placeholder is never put in a Request."""
+    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    hostile = "{{ team-b-secret:team-b:key }}"
+    listed = ["default_user_id", "team-a.bob", "team-a.mallory", hostile]
+    info = {"team_info": {"members_with_roles": [{"user_id": u, "role": "user"} for u in listed]}}
+    team_answer = answered(200, "/team/info?team_id=team-a.research", info)
+    case = Case(team(members=[{"userRef": {"name": "bob"}}]), {"team": team_answer}, users=[bob])
+    rsp = run(function_server, case)
+    prunes = [n for n in rsp.desired.resources if n.startswith("prune-")]
+    assert len(prunes) == 1
+    request = desired(rsp, prunes[0])
+    assert request["spec"]["managementPolicies"] == ["Observe", "Delete"]
+    assert payload(rsp, prunes[0])["delete"] == {
+        "team_id": "team-a.research",
+        "user_id": "team-a.mallory",
+    }
+    assert [m["action"] for m in request["spec"]["forProvider"]["mappings"]] == [
+        "OBSERVE",
+        "REMOVE",
+    ]
+    composed = [resource.struct_to_dict(r.resource) for r in rsp.desired.resources.values()]
+    assert "team-b-secret" not in json.dumps(composed)
+    messages = " ".join(r.message for r in rsp.results)
+    assert "1 member(s)" in messages
+    assert "mallory" not in messages  # the proxy's text stays out
+    # Once it exists, it is dropped: Crossplane deletes it, and its REMOVE runs. It is
+    # remembered, so the stored info (a poll behind) never brings it back in a loop.
+    case.observed[prunes[0]] = request
+    rsp = run(function_server, case)
+    assert prunes[0] not in rsp.desired.resources
+    assert status(rsp)["prunedMembers"] == ["team-a.mallory"]
+    del case.observed[prunes[0]]
+    case.xr["status"] = {"teamID": "team-a.research", "prunedMembers": ["team-a.mallory"]}
+    rsp = run(function_server, case)
+    assert not [n for n in rsp.desired.resources if n.startswith("prune-")]
+    assert status(rsp)["prunedMembers"] == ["team-a.mallory"]
+    # Once the proxy no longer lists it, it is forgotten.
+    info["team_info"]["members_with_roles"] = [{"user_id": "team-a.bob", "role": "user"}]
+    case.observed["team"] = answered(200, "/team/info?team_id=team-a.research", info)
+    assert "prunedMembers" not in status(run(function_server, case))
+
+
+def test_a_member_being_removed_is_not_pruned_too(function_server: FunctionServer) -> None:
+    """bob left spec.members: his member Request, being deleted, removes him already."""
+    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    case = Case(team(members=[{"userRef": {"name": "bob"}}]), {"team": TEAM_IN_PLACE}, users=[bob])
+    rsp = run(function_server, case)
+    (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
+    case.observed[member] = desired(rsp, member)
+    info = {"team_info": {"members_with_roles": [{"user_id": "team-a.bob", "role": "user"}]}}
+    case.observed["team"] = answered(200, "/team/info?team_id=team-a.research", info)
+    case.xr = team(members=[])
+    rsp = run(function_server, case)
+    assert sorted(rsp.desired.resources) == ["team"]

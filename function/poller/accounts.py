@@ -168,14 +168,19 @@ def _pages(
 def read_accounts(
     client: LiteLLMClient, targets: list[AccountTarget], max_pages: int
 ) -> list[Account | None]:
-    """Each target's user or team on the proxy (None: not there), in two listings at most."""
+    """Each target's user or team on the proxy (None: not there).
+
+    One listing of teams, and one of users per 100 wanted, however many there are.
+    """
     wanted_users = sorted({t.litellm_id for t in targets if not t.is_team})
     users: dict[str, Account] = {}
-    if wanted_users:
-        params = {"user_ids": ",".join(wanted_users)}
+    # The IDs go in the query string: 100 at a time keeps it short (a few kB).
+    chunks = [wanted_users[i : i + PAGE_SIZE] for i in range(0, len(wanted_users), PAGE_SIZE)]
+    for chunk in chunks:
+        params = {"user_ids": ",".join(chunk)}
         for obj in _pages(client, "/user/list", "users", params, max_pages):
             ident = obj.get("user_id")
-            if isinstance(ident, str) and ident in wanted_users:
+            if isinstance(ident, str) and ident in chunk:
                 users[ident] = _account(obj, f"user {ident}", team=False)
     teams: dict[str, Account] = {}
     if any(t.is_team for t in targets):

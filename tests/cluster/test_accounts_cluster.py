@@ -87,6 +87,8 @@ def test_users_and_teams_as_the_readme_says(
     step("the team, its member and its key")
     members_are_kept_in_step(plane, proxy)
     step("members kept in step")
+    a_member_added_on_the_proxy_is_removed(proxy)
+    step("a member added on the proxy removed")
     the_poller_shows_spend(plane, poller_kubeconfig)
     step("the poller")
     a_member_leaves(plane, proxy, key)
@@ -178,6 +180,36 @@ def members_are_kept_in_step(plane: Plane, proxy: Proxy) -> None:
     assert roles[USER_ID] == "user"
     plane.kubectl("delete", "team", "admins", "-n", "team-a", "--wait=true", "--timeout=3m")
     until(lambda: proxy_get(proxy, "/team/info", team_id="team-a.admins")[0] == 404, "admins")
+
+
+def a_member_added_on_the_proxy_is_removed(proxy: Proxy) -> None:
+    """Membership is a complete set: someone added in LiteLLM's UI is taken out again."""
+    intruder = "team-a.intruder"
+    with proxy.admin() as admin:
+        admin.post("/user/delete", json={"user_ids": [intruder]})
+        made = admin.post(
+            "/user/new",
+            json={
+                "user_id": intruder,
+                "user_email": "intruder@example.com",
+                "auto_create_key": False,
+            },
+        )
+        assert made.status_code == 200, made.text
+        added = admin.post(
+            "/team/member_add",
+            json={"team_id": TEAM_ID, "member": [{"user_id": intruder, "role": "user"}]},
+        )
+        assert added.status_code == 200, added.text
+
+    def removed() -> bool:
+        _, info = proxy_get(proxy, "/team/info", team_id=TEAM_ID)
+        members = {m["user_id"] for m in info["team_info"]["members_with_roles"]}
+        return intruder not in members and USER_ID in members
+
+    until(removed, "the member added on the proxy to be removed", 180)
+    with proxy.admin() as admin:
+        admin.post("/user/delete", json={"user_ids": [intruder]})
 
 
 def the_poller_shows_spend(plane: Plane, poller_kubeconfig: Path) -> None:
