@@ -264,6 +264,21 @@ def http_request(  # noqa: PLR0913 - each argument is one independent fact.
     }
 
 
+def removal_mappings(observe_url: str, remove_url: str, remove_body: str) -> list[dict[str, str]]:
+    """OBSERVE and REMOVE only, for a Request that exists to delete one thing.
+
+    Such a Request is made with `managementPolicies: [Observe, Delete]`: it
+    never creates or changes anything, and deleting it runs REMOVE.
+    """
+    return [
+        {"action": "OBSERVE", "method": "GET", "url": observe_url},
+        {"action": "REMOVE", "method": "POST", "url": remove_url, "body": remove_body},
+    ]
+
+
+ONLY_REMOVE = ["Observe", "Delete"]
+
+
 def echo_secret_name(request_name: str) -> str:
     """The provider-owned Secret that holds /key/generate's echo of the key."""
     return f"{request_name}-generated"

@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from function.connection import Connection
-from function.request import OBSERVE_IS_REMOVED, http_request
+from function.request import OBSERVE_IS_REMOVED, ONLY_REMOVE, http_request, removal_mappings
 
 REAPER_PREFIX = "stray-"
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
@@ -102,23 +102,14 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
         wait_timeout=wait_timeout,
         labels=labels,
         payload={"token": token},
-        mappings=[
-            {
-                "action": "OBSERVE",
-                "method": "GET",
-                "url": '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
-            },
-            {
-                "action": "REMOVE",
-                "method": "POST",
-                "url": '(.payload.baseUrl + "/key/delete")',
-                "body": '({"keys": [.payload.body.token]})',
-            },
-        ],
+        mappings=removal_mappings(
+            '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
+            '(.payload.baseUrl + "/key/delete")',
+            '({"keys": [.payload.body.token]})',
+        ),
         is_removed=OBSERVE_IS_REMOVED,
         expected="true",
-        # Never create or change it: this Request exists to delete it.
-        management_policies=["Observe", "Delete"],
+        management_policies=ONLY_REMOVE,
     )
 
 

@@ -52,7 +52,7 @@ from function.model import (
 )
 from function.policy import MASTER_KEY_USER, Policies, Tenant
 from function.readiness import KeyState, state_of
-from function.request import http_request
+from function.request import ONLY_REMOVE, http_request, removal_mappings
 from function.tenancy import connect
 
 CONDITION_TYPE = "TeamReady"
@@ -330,22 +330,14 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
                 "info": f"/team/info?team_id={team_id}",
                 "delete": {"team_id": team_id, "user_id": user_id},
             },
-            mappings=[
-                {
-                    "action": "OBSERVE",
-                    "method": "GET",
-                    "url": "(.payload.baseUrl + .payload.body.info)",
-                },
-                {
-                    "action": "REMOVE",
-                    "method": "POST",
-                    "url": '(.payload.baseUrl + "/team/member_delete")',
-                    "body": "(.payload.body.delete)",
-                },
-            ],
+            mappings=removal_mappings(
+                "(.payload.baseUrl + .payload.body.info)",
+                '(.payload.baseUrl + "/team/member_delete")',
+                "(.payload.body.delete)",
+            ),
             is_removed=MEMBER_IS_GONE,
             expected="true",
-            management_policies=["Observe", "Delete"],  # never add or change: only remove
+            management_policies=ONLY_REMOVE,
         )
         pruning[resource] = Desired(body, ready=True)
     return _Pruning(pruning, sorted(set(pruned))[-_MAX_PRUNED:])
