@@ -490,3 +490,16 @@ def test_a_member_being_removed_is_not_pruned_too(function_server: FunctionServe
     case.xr = team(members=[])
     rsp = run(function_server, case)
     assert sorted(rsp.desired.resources) == ["team"]
+
+
+def test_turning_auto_create_key_off_lets_its_virtualkey_go(
+    function_server: FunctionServer,
+) -> None:
+    """No longer desired, the VirtualKey is deleted by Crossplane, and its key with it."""
+    case = Case(ALICE_READY, {"user": USER_IN_PLACE})
+    rsp = run(function_server, case)
+    case.observed["virtualkey"] = desired(rsp, "virtualkey")
+    case.xr = user(status={"userID": "team-a.alice"}, autoCreateKey=False)
+    rsp = run(function_server, case)
+    assert sorted(rsp.desired.resources) == ["user"]
+    assert "virtualKeyRef" not in status(rsp)
