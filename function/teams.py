@@ -151,6 +151,8 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
     )
     fields = team_fields(spec)
     team = account_request(
+        # Stable across incarnations, on purpose (see users.py): a Team made again
+        # waits for its old Request's REMOVE instead of being deleted by it.
         name=f"{owner.base_name}-team",
         ids={"teamId": team_id},
         fields=fields,

@@ -166,6 +166,9 @@ def compose_user(
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
     fields = user_fields(spec)
     request = account_request(
+        # The same name for every incarnation of this User, on purpose: a User made
+        # again while its old Request is still being deleted waits for that REMOVE,
+        # which would otherwise delete the new user (the LiteLLM ID is the same).
         name=f"{owner.base_name}-user",
         place=Place(
             owner.namespace,

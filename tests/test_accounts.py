@@ -503,3 +503,14 @@ def test_turning_auto_create_key_off_lets_its_virtualkey_go(
     rsp = run(function_server, case)
     assert sorted(rsp.desired.resources) == ["user"]
     assert "virtualKeyRef" not in status(rsp)
+
+
+def test_every_incarnation_has_the_same_request_names(function_server: FunctionServer) -> None:
+    """The LiteLLM ID is the same for a User deleted and made again, so its Request name is
+    too: the new one waits for the old one's REMOVE instead of being deleted by it."""
+    names = []
+    for uid in ("5e1f1c57-0000-4000-8000-000000000001", "9a8b7c6d-0000-4000-8000-000000000002"):
+        xr = user()
+        xr["metadata"]["uid"] = uid
+        names.append(desired(run(function_server, Case(xr)), "user")["metadata"]["name"])
+    assert names == ["alice-user", "alice-user"]
