@@ -42,6 +42,13 @@ def proxy_get(proxy: Proxy, path: str, **params: str) -> tuple[int, Obj]:
     return answer.status_code, answer.json()
 
 
+def team_members(proxy: Proxy, team_id: str) -> dict[str, str]:
+    """user ID -> role, as the proxy has them now (none while it answers anything else)."""
+    _, info = proxy_get(proxy, "/team/info", team_id=team_id)
+    members = (info.get("team_info") or {}).get("members_with_roles") or []
+    return {m["user_id"]: m["role"] for m in members}
+
+
 def clean_proxy(proxy: Proxy) -> None:
     """What an earlier run may have left on the proxy."""
     with proxy.admin() as admin:
