@@ -50,6 +50,7 @@ from function.request import (
     build_request,
     created_once,
     echo_secret_name,
+    provider_has_it,
     token_in_request,
 )
 from function.tenancy import Authorization, authorize
@@ -370,7 +371,7 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     done = set()
     for token in sorted(pending):
         name = f"{strays.REAPER_PREFIX}{token[:10]}"
-        if name in observed:
+        if provider_has_it(observed.get(name)):
             done.add(token)  # it exists: dropping it makes Crossplane delete it, and the key
             continue
         body = reaper_for(name=f"{base_name}-stray-{token[:8]}", token=token)

@@ -279,6 +279,16 @@ def removal_mappings(observe_url: str, remove_url: str, remove_body: str) -> lis
 ONLY_REMOVE = ["Observe", "Delete"]
 
 
+def provider_has_it(request: dict[str, Any] | None) -> bool:
+    """Whether provider-http has reconciled the Request once (it then holds its finalizer).
+
+    A Request deleted before that is gone at once, without its REMOVE: one that
+    exists only to remove something may be dropped only after this.
+    """
+    status = (request or {}).get("status")
+    return isinstance(status, dict) and isinstance(status.get("response"), dict)
+
+
 def echo_secret_name(request_name: str) -> str:
     """The provider-owned Secret that holds /key/generate's echo of the key."""
     return f"{request_name}-generated"

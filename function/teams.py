@@ -52,7 +52,7 @@ from function.model import (
 )
 from function.policy import MASTER_KEY_USER, Policies, Tenant
 from function.readiness import KeyState, state_of
-from function.request import ONLY_REMOVE, http_request, removal_mappings
+from function.request import ONLY_REMOVE, http_request, provider_has_it, removal_mappings
 from function.tenancy import connect
 
 CONDITION_TYPE = "TeamReady"
@@ -315,8 +315,8 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
     pruned = sorted(remembered & set(unwanted))
     for user_id in unwanted:
         resource = f"{PRUNE_PREFIX}{_digest(user_id)}"
-        if resource in observed:
-            pruned.append(user_id)  # it exists: dropping it makes Crossplane delete it
+        if provider_has_it(observed.get(resource)):
+            pruned.append(user_id)  # provider-http holds it: deleting it runs its REMOVE
             continue
         if user_id in remembered:
             continue

@@ -463,7 +463,9 @@ def test_members_added_on_the_proxy_directly_are_removed(
     assert "mallory" not in messages  # the proxy's text stays out
     # Once it exists, it is dropped: Crossplane deletes it, and its REMOVE runs. It is
     # remembered, so the stored info (a poll behind) never brings it back in a loop.
-    case.observed[prunes[0]] = request
+    case.observed[prunes[0]] = request  # created; provider-http has not reconciled it yet
+    assert prunes[0] in run(function_server, case).desired.resources
+    case.observed[prunes[0]] = {**request, "status": {"response": {"statusCode": 200}}}
     rsp = run(function_server, case)
     assert prunes[0] not in rsp.desired.resources
     assert status(rsp)["prunedMembers"] == ["team-a.mallory"]

@@ -58,7 +58,10 @@ def test_a_key_made_from_a_changed_secret_is_reaped(
     assert TENANTS_KEY not in str(rsp)
     # Next run: the reaper exists, so it is dropped (Crossplane deletes it, REMOVE the key).
     xr = {**seed_xr, "status": {"strayTokens": [STRAY]}}
-    observed[reaper_name] = reaper
+    observed[reaper_name] = reaper  # created, but provider-http has not reconciled it yet
+    rsp = run(function_server, xr, observed)
+    assert reaper_name in rsp.desired.resources  # dropped now, it would go without its REMOVE
+    observed[reaper_name] = {**reaper, "status": {"response": {"statusCode": 200, "body": "{}"}}}
     rsp = run(function_server, xr, observed)
     assert reaper_name not in rsp.desired.resources
     assert "strayTokens" not in status(rsp)
