@@ -74,3 +74,14 @@ def proxy() -> Proxy:
     except httpx.HTTPError as e:
         unavailable("E2E_REQUIRED", f"the LiteLLM proxy at {url} does not answer: {e}")
     return Proxy(url.rstrip("/"), key)
+
+
+def chat(proxy: Proxy, key: str, model: str = "gpt-4o") -> int:
+    """One chat completion with `key` on the test proxy: its HTTP status."""
+    answer = httpx.post(
+        f"{proxy.url}/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+        timeout=60,
+    )
+    return answer.status_code

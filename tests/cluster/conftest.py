@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -141,16 +140,6 @@ def key_info(proxy: Proxy, token: str) -> Obj:
     with proxy.admin() as admin:
         info: Obj = admin.get("/key/info", params={"key": token}).json()["info"]
     return info
-
-
-def chat(proxy: Proxy, key: str, model: str = "gpt-4o") -> int:
-    answer = httpx.post(
-        f"{proxy.url}/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
-        timeout=60,
-    )
-    return answer.status_code
 
 
 # The v2 XRD is named after the XR (virtualkeys), the legacy one after its XR

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import Plane, chat, condition, keys_with_alias, poll_once, until
-from tests.conftest import EXAMPLES, Proxy
+from tests.cluster.conftest import Plane, condition, keys_with_alias, poll_once, until
+from tests.conftest import EXAMPLES, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

@@ -21,16 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import (
-    Plane,
-    Tenant,
-    chat,
-    key_info,
-    keys_with_alias,
-    platform_policy,
-    until,
-)
-from tests.conftest import EXAMPLES, Proxy
+from tests.cluster.conftest import Plane, Tenant, key_info, keys_with_alias, platform_policy, until
+from tests.conftest import EXAMPLES, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

@@ -17,14 +17,13 @@ from openai.types.chat import ChatCompletionUserMessageParam
 from tests.cluster.conftest import (
     Plane,
     Tenant,
-    chat,
     condition,
     key_info,
     keys_with_alias,
     platform_policy,
     until,
 )
-from tests.conftest import ROOT, Proxy
+from tests.conftest import ROOT, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import Plane, chat, condition, install_xrd, key_info, poll_once, until
-from tests.conftest import EXAMPLES, Proxy
+from tests.cluster.conftest import Plane, condition, install_xrd, key_info, poll_once, until
+from tests.conftest import EXAMPLES, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

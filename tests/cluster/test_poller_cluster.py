@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import SERVICE_ACCOUNT, Plane, Tenant, chat, condition, poll_once, until
-from tests.conftest import ROOT, Proxy
+from tests.cluster.conftest import SERVICE_ACCOUNT, Plane, Tenant, condition, poll_once, until
+from tests.conftest import ROOT, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

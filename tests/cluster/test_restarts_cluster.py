@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Plane, Tenant, chat, condition, key_info, keys_with_alias, until
-from tests.conftest import Proxy
+from tests.cluster.conftest import Plane, Tenant, condition, key_info, keys_with_alias, until
+from tests.conftest import Proxy, chat
 
 pytestmark = pytest.mark.cluster
 

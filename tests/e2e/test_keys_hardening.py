@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
-from tests.conftest import Proxy
+from tests.conftest import Proxy, chat
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import INSTANCE
 
@@ -30,15 +29,6 @@ def status_on_proxy(proxy: Proxy, token: str) -> str | None:
         info = admin.get("/key/info", params={"key": token}).json().get("info") or {}
     status = info.get("status")
     return status if isinstance(status, str) else None
-
-
-def chat(proxy: Proxy, key: str) -> int:
-    return httpx.post(
-        f"{proxy.url}/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]},
-        timeout=60,
-    ).status_code
 
 
 def test_delete_with_a_wrong_master_key_waits_and_then_deletes(
