@@ -8,69 +8,58 @@ deletes nothing that run.
 
 What it composes for each VirtualKey:
 
-- `key` -> a Secret with the raw key (data key `key`) and the proxy URL.
-- `request-<token prefix>` -> the provider-http Request for that key.
+- `key` -> a Secret with the raw key (data key `key`) and the proxy URL;
+  during a rotation also `next-key`, the Secret the new key waits in.
+- `request-<token prefix>` -> the provider-http Request of each key: the
+  current one, and a rotated-out one until its grace period ends.
+- `reaper-<token prefix>` -> a Request that only deletes a key nothing else
+  tracks (function.strays), or one that held this key's alias.
 
-Where the key comes from, on every run:
-
-1. The observed Secret holds a well-formed key and no observed Request names
-   another token: keep it. This is the normal case, and what makes every
-   run after the first byte-identical.
-2. Otherwise make a new one. On the first run nothing is observed. After the
-   Secret was deleted or its value changed, the only copy of the old key is
-   gone: the new key gets a Request under a new name, and the old Request,
-   no longer desired, is deleted by Crossplane, whose REMOVE deletes the
-   old key from LiteLLM. The new CREATE succeeds once the alias is free.
+Where the key comes from (keeping it, replacing a lost or revoked one,
+rotating it, recovering after a reinstall) is `function.keyflow`. Keeping
+an unchanged key is what makes every run after the first byte-identical.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from function import identity, strays
-from function.keys import key_from_secret_data, new_key, token_of
+from function.keyflow import (
+    LOST,
+    REVOKED,
+    Desired,
+    KeyContext,
+    choose_key,
+    key_flow,
+    observed_requests,
+    request_resource,
+)
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import (
-    CREATE_FAILED,
-    KeyState,
-    created_just_now,
-    key_state,
-    revoked,
-    unsettled_create,
-)
+from function.readiness import KeyState, created_just_now
 from function.request import (
     READ_INSTEAD_OF_CREATE,
-    build_request,
-    created_once,
     echo_secret_name,
     provider_has_it,
     token_in_request,
 )
 from function.tenancy import Authorization, authorize
 
-SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
-REQUEST_RESOURCE_PREFIX = "request-"
+__all__ = ["Composed", "Desired", "Owner", "compose", "mask_secrets", "owner_of"]
+
 CONDITION_TYPE = "KeyReady"
 LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
 LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
 _MAX_BASE = 200  # leaves room for suffixes in a 253-character name
 _HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
-
-
-@dataclass(frozen=True)
-class Desired:
-    """One desired composed resource and whether it is ready."""
-
-    body: dict[str, Any]
-    ready: bool
 
 
 @dataclass(frozen=True)
@@ -82,6 +71,8 @@ class Composed:
     state: KeyState
     warnings: list[str] = field(default_factory=list)
     condition: str = CONDITION_TYPE  # the condition type `state` is written as
+    events: list[str] = field(default_factory=list)  # Normal results: what changed
+    revisit_at: datetime | None = None  # when time alone changes what is composed
 
 
 @dataclass(frozen=True)
@@ -139,39 +130,15 @@ def _base(name: str) -> str:
     return f"{name[:_HASHED_BASE].rstrip('-.')}-{digest}"
 
 
-def _observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX)}
-
-
 def mask_secrets(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Observed Request resource name -> the Secret provider-http masks its key with."""
     masks = {}
-    for name, request in _observed_requests(observed).items():
+    for name, request in observed_requests(observed).items():
         meta = request.get("metadata")
         request_name = meta.get("name") if isinstance(meta, dict) else None
         if isinstance(request_name, str):
             masks[name] = echo_secret_name(request_name)
     return masks
-
-
-LOST = "lost"
-REVOKED = "revoked"
-
-
-def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
-    """The raw key to use, and why it replaces another: None, LOST or REVOKED."""
-    requests = _observed_requests(observed)
-    gone = {token_in_request(r) for r in requests.values() if revoked(r)}
-    secret = observed.get(SECRET_RESOURCE)
-    kept = key_from_secret_data(secret.get("data")) if secret else None
-    if kept is not None:
-        token = token_of(kept)
-        tokens = {token_in_request(r) for r in requests.values()}
-        if token in gone:
-            return new_key(), REVOKED
-        if not requests or token in tokens:
-            return kept, None
-    return new_key(), LOST if requests else None
 
 
 def compose(  # noqa: PLR0913 - each argument is one independent fact.
@@ -184,6 +151,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     unmasked: frozenset[str] = frozenset(),
     users: list[dict[str, Any]] | None = None,
     teams: list[dict[str, Any]] | None = None,
+    now: datetime | None = None,
 ) -> Composed:
     """The desired state for one VirtualKey (raises InvalidInputError).
 
@@ -192,8 +160,10 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     names the observed Requests whose `<request>-generated` Secret does not
     exist: provider-http could not mask the key it created. `users` and
     `teams` are the User and Team that spec.userRef and spec.teamRef name,
-    as Crossplane fetched them (empty if they do not exist).
+    as Crossplane fetched them (empty if they do not exist). `now` decides
+    rotations and grace periods (function.rotation).
     """
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     settings: Input = parse_input(raw_input)
     owner = owner_of(xr)
     spec: VirtualKeySpec = parse_spec(xr.get("spec"))
@@ -206,55 +176,42 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         own_team=own_team,
         own_user=own_user,
     )
-    connection = granted.connection
-    key, replaced = choose_key(observed)
-    token = token_of(key)
-    request_resource = f"{REQUEST_RESOURCE_PREFIX}{token[:10]}"
-    observed_request = observed.get(request_resource)
-    secret_name = f"{owner.base_name}-litellm-key"
-    request_name = f"{owner.base_name}-{token[:8]}"
-    labels = {**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")}
-
-    secret_body = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": secret_name, "namespace": owner.namespace, "labels": labels},
-        "type": "Opaque",
-        "data": {
-            "key": base64.b64encode(key.encode()).decode(),
-            "baseUrl": base64.b64encode(connection.base_url.encode()).decode(),
-        },
-    }
-    state = key_state(observed_request, connection, spec.key_alias)
-    request_body = build_request(
-        name=request_name,
-        namespace=owner.namespace,
+    ctx = KeyContext(
+        xr=xr,
+        observed=observed,
+        owner=owner,
         spec=spec,
         granted=granted,
-        token=token,
-        key_secret=secret_name,
-        provider_config=settings.provider_config_ref.model_dump(),
-        wait_timeout=settings.request_timeout,
-        labels=labels,
-        # Once LiteLLM has the key, provider-http may never create it again.
-        created=created_once(observed_request) or state.ready,
+        settings=settings,
+        now=now,
+        labels={**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")},
     )
-    settled = unsettled_create(observed_request)
-    if settled is not None:
-        request_body["metadata"]["annotations"] = {CREATE_FAILED: settled}
+    key, replaced = choose_key(observed)
+    flow = key_flow(ctx, key, replaced)
+    token = flow.token
+    state = flow.state
     reaper_for = functools.partial(
         strays.reaper,
         namespace=owner.namespace,
-        connection=connection,
+        connection=granted.connection,
         provider_config=settings.provider_config_ref.model_dump(),
         wait_timeout=settings.request_timeout,
-        labels=labels,
+        labels=ctx.labels,
     )
     # A key in place whose mask Secret is missing was stored unmasked when it
     # was created, however briefly (provider-http writes that Secret first).
-    unmasked_now = state.ready and request_resource in unmasked
-    reaping = _strays(xr, observed, token, owner.base_name, reaper_for, unmasked_now=unmasked_now)
+    unmasked_now = state.ready and request_resource(token) in unmasked
+    reaping = _strays(
+        xr,
+        observed,
+        token,
+        owner.base_name,
+        reaper_for,
+        unmasked_now=unmasked_now,
+        also=flow.replace_holder,
+    )
     warnings = list(reaping.warnings)
+    secret_name = ctx.secret_name
     if replaced == LOST:
         warnings.append(
             "The key Secret was deleted or changed, and LiteLLM keeps no copy of a key: "
@@ -271,18 +228,24 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         warnings.append(f"{state.reason}: {state.message}")
     return Composed(
         resources={
-            SECRET_RESOURCE: Desired(secret_body, ready=SECRET_RESOURCE in observed),
-            request_resource: Desired(request_body, ready=state.ready),
-            **_lingering(observed, request_resource),
+            **flow.resources,
+            **_lingering(observed, set(flow.resources)),
             **reaping.resources,
         },
-        status={"keySecretRef": secret_name, "tokenHash": token, **reaping.status},
+        status={
+            "keySecretRef": secret_name,
+            "tokenHash": token,
+            **reaping.status,
+            **flow.status,
+        },
         state=state,
         warnings=warnings,
+        events=flow.events,
+        revisit_at=flow.revisit_at,
     )
 
 
-def _lingering(observed: dict[str, dict[str, Any]], current: str) -> dict[str, Desired]:
+def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[str, Desired]:
     """Replaced Requests that must stay, as they are, until provider-http observes again.
 
     Right after CREATE, provider-http's stored answer is /key/generate's, with
@@ -294,8 +257,8 @@ def _lingering(observed: dict[str, dict[str, Any]], current: str) -> dict[str, D
     (it must not create anything from a Secret that now holds another key).
     """
     kept = {}
-    for name, request in _observed_requests(observed).items():
-        if name == current or not created_just_now(request):
+    for name, request in observed_requests(observed).items():
+        if name in desired or not created_just_now(request):
             continue
         meta = request.get("metadata") or {}
         spec = copy.deepcopy(request.get("spec") or {})
@@ -334,6 +297,7 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     reaper_for: Callable[..., dict[str, Any]],
     *,
     unmasked_now: bool,
+    also: frozenset[str] = frozenset(),
 ) -> _Reaping:
     """Reaper Requests for keys made from a changed Secret, and warnings of exposed keys."""
     status = xr.get("status")
@@ -341,10 +305,10 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     pending = strays.remembered(status)
     # A replaced Request may have created the current key from the rewritten
     # Secret: a key one of our Requests names is never a stray.
-    ours = {token_in_request(r) for r in _observed_requests(observed).values()} | {current}
+    ours = {token_in_request(r) for r in observed_requests(observed).values()} | {current}
     warnings = []
     exposed = strays.remembered_exposed(status) | ({current} if unmasked_now else set())
-    for request in _observed_requests(observed).values():
+    for request in observed_requests(observed).values():
         found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending - ours
         if found:
             warnings.append(
@@ -355,6 +319,8 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
         pending |= found
         if strays.exposed(request) and (token := token_in_request(request)):
             exposed.add(token)
+    # Another key holding this VirtualKey's alias, which it may replace (a reinstall).
+    pending |= also - reaped - ours
     # provider-http replaces the unmasked answer at its next OBSERVE, often before
     # Crossplane composes again: remembered in status, the warning lasts until
     # the key is rotated, not for one poll.

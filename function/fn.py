@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -77,8 +78,15 @@ def _kind(xr: dict[str, Any]) -> str:
     return KINDS.get(str(xr.get("kind") or ""), "VirtualKey")
 
 
-def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
-    """Run the function on one request; never raises."""
+def run(req: fnv1.RunFunctionRequest, now: datetime | None = None) -> fnv1.RunFunctionResponse:
+    """Run the function on one request at `now` (default: the clock); never raises."""
+    return _run(req, now or datetime.now(UTC))[0]
+
+
+def _run(
+    req: fnv1.RunFunctionRequest, now: datetime
+) -> tuple[fnv1.RunFunctionResponse, datetime | None]:
+    """The response, and when time alone would change it (None: never)."""
     rsp = response.to(req)
     log = logging.get_logger()
     where = "(unnamed)"
@@ -92,7 +100,7 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
         _require(rsp, namespace, masks, _references(xr, kind))
         if any(w not in req.required_resources for w in rsp.requirements.resources):
             # First call of this run: Crossplane fetches them and calls again.
-            return rsp
+            return rsp, None
         policies = load_policies(_required(req, POLICIES))
         tenant_namespace = _required(req, NAMESPACE)
         labels = _labels(tenant_namespace[0]) if tenant_namespace else None
@@ -116,11 +124,12 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
                 unmasked=unmasked,
                 users=_required(req, USERS),
                 teams=_required(req, TEAMS),
+                now=now,
             )
     except InvalidInputError as e:
         log.info("invalid input", kind=kind, name=where, error=str(e))
         response.fatal(rsp, f"{kind} {where}: {e}")
-        return rsp
+        return rsp, None
     except Exception:  # the last line of defence: report, never crash the server
         log.exception("unexpected error", kind=kind, name=where)
         response.fatal(
@@ -128,9 +137,9 @@ def run(req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
             f"{kind} {where}: function-litellm-keys hit an internal error; nothing was "
             "changed. Its logs have the details; please report it.",
         )
-        return rsp
-    _write(rsp, composed)
-    return rsp
+        return rsp, None
+    _write(rsp, composed, now)
+    return rsp, composed.revisit_at
 
 
 def _references(xr: dict[str, Any], kind: str) -> dict[str, str | None]:
@@ -197,7 +206,7 @@ def _labels(namespace: dict[str, Any]) -> dict[str, str]:
     return {str(k): v for k, v in labels.items() if isinstance(v, str)}
 
 
-def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:
+def _write(rsp: fnv1.RunFunctionResponse, composed: Composed, now: datetime) -> None:
     for name, desired in composed.resources.items():
         target = rsp.desired.resources[name]
         target.resource.Clear()
@@ -226,6 +235,13 @@ def _write(rsp: fnv1.RunFunctionResponse, composed: Composed) -> None:
     )
     for warning in composed.warnings:
         response.warning(rsp, warning)
+    for event in composed.events:
+        response.normal(rsp, event)
+    if composed.revisit_at is not None:
+        # Crossplane calls again within the TTL: no later than when time
+        # alone changes the answer (a rotation due, a grace period ending).
+        wait = max(1, int((composed.revisit_at - now).total_seconds()) + 1)
+        rsp.meta.ttl.seconds = min(rsp.meta.ttl.seconds or wait, wait)
 
 
 class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
@@ -243,7 +259,7 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
     def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         """A runner keeping up to `cache_bytes` of responses."""
         self.cache_bytes = cache_bytes
-        self._cache: BytesLRU[bytes, bytes] = BytesLRU(cache_bytes)
+        self._cache: BytesLRU[bytes, tuple[bytes, datetime | None]] = BytesLRU(cache_bytes)
 
     async def RunFunction(
         self, req: fnv1.RunFunctionRequest, _: grpc.aio.ServicerContext
@@ -252,12 +268,14 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
         if self.cache_bytes <= 0:
             return run(req)
         key = hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
+        now = datetime.now(UTC)
         cached = self._cache.get(key)
-        if cached is not None:
+        if cached is not None and (cached[1] is None or now < cached[1]):
             hit = fnv1.RunFunctionResponse()
-            hit.ParseFromString(cached)
+            hit.ParseFromString(cached[0])
             return hit
-        rsp = run(req)
+        rsp, until = _run(req, now)
         data = rsp.SerializeToString()
-        self._cache.put(key, data, len(data) + len(key))
+        # A response that time changes is kept only until then.
+        self._cache.put(key, (data, until), len(data) + len(key))
         return rsp

@@ -55,6 +55,9 @@ RESERVED_METADATA_KEYS = (
     "prompts",
     "logging",
 )
+# Metadata keys under this prefix say which VirtualKey made a key (provenance);
+# only the function writes them, so a tenant cannot claim another's key.
+PROVENANCE_PREFIX = "auth.litellm.ai/"
 # Dollars as a string, so that YAML never turns 0.1 into a binary float.
 DOLLARS_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,6})?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -98,6 +101,10 @@ ACCEPTED_FORMS: dict[str, str] = {
     "requestTimeout": 'seconds or minutes, e.g. "30s" or "2m"',
     "blocked": "true or false",
     "teamRef": "{name: <a Team in the same namespace>}",
+    "every": 'a duration such as "30d" or "12h" (as for duration)',
+    "gracePeriod": 'a duration such as "1h" or "1d" (as for duration)',
+    "trigger": "a whole number >= 0; change it to rotate the key now",
+    "gracePeriodBudget": 'dollars as a quoted decimal, e.g. "1"',
     "userRef": "{name: <a User in the same namespace>}",
 }
 
@@ -184,6 +191,20 @@ class ConnectionRef(_Model):
         return self
 
 
+class Rotation(_Model):
+    """When the key is replaced by a new one, and how long the old one keeps working."""
+
+    # Rotate this long after the last rotation (or after rotation was first set).
+    every: Duration | None = None
+    # Bump to rotate now: any value other than the last one handled rotates once.
+    trigger: Count | None = None
+    # How long the old key keeps working after the Secret holds the new one.
+    grace_period: Duration = Field(default="1h", alias="gracePeriod")
+    # What the old key may still spend during the grace period (with maxBudget);
+    # it is charged to the new key up front, so both together stay in budget.
+    grace_period_budget: Dollars | None = Field(default=None, alias="gracePeriodBudget")
+
+
 class LocalRef(_Model):
     """A User or Team in the referrer's own namespace, by name."""
 
@@ -221,6 +242,7 @@ class VirtualKeySpec(BaseModel):
     team_ref: LocalRef | None = Field(default=None, alias="teamRef")
     user_ref: LocalRef | None = Field(default=None, alias="userRef")
     connection_ref: ConnectionRef = Field(alias="connectionRef")
+    rotation: Rotation | None = None
 
     @field_validator("key_alias")
     @classmethod
@@ -234,6 +256,14 @@ class VirtualKeySpec(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _not_litellms(cls, value: dict[str, str]) -> dict[str, str]:
+        provenance = sorted(k for k in value if k.startswith(PROVENANCE_PREFIX))
+        if provenance:
+            msg = (
+                f"must not set {', '.join(repr(k) for k in provenance)}: keys starting with "
+                f"{PROVENANCE_PREFIX!r} record which VirtualKey made the key, and only the "
+                "function writes them"
+            )
+            raise ValueError(msg)
         reserved = sorted(set(value) & set(RESERVED_METADATA_KEYS))
         if reserved:
             msg = (

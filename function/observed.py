@@ -5,7 +5,9 @@ response body) costs more than composing the key. So for the kinds the
 function composes, only the fields `compose` reads are converted:
 
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
-  and `status.strayTokens`/`reapedTokens`/`exposedTokens` (function/strays.py);
+  and of its status what the function remembers or reads there: the stray
+  keys (function/strays.py), rotation, carried spend and the alias holder
+  (function/keyflow.py);
 - a Secret: `data`;
 - a Request: its name, namespace, labels, annotations and `spec`, and the parts of
   `status` that say what LiteLLM last answered.
@@ -58,6 +60,11 @@ def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
             "userID",
             "teamID",
             "prunedMembers",
+            "tokenHash",
+            "currentSpend",
+            "rotation",
+            "carry",
+            "aliasHolder",
         )
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]

@@ -214,6 +214,15 @@ class TenantProxies(_Model):
     allow_loopback: bool = Field(default=False, alias="allowLoopback")
 
 
+class Keys(_Model):
+    """What the keys of a namespace may do to keys the function did not make."""
+
+    # A key already on the proxy with a VirtualKey's alias, made by another
+    # VirtualKey or outside the function, is replaced (deleted, its spend
+    # carried over) instead of refused. Off: such a key is never touched.
+    replace_foreign_keys: bool = Field(default=False, alias="replaceForeignKeys")
+
+
 RuleName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 
 
@@ -225,6 +234,7 @@ class RuleSpec(_Model):
     instances: list[InstanceRef] = Field(default_factory=list, max_length=256)
     teams: Teams = Field(default_factory=Teams)
     users: Users = Field(default_factory=Users)
+    keys: Keys = Field(default_factory=Keys)
     tenant_proxies: TenantProxies = Field(default_factory=TenantProxies, alias="tenantProxies")
 
 

@@ -104,12 +104,16 @@ def _dollars(value: str) -> float:
     return float(Decimal(value))
 
 
-def litellm_fields(spec: VirtualKeySpec, granted: Authorization) -> dict[str, Any]:
+def litellm_fields(
+    spec: VirtualKeySpec, granted: Authorization, provenance: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The fields LiteLLM keeps in step with the spec, by their LiteLLM names.
 
     A field the user left out is not managed, except `models`: absent means
     all models, which LiteLLM spells as an empty list. Team and user are the
-    ones the tenancy policy granted, which may be a team it binds.
+    ones the tenancy policy granted, which may be a team it binds. The
+    `provenance` stamp (function.provenance) joins the spec's metadata, so
+    metadata is always managed once there is a stamp.
     """
     fields: dict[str, Any] = {"key_alias": spec.key_alias, "models": list(spec.models)}
     optional: dict[str, Any] = {
@@ -120,7 +124,9 @@ def litellm_fields(spec: VirtualKeySpec, granted: Authorization) -> dict[str, An
         "tpm_limit": spec.tpm_limit,
         "rpm_limit": spec.rpm_limit,
         "max_parallel_requests": spec.max_parallel_requests,
-        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
+        "metadata": {**spec.metadata, **provenance}
+        if provenance
+        else (dict(spec.metadata) if "metadata" in spec.model_fields_set else None),
         "tags": list(spec.tags) if "tags" in spec.model_fields_set else None,
         "team_id": granted.team_id,
         "user_id": granted.user_id,
@@ -129,13 +135,19 @@ def litellm_fields(spec: VirtualKeySpec, granted: Authorization) -> dict[str, An
     return fields
 
 
-def create_only_fields(spec: VirtualKeySpec) -> dict[str, Any]:
+def create_only_fields(spec: VirtualKeySpec, carried_spend: str | None = None) -> dict[str, Any]:
     """Fields sent only to /key/generate.
 
     `duration` sets the expiry relative to now: sent again on every update it
     would push the expiry out each time, so the XRD makes it immutable.
+    `spend` is what the key this one replaces had spent (function.rotation):
+    sent once, so that a new key starts where the old one was, and never
+    again, which would undo the spend counted since.
     """
-    return {"duration": spec.duration} if spec.duration else {}
+    fields: dict[str, Any] = {"duration": spec.duration} if spec.duration else {}
+    if carried_spend is not None and Decimal(carried_spend) > 0:
+        fields["spend"] = _dollars(carried_spend)
+    return fields
 
 
 def build_request(  # noqa: PLR0913 - each argument is one independent fact.
@@ -150,15 +162,19 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     wait_timeout: str,
     labels: dict[str, str],
     created: bool = False,
+    provenance: dict[str, str] | None = None,
+    carried_spend: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Request for one key, fully determined by its arguments.
 
     `created`: the key has existed on the proxy, so CREATE only reads it.
+    `overrides` replace managed fields (a rotated-out key's alias and budget).
     """
     payload: dict[str, Any] = {
         "token": token,
-        "fields": litellm_fields(spec, granted),
-        "createOnly": create_only_fields(spec),
+        "fields": {**litellm_fields(spec, granted, provenance), **(overrides or {})},
+        "createOnly": create_only_fields(spec, carried_spend),
     }
     if created:
         payload["created"] = True

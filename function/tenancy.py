@@ -43,6 +43,10 @@ class Authorization:
     team_id: str | None
     user_id: str | None
     rules: tuple[str, ...]
+    # `<TenancyPolicy>/<rule>` of the first granting rule, recorded on each key.
+    policy: str = ""
+    # A rule lets the key replace a key on the proxy that holds its alias.
+    replace_foreign_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ class Grant:
     def names(self) -> tuple[str, ...]:
         """How refusals and Authorization name the granting rules."""
         return tuple(r.name for r in self.rules)
+
+    @property
+    def policy(self) -> str:
+        """`<TenancyPolicy>/<rule>` of the first granting rule, for provenance."""
+        return f"{self.rules[0].policy}/{self.rules[0].spec.name}" if self.rules else ""
+
+    @property
+    def replace_foreign_keys(self) -> bool:
+        """Whether a granting rule opts in to replacing keys the function did not make."""
+        return any(r.spec.keys.replace_foreign_keys for r in self.rules)
 
 
 def connect(ref: ConnectionRef, tenant: Tenant, policies: Policies) -> Grant:
@@ -92,6 +106,8 @@ def authorize(
             team_id=own_team or spec.team_id,
             user_id=own_user or spec.user_id,
             rules=grant.names,
+            policy=grant.policy,
+            replace_foreign_keys=grant.replace_foreign_keys,
         )
     grants = list(grant.rules)
     return Authorization(
@@ -101,6 +117,8 @@ def authorize(
         else _team(spec.team_id, tenant, grants),
         user_id=own_user if own_user is not None else _user(spec.user_id, tenant, grants),
         rules=grant.names,
+        policy=grant.policy,
+        replace_foreign_keys=grant.replace_foreign_keys,
     )
 
 

@@ -16,7 +16,7 @@ from crossplane.function import logging as sdk_logging
 from crossplane.function.logging import Level
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function import compose as compose_module
+from function import keyflow as compose_module
 from function import logs
 from function.fn import run
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name

@@ -921,7 +921,7 @@ def test_every_xrd_rule_is_evaluable_by_cel_python() -> None:
                 yield from every(item)
 
     rules = list(every(xrd_version_schema("v2")))
-    assert len(rules) == 11
+    assert len(rules) == 12
     for rule in rules:
         _program(rule)  # raises CelUnevaluableError if cel-python cannot
     # Every rule holds for the examples on create and on an unchanged update.
@@ -1013,6 +1013,26 @@ def test_cel_metadata_without_litellms_own_keys(metadata: dict[str, str], ok: bo
     assert cel(_rule_at(("metadata",), "guardrails"), metadata) is ok
     # The function agrees with the API server.
     assert (not set(metadata) & set(model.RESERVED_METADATA_KEYS)) is ok
+
+
+@pytest.mark.parametrize(
+    ("metadata", "ok"),
+    [
+        ({"owner": "a"}, True),
+        ({"litellm.ai/x": "a"}, True),
+        ({"auth.litellm.ai/namespace": "victim"}, False),
+        ({"auth.litellm.ai/virtualkey": "key", "owner": "a"}, False),
+    ],
+)
+def test_cel_metadata_without_provenance_keys(metadata: dict[str, str], ok: bool) -> None:
+    assert cel(_rule_at(("metadata",), "startsWith"), metadata) is ok
+    # The function agrees with the API server.
+    spec = {**_seed_spec(), "metadata": metadata}
+    if ok:
+        model.parse_spec(spec)
+    else:
+        with pytest.raises(model.InvalidInputError, match=r"auth\.litellm\.ai/"):
+            model.parse_spec(spec)
 
 
 INSTANCE = {"name": "litellm-example", "namespace": "litellm"}

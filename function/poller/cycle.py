@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +71,8 @@ from function.poller.state import (
     KEEPS_LAST,
     Event,
     Observation,
+    Reason,
+    alias_holder,
     events,
     observe,
     status_patch,
@@ -93,6 +95,7 @@ class Target:
     wanted: Wanted
     connection: Connection
     tenant: tuple[str, str]  # (namespace, name) as the tenant sees it
+    replace_foreign: bool = False  # its TenancyPolicy lets it replace keys it did not make
 
 
 @dataclass
@@ -237,7 +240,16 @@ class Poller:
                 log.debug("skipping %s: %s", ref, redact(e))
                 skipped += 1
                 continue
-            found.append(Target(ref, obj, _wanted(obj, spec.key_alias), connection, tenant))
+            found.append(
+                Target(
+                    ref,
+                    obj,
+                    _wanted(obj, spec.key_alias),
+                    connection,
+                    tenant,
+                    replace_foreign=granted.replace_foreign_keys,
+                )
+            )
         return found, skipped
 
     def cycle(
@@ -425,7 +437,8 @@ class Poller:
             else:
                 state.backoff.succeeded()
                 result.observed = [
-                    (t, r, _observe(t, r, now)) for t, r in zip(group, records, strict=True)
+                    (t, r, _observe(t, r, now, fetcher.holders.get(t.wanted.alias)))
+                    for t, r in zip(group, records, strict=True)
                 ]
             if state.client is not None:
                 start = before if state.client is client_before else 0
@@ -522,10 +535,20 @@ def _summary(error: BaseException) -> str:
     return f"an internal error ({type(error).__name__}); the poller's log has the details"
 
 
-def _observe(target: Target, record: KeyRecord | None, now: datetime) -> Observation:
+def _observe(
+    target: Target, record: KeyRecord | None, now: datetime, holder: KeyRecord | None = None
+) -> Observation:
     """The observation of one key; an error in it stays with that key."""
     try:
-        return observe(record, now)
+        found = observe(record, now)
+        if found.reason is Reason.UNREADABLE:
+            return found
+        held = alias_holder(
+            holder if found.reason is Reason.KEY_NOT_FOUND else None,
+            target.tenant,
+            replace_foreign=target.replace_foreign,
+        )
+        return replace(found, fields={**found.fields, "aliasHolder": held})
     except Exception:
         log.error("could not read the key of %s", target.ref, exc_info=True)
         return unavailable(

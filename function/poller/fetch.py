@@ -19,6 +19,9 @@ Modes:
   ceil(keys on the proxy / 100), plus one per 100 missing keys.
   A proxy without `/key/list` (404 or 405) falls back to `/v2/key/info` for
   every key, and one without that to one `GET /key/info` per key.
+- Along the way, `bulk` notes which other key holds the alias of a wanted
+  key it did not find (`holders`): what the function needs to recover
+  after a reinstall (README, "Rotation, provenance and recovery").
 - `per-key`: one `GET /key/info` per key (the naive way, for comparison).
   It alone sees deleted keys (`status: "deleted"`); `bulk` sees them as
   missing, which gives the same reason, KeyNotFound.
@@ -30,6 +33,7 @@ import enum
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from function.poller.litellm import (
@@ -70,6 +74,17 @@ def _unique_aliases(items: list[tuple[int, Wanted]]) -> dict[str, int]:
     return {w.alias: i for i, w in items if counts[w.alias] == 1}
 
 
+def _holds_alias(record: KeyRecord, tokened: dict[str, str]) -> bool:
+    """Whether `record` is another live key with the alias of a wanted key."""
+    alias = record.alias
+    return (
+        alias is not None
+        and alias in tokened
+        and record.token != tokened[alias]
+        and not record.deleted
+    )
+
+
 def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -90,6 +105,9 @@ class KeyFetcher:
         self.max_pages = max_pages
         self.deadline = deadline
         self._until = 0.0
+        # Alias -> the key holding it, for wanted keys the last fetch did not
+        # find (read from the bulk listing only: it costs no request).
+        self.holders: dict[str, KeyRecord] = {}
 
     def _in_time(self, what: str) -> None:
         """Raise if this fetch has run past its deadline (a slow or endless proxy)."""
@@ -100,6 +118,7 @@ class KeyFetcher:
     def fetch(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
         """One record or None per wanted key. Raises LiteLLMError."""
         self._until = time.monotonic() + self.deadline
+        self.holders = {}
         if self.mode is FetchMode.PER_KEY:
             return self._per_key(wanted)
         if self.mode is FetchMode.BULK:
@@ -126,33 +145,54 @@ class KeyFetcher:
         # Before the function writes the token, the alias stands in, if no other key has it.
         by_alias = _unique_aliases([(i, w) for i, w in enumerate(wanted) if not w.token])
         results: list[KeyRecord | None] = [None] * len(wanted)
+        tokened = {w.alias: w.token for w in wanted if w.token}
+        seen: dict[str, KeyRecord] = {}
         left = len(wanted)
+        for records in self._pages() if left else ():
+            for record in records:
+                index = by_token.get(record.token or "")
+                if index is None and record.alias is not None:
+                    index = by_alias.get(record.alias)
+                if index is None:
+                    if _holds_alias(record, tokened):
+                        seen[str(record.alias)] = record
+                elif results[index] is None:
+                    results[index] = record
+                    left -= 1
+            if not left:
+                break
+        missing = [i for i, r in enumerate(results) if r is None and wanted[i].token]
+        self.holders = {
+            wanted[i].alias: seen[wanted[i].alias] for i in missing if wanted[i].alias in seen
+        }
+        self._confirm_listed(wanted, results, missing)
+        return results
+
+    def _confirm_listed(
+        self, wanted: list[Wanted], results: list[KeyRecord | None], missing: list[int]
+    ) -> None:
+        if not missing:
+            return
+        try:
+            self._confirm(wanted, results, missing)
+        except LiteLLMPermanentError as e:
+            # An older proxy without /v2/key/info: the listing stands.
+            if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
+                raise
+
+    def _pages(self) -> Iterator[list[KeyRecord]]:
+        """The pages of `GET /key/list`, up to the last one (or the caller's stop)."""
         page = 1
-        while left:
+        while True:
             if page > self.max_pages:
                 msg = f"GET /key/list: more than {self.max_pages} pages; stopped"
                 raise LiteLLMTemporaryError(msg)
             self._in_time("GET /key/list")
             listing = self.client.list_keys(page, PAGE_SIZE)
-            for record in listing.records:
-                index = by_token.get(record.token or "")
-                if index is None and record.alias is not None:
-                    index = by_alias.get(record.alias)
-                if index is not None and results[index] is None:
-                    results[index] = record
-                    left -= 1
+            yield listing.records
             if page >= listing.total_pages or not listing.records:
-                break
+                return
             page += 1
-        missing = [i for i, r in enumerate(results) if r is None and wanted[i].token]
-        if missing:
-            try:
-                self._confirm(wanted, results, missing)
-            except LiteLLMPermanentError as e:
-                # An older proxy without /v2/key/info: the listing stands.
-                if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
-                    raise
-        return results
 
     def _confirm(
         self, wanted: list[Wanted], results: list[KeyRecord | None], indexes: list[int]

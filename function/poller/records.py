@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from function import provenance
+
 
 class MalformedKeyError(ValueError):
     """A key object whose fields do not have the expected types."""
@@ -49,6 +51,8 @@ class KeyRecord:
     # Why LiteLLM's object for this key could not be read (None: it could).
     problem: str | None = None
     key_name: str | None = None
+    # The VirtualKey (namespace, name) its provenance metadata names, if any.
+    owner: tuple[str, str] | None = None
 
     @classmethod
     def unreadable(cls, token: str | None, alias: str | None, problem: str) -> KeyRecord:
@@ -135,6 +139,7 @@ def parse_key(obj: Any) -> KeyRecord:
         blocked=blocked is True,
         deleted=obj.get("status") == "deleted" or obj.get("deleted_at") is not None,
         key_name=_optional_str(obj.get("key_name"), "key_name"),
+        owner=provenance.owner(obj.get("metadata")),
     )
 
 

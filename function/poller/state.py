@@ -3,6 +3,9 @@
 - `observe(record, now)` -> `Observation`: the reason (`Reason`), a message
   for a person and the status fields to set (`currentSpend`, `isActive`,
   `expiryDate`, `budgetResetAt`; None removes a field).
+- `alias_holder(record, tenant)` -> `status.aliasHolder`, the key that
+  holds the alias of a key not found (whose, and for the function's own
+  or opted-in replacement its token and spend).
 - `unavailable(message)` -> `Observation` that sets no field: the last known
   values stay, only the condition says LiteLLMUnavailable.
 - `status_patch(status, observation, now, generation)` -> the `status` part
@@ -31,7 +34,7 @@ from typing import Any
 from function.poller.records import KeyRecord
 
 CONDITION_TYPE = "SpendSynced"
-OWNED_FIELDS = ("currentSpend", "isActive", "expiryDate", "budgetResetAt")
+OWNED_FIELDS = ("currentSpend", "isActive", "expiryDate", "budgetResetAt", "aliasHolder")
 ALERT_FRACTION = Decimal("0.8")
 _MICRO = Decimal("0.000001")
 
@@ -138,6 +141,29 @@ def observe(record: KeyRecord | None, now: datetime) -> Observation:
         message = f"The key is active: {_budget_text(record)}"
     fields["isActive"] = reason is Reason.ACTIVE
     return Observation(reason, message, fields)
+
+
+def alias_holder(
+    holder: KeyRecord | None, tenant: tuple[str, str], *, replace_foreign: bool
+) -> dict[str, Any] | None:
+    """`status.aliasHolder`: who holds the alias of a key LiteLLM does not have (None: nobody).
+
+    The function replaces a key this VirtualKey made (its provenance names
+    it), or any key when the platform's TenancyPolicy opts in; only then
+    does the status get the holder's token and spend. Another tenant's key
+    is only ever named as "other".
+    """
+    if holder is None:
+        return None
+    if holder.owner is None:
+        owner = "unknown"
+    else:
+        owner = "this" if holder.owner == tenant else "other"
+    found: dict[str, Any] = {"owner": owner}
+    if (owner == "this" or replace_foreign) and holder.token and holder.problem is None:
+        found["tokenHash"] = holder.token
+        found["spend"] = dollars(holder.spend)
+    return found
 
 
 def unavailable(message: str) -> Observation:

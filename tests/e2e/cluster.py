@@ -67,6 +67,7 @@ class Cluster:
         self.composed: dict[str, Obj] = {}
         self.deleting: dict[str, Obj] = {}
         self.last: fnv1.RunFunctionResponse | None = None
+        self.results: list[tuple[int, str]] = []  # every result (severity, message) so far
 
     @property
     def secrets(self) -> Any:
@@ -93,6 +94,7 @@ class Cluster:
         )
         rsp = self.function.run(make_request(self.xr, observed, self.fn_input, "", required))
         self.last = rsp
+        self.results.extend((r.severity, r.message) for r in rsp.results)
         if any(r.severity == fnv1.SEVERITY_FATAL for r in rsp.results):
             return rsp  # Crossplane applies nothing and deletes nothing.
         status = resource.struct_to_dict(rsp.desired.composite.resource).get("status") or {}

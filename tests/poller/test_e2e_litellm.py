@@ -3,6 +3,7 @@ expired, over budget and deleted keys, seen through VirtualKey status."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -131,3 +132,46 @@ def test_requests_are_bulk(proxy: httpx.Client, apiserver: FakeAPIServer, setup:
     report = setup.cycle()
     assert report.unavailable == []
     assert report.requests <= -(-total // 100) + 1
+
+
+HOLDERS = {
+    "made-by-this-virtualkey": (
+        {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/virtualkey": "held"},
+        "this",
+    ),
+    "another-tenants": (
+        {"auth.litellm.ai/namespace": "team-b", "auth.litellm.ai/virtualkey": "held"},
+        "other",
+    ),
+    "no-provenance": ({}, "unknown"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOLDERS))
+def test_the_key_holding_a_missing_keys_alias_is_identified(
+    proxy: httpx.Client, apiserver: FakeAPIServer, setup: Poller, case: str
+) -> None:
+    metadata, owner = HOLDERS[case]
+    told = owner == "this"
+    # A key left on the proxy by an earlier cluster, with some spend on it.
+    raw = new_raw_key()
+    alias = f"poller-held-{owner}-{RUN}"
+    made = proxy.post(
+        "/key/generate", json={"key": raw, "key_alias": alias, "metadata": metadata, "spend": 1.25}
+    )
+    assert made.status_code == 200, made.text
+    # This cluster's VirtualKey wants another key under that alias.
+    xr = virtualkey("held", os.environ["LITELLM_URL"], alias=alias, token=token_of(new_raw_key()))
+    key = apiserver.add("virtualkeys", xr)
+    setup.cycle()
+    holder = apiserver.status(key)["aliasHolder"]
+    assert holder["owner"] == owner
+    if told:
+        assert holder == {"owner": "this", "tokenHash": token_of(raw), "spend": "1.25"}
+    else:
+        assert set(holder) == {"owner"}  # another tenant's key: only that it exists
+    assert raw not in json.dumps(apiserver.status(key))
+    # Once the holder is gone, so is the field.
+    assert proxy.post("/key/delete", json={"keys": [raw]}).status_code == 200
+    setup.cycle()
+    assert "aliasHolder" not in apiserver.status(key)

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from function.poller.records import KeyRecord, parse_key
-from function.poller.state import Reason, dollars, events, observe, status_patch, unavailable
+from function.poller.state import (
+    Reason,
+    alias_holder,
+    dollars,
+    events,
+    observe,
+    status_patch,
+    unavailable,
+)
 from tests.poller.samples import sample
 
 NOW = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
@@ -171,3 +179,34 @@ def test_state_events() -> None:
     # A key not created yet is not news.
     assert _reasons({}, None) == []
     assert events(active, None, unavailable("down")) == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "replace_foreign", "want"),
+    [
+        (("team-a", "svc"), False, {"owner": "this", "tokenHash": "t" * 64, "spend": "0.0048"}),
+        (("team-b", "svc"), False, {"owner": "other"}),
+        (("team-a", "other-svc"), False, {"owner": "other"}),
+        (None, False, {"owner": "unknown"}),
+        (("team-b", "svc"), True, {"owner": "other", "tokenHash": "t" * 64, "spend": "0.0048"}),
+        (None, True, {"owner": "unknown", "tokenHash": "t" * 64, "spend": "0.0048"}),
+    ],
+)
+def test_alias_holder_tells_token_and_spend_only_for_a_key_the_function_may_replace(
+    owner: tuple[str, str] | None, replace_foreign: bool, want: dict[str, Any]
+) -> None:
+    holder = replace(BASE, owner=owner)
+    assert alias_holder(holder, ("team-a", "svc"), replace_foreign=replace_foreign) == want
+    assert alias_holder(None, ("team-a", "svc"), replace_foreign=True) is None
+
+
+def test_provenance_is_read_from_the_keys_metadata() -> None:
+    obj: dict[str, Any] = {
+        "token": "t" * 64,
+        "spend": 0,
+        "metadata": {"auth.litellm.ai/namespace": "a"},
+    }
+    assert parse_key(obj).owner is None  # half a stamp names nobody
+    obj["metadata"]["auth.litellm.ai/virtualkey"] = "svc"
+    assert parse_key(obj).owner == ("a", "svc")
+    assert parse_key({**obj, "metadata": "not an object"}).owner is None

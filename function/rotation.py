@@ -1,0 +1,227 @@
+"""Rotation with a grace period, and the spend a new key carries over. Pure.
+
+A rotation replaces the key without a moment in which the Secret holds a key
+that does not work, and without resetting the budget (README, "Rotation,
+provenance and recovery"):
+
+1. Due (`due`): `spec.rotation.every` has passed since the schedule began,
+   or `spec.rotation.trigger` differs from the last one handled. The new
+   key goes into a second Secret, `<name>-litellm-key-next`.
+2. The current key's Request renames the key to a derived alias
+   (`retired_alias`), since LiteLLM aliases are unique, and with maxBudget
+   caps what it may still spend. Only once LiteLLM answered with that alias
+   is the new key's Request composed; its CREATE carries the old key's
+   spend plus the old key's grace allowance (`Carry`), so both keys
+   together never spend more than maxBudget.
+3. Once the new key exists, the key Secret switches to it and the old
+   key's Request is marked `auth.litellm.ai/retire-at`: it is kept until
+   then and dropped after, and Crossplane deleting it runs its REMOVE,
+   which deletes the old key on the proxy.
+
+Time is an argument (`now`): the function stays a function of its input.
+`revisit_at` says when a decision made here changes by time alone, so the
+gRPC layer neither caches the response past it nor lets Crossplane wait
+longer than it to call again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from typing import Any
+
+from function.model import Rotation
+
+RETIRE_AT = "auth.litellm.ai/retire-at"
+_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
+_DURATION = re.compile(r"^([1-9][0-9]*)(mo|[smhdw])$")
+_MICRO = Decimal("0.000001")
+_MAX_MONEY = Decimal(10) ** 12
+_MAX_BODY = 64 * 1024
+_ALIAS_ROOM = 255 - len(".rotated-12345678")
+# Without spec.rotation.gracePeriodBudget, the old key may spend this share of
+# maxBudget during its grace period (never more than what is left).
+DEFAULT_GRACE_SHARE = Decimal("0.1")
+
+
+def duration(value: str) -> timedelta:
+    """A LiteLLM duration (`30d`, `1mo` = 30 days) as a timedelta; the model checked it."""
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        msg = f"not a duration: {value!r}"
+        raise ValueError(msg)
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def rfc3339(moment: datetime) -> str:
+    """A moment as Kubernetes writes times: whole seconds, UTC, `Z`."""
+    return moment.astimezone(UTC).strftime(_RFC3339)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time written by `rfc3339`, or None for anything else."""
+    if not isinstance(value, str) or len(value) != len("2026-01-01T00:00:00Z"):
+        return None
+    try:
+        return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def dollars(value: Any) -> Decimal | None:
+    """A non-negative amount of money from a status or an answer, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0 or amount > _MAX_MONEY:
+        return None
+    return amount.quantize(_MICRO, rounding=ROUND_CEILING)
+
+
+def money(amount: Decimal) -> str:
+    """Dollars as the status and the spec write them."""
+    text = format(amount.quantize(_MICRO), "f").rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def retired_alias(alias: str, token: str) -> str:
+    """The alias a rotated-out key moves to, freeing its own for the new key.
+
+    Valid for LiteLLM (KEY_ALIAS_PATTERN, no `..`) for every valid alias.
+    """
+    stem = alias[:_ALIAS_ROOM].rstrip("-_/.@")
+    return f"{stem}.rotated-{token[:8]}"
+
+
+@dataclass(frozen=True)
+class Carry:
+    """What a rotation charges: the new key's starting spend, the old key's cap."""
+
+    spend: Decimal
+    old_key_budget: Decimal | None
+
+
+def carry(spent: Decimal, max_budget: str | None, grace_budget: str | None) -> Carry:
+    """Spend for the new key, and the old key's budget during its grace period.
+
+    Without maxBudget there is no budget to protect: the spend is carried so
+    that it keeps being reported. With it, the old key keeps an allowance
+    (gracePeriodBudget, or a tenth of maxBudget, at most what is left) and
+    the new key starts with the old spend plus that allowance: old and new
+    together never pass maxBudget, however often the key is rotated.
+    """
+    if max_budget is None:
+        return Carry(spent, None)
+    most = Decimal(max_budget)
+    allowance = Decimal(grace_budget) if grace_budget is not None else most * DEFAULT_GRACE_SHARE
+    allowance = max(Decimal(0), min(allowance, most - spent)).quantize(_MICRO)
+    return Carry(spent + allowance, spent + allowance)
+
+
+def due(rotation: Rotation | None, remembered: dict[str, Any], now: datetime) -> str | None:
+    """Why the key is to be rotated now ("requested" or "scheduled"), or None."""
+    if rotation is None:
+        return None
+    if rotation.trigger is not None and rotation.trigger != handled_trigger(rotation, remembered):
+        return "requested"
+    next_at = next_rotation(rotation, remembered, now)
+    if next_at is not None and now >= next_at:
+        return "scheduled"
+    return None
+
+
+def handled_trigger(rotation: Rotation, remembered: dict[str, Any]) -> int | None:
+    """The last trigger acted on; a schedule starting with a trigger takes it as handled."""
+    value = whole(remembered.get("trigger"))
+    if value is not None:
+        return value
+    return rotation.trigger if "since" not in remembered else None
+
+
+def whole(value: Any) -> int | None:
+    """A whole number from a status, where protobuf made every number a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
+
+
+def finished(remembered: dict[str, Any], pending: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """`status.rotation` once the key Secret holds the new key: the schedule restarts."""
+    done = {k: v for k, v in remembered.items() if k not in ("pending", "nextRotationAt")}
+    done["since"] = done["lastRotatedAt"] = rfc3339(now)
+    trigger = whole(pending.get("trigger"))
+    if trigger is not None:
+        done["trigger"] = trigger
+    return done
+
+
+def schedule_start(remembered: dict[str, Any], now: datetime) -> datetime:
+    """When the current schedule began: the last rotation, or when rotation was set."""
+    return parse_time(remembered.get("since")) or now
+
+
+def next_rotation(
+    rotation: Rotation | None, remembered: dict[str, Any], now: datetime
+) -> datetime | None:
+    """When the next scheduled rotation is due, if there is a schedule."""
+    if rotation is None or rotation.every is None:
+        return None
+    return schedule_start(remembered, now) + duration(rotation.every)
+
+
+def remembered_rotation(status: Any) -> dict[str, Any]:
+    """The XR's `status.rotation`, as the function last wrote it."""
+    found = status.get("rotation") if isinstance(status, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def retire_at(request: dict[str, Any]) -> datetime | None:
+    """When an observed Request of a rotated-out key is to be dropped (its annotation)."""
+    meta = request.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict):
+        return None
+    return parse_time(annotations.get(RETIRE_AT))
+
+
+def answered_alias(request: dict[str, Any] | None) -> str | None:
+    """The key alias in LiteLLM's last 200 answer stored on a Request, or None."""
+    body = _answer_body(request)
+    if body is None:
+        return None
+    info = body.get("info")
+    alias = (info if isinstance(info, dict) else body).get("key_alias")
+    return alias if isinstance(alias, str) else None
+
+
+def answered_spend(request: dict[str, Any] | None) -> Decimal | None:
+    """The key's spend in LiteLLM's last 200 answer stored on a Request, or None."""
+    body = _answer_body(request)
+    if body is None:
+        return None
+    info = body.get("info")
+    return dollars((info if isinstance(info, dict) else body).get("spend"))
+
+
+def _answer_body(request: dict[str, Any] | None) -> dict[str, Any] | None:
+    status = (request or {}).get("status")
+    response = status.get("response") if isinstance(status, dict) else None
+    if not isinstance(response, dict) or response.get("statusCode") != 200:  # noqa: PLR2004
+        return None
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return None
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return decoded if isinstance(decoded, dict) else None

@@ -1,0 +1,260 @@
+"""Rotation and recovery after a reinstall (issue 11), on the real proxy.
+
+Crossplane and provider-http are played by tests/e2e/cluster.py; the
+function, the poller and LiteLLM are real, and so is time: grace periods
+are seconds long here. The same stories run on the real control plane in
+tests/cluster/test_rotation_cluster.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from function.keys import new_key, token_of
+from tests.conftest import Proxy, chat
+from tests.e2e.cluster import Cluster
+from tests.e2e.conftest import SpendWatcher, platform_policies
+
+pytestmark = pytest.mark.e2e
+
+
+def info(proxy: Proxy, token: str) -> dict[str, Any]:
+    with proxy.admin() as admin:
+        answer = admin.get("/key/info", params={"key": token})
+    if answer.status_code != 200:
+        return {"status": f"HTTP {answer.status_code}"}
+    found: dict[str, Any] = answer.json().get("info") or {}
+    return found
+
+
+def live_with_alias(proxy: Proxy, alias: str) -> list[str]:
+    with proxy.admin() as admin:
+        listing = admin.get(
+            "/key/list", params={"key_alias": alias, "return_full_object": "true"}
+        ).json()
+    return [k["token"] for k in listing.get("keys", []) if isinstance(k, dict)]
+
+
+def spend_reaches(proxy: Proxy, token: str, at_least: Decimal, seconds: float = 40) -> Decimal:
+    """LiteLLM writes spend to its database every few seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        spent = Decimal(repr(info(proxy, token).get("spend") or 0))
+        if spent >= at_least or time.monotonic() > deadline:
+            return spent
+        time.sleep(1)
+
+
+def status(cluster: Cluster) -> dict[str, Any]:
+    assert cluster.xr is not None
+    found: dict[str, Any] = cluster.xr.setdefault("status", {})
+    return found
+
+
+def alias_of(cluster: Cluster) -> str:
+    assert cluster.xr is not None
+    return str(cluster.xr["spec"]["keyAlias"])
+
+
+def rotate_until(cluster: Cluster, done: Callable[[], bool], rounds: int = 8) -> None:
+    for _ in range(rounds):
+        cluster.converge(rounds=4)
+        if done():
+            return
+    pytest.fail(f"not done after {rounds} rounds: {cluster.condition()} {status(cluster)}")
+
+
+def bump(cluster: Cluster, trigger: int) -> None:
+    assert cluster.xr is not None
+    cluster.xr["spec"]["rotation"]["trigger"] = trigger
+
+
+def test_on_demand_rotation_keeps_the_old_key_for_its_grace_period(
+    proxy: Proxy, make_cluster: Callable[..., Cluster]
+) -> None:
+    cluster = make_cluster(rotation={"trigger": 0, "gracePeriod": "6s"})
+    cluster.converge()
+    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
+    assert chat(proxy, old_key) == 200
+    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
+    bump(cluster, 1)
+    rotate_until(cluster, lambda: cluster.key() != old_key)
+    new_key_value = cluster.key()
+    new_token = status(cluster)["tokenHash"]
+    assert new_token == token_of(new_key_value) != old_token
+    rotated = status(cluster)["rotation"]
+    assert rotated["trigger"] == 1
+    assert "lastRotatedAt" in rotated
+    assert "oldKeyExpiresAt" in rotated
+    (event,) = [m for s, m in cluster.results if "keeps working until" in m]
+    assert f"until {rotated['oldKeyExpiresAt']}" in event
+    # Both work during the grace period; the old one under its derived alias.
+    assert chat(proxy, old_key) == 200
+    assert chat(proxy, new_key_value) == 200
+    assert info(proxy, old_token)["key_alias"].startswith(f"{alias_of(cluster)}.rotated-")
+    # The new key started where the old one was.
+    assert Decimal(repr(info(proxy, new_token)["spend"])) >= spent
+    # After it, the old key is deleted on the proxy and refused; the new one works.
+    time.sleep(7)
+    cluster.converge()
+    assert chat(proxy, old_key) == 401
+    assert chat(proxy, new_key_value) == 200
+    assert live_with_alias(proxy, cluster.xr["spec"]["keyAlias"]) == [new_token]  # type: ignore[index]
+    assert [n for n in cluster.composed if n.startswith("request-")] == [
+        f"request-{new_token[:10]}"
+    ]
+    assert cluster.condition()[0] == "True"
+    for secret_value in (old_key, new_key_value, proxy.master_key):
+        assert secret_value not in json.dumps(status(cluster))
+        assert secret_value not in str(cluster.last)
+
+
+def test_scheduled_rotation(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(rotation={"every": "8s", "gracePeriod": "2s"})
+    cluster.converge()
+    first = cluster.key()
+    assert "nextRotationAt" in status(cluster)["rotation"]
+    cluster.converge()
+    assert cluster.key() == first  # not yet
+    time.sleep(9)
+    rotate_until(cluster, lambda: cluster.key() != first)
+    assert chat(proxy, cluster.key()) == 200
+    time.sleep(3)
+    cluster.converge()
+    assert chat(proxy, first) == 401
+
+
+def test_rotating_never_escapes_the_budget(
+    proxy: Proxy, make_cluster: Callable[..., Cluster]
+) -> None:
+    # Each chat costs $0.0048 on the test proxy: two fit in $0.012, three do not.
+    cluster = make_cluster(
+        maxBudget="0.012",
+        rotation={"trigger": 0, "gracePeriod": "1m", "gracePeriodBudget": "0.001"},
+    )
+    cluster.converge()
+    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
+    assert [chat(proxy, old_key), chat(proxy, old_key)] == [200, 200]
+    assert spend_reaches(proxy, old_token, Decimal("0.0096")) >= Decimal("0.0096")
+    cluster.converge()  # the Request's last answer now has that spend
+    bump(cluster, 1)
+    rotate_until(cluster, lambda: cluster.key() != old_key)
+    new_token = status(cluster)["tokenHash"]
+    # The new key starts at the old spend plus the old key's grace allowance...
+    # (rounded up to the micro-dollar: LiteLLM's float spend is 0.0096000...01)
+    started = Decimal(repr(info(proxy, new_token)["spend"]))
+    assert Decimal("0.0106") <= started <= Decimal("0.010602"), started
+    # ...so it gets one call, not the two a fresh key would.
+    codes = [chat(proxy, cluster.key()) for _ in range(2)]
+    assert codes[0] == 200
+    assert 400 <= codes[1] < 500, codes
+    # The old key, capped at the same amount, gets at most one more call too.
+    assert 400 <= [chat(proxy, old_key), chat(proxy, old_key)][1] < 500
+
+
+def reinstall(cluster: Cluster, make_cluster: Callable[..., Cluster]) -> Cluster:
+    """The same VirtualKey applied to a fresh control plane; the old one is gone with its state."""
+    assert cluster.xr is not None
+    fresh = make_cluster(policies=cluster.policies)
+    xr = copy.deepcopy(cluster.xr)
+    xr.pop("status", None)
+    xr["metadata"]["uid"] = str(uuid.uuid4())  # a new object, as in a new cluster
+    fresh.apply_xr(xr)
+    cluster.xr, cluster.composed = None, {}  # the old cluster and everything it knew
+    return fresh
+
+
+def settle_conflict(cluster: Cluster, watcher: SpendWatcher) -> dict[str, Any]:
+    """Converge into the conflict, then let the poller say who holds the alias."""
+    cluster.converge()
+    assert cluster.condition()[1] == "AliasConflict", cluster.condition()
+    key = watcher.watch(cluster)
+    found = watcher.until(key, lambda s: "aliasHolder" in s)
+    holder: dict[str, Any] = found["aliasHolder"]
+    status(cluster)["aliasHolder"] = holder
+    return holder
+
+
+def test_a_reinstalled_virtualkey_recovers_its_alias_with_its_spend(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
+    before = make_cluster()
+    before.converge()
+    old_key, old_token = before.key(), status(before)["tokenHash"]
+    assert chat(proxy, old_key) == 200
+    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
+    assert (
+        info(proxy, old_token)["metadata"]["auth.litellm.ai/virtualkey"]
+        == (
+            before.xr["metadata"]["name"]  # type: ignore[index]
+        )
+    )
+    after = reinstall(before, make_cluster)
+    holder = settle_conflict(after, watcher)
+    assert holder == {"owner": "this", "tokenHash": old_token, "spend": str(spent.normalize())}
+    after.converge()
+    after.converge()
+    assert after.condition()[0] == "True", after.condition()
+    new_token = status(after)["tokenHash"]
+    alias = alias_of(after)
+    assert live_with_alias(proxy, alias) == [new_token]  # no orphan
+    assert info(proxy, old_token).get("status") in ("deleted", "HTTP 404", "HTTP 400")
+    assert Decimal(repr(info(proxy, new_token)["spend"])) == spent
+    assert chat(proxy, after.key()) == 200
+    assert chat(proxy, old_key) == 401
+
+
+def foreign_key(proxy: Proxy, alias: str) -> str:
+    raw = new_key()
+    with proxy.admin() as admin:
+        made = admin.post("/key/generate", json={"key": raw, "key_alias": alias, "spend": 0.5})
+    assert made.status_code == 200, made.text
+    return raw
+
+
+def test_a_foreign_key_with_the_alias_is_never_touched(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
+    cluster = make_cluster()
+    alias = alias_of(cluster)
+    raw = foreign_key(proxy, alias)
+    holder = settle_conflict(cluster, watcher)
+    assert holder == {"owner": "unknown"}
+    for _ in range(3):
+        cluster.converge()
+    state, reason, message = cluster.condition()
+    assert (state, reason) == ("False", "AliasConflict")
+    assert '"key_aliases"' in message
+    assert "replaceForeignKeys" in message
+    assert chat(proxy, raw) == 200
+    assert live_with_alias(proxy, alias) == [token_of(raw)]
+    with proxy.admin() as admin:
+        admin.post("/key/delete", json={"keys": [raw]})
+
+
+def test_a_foreign_key_is_replaced_when_the_platform_opts_in(
+    proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
+) -> None:
+    policies = platform_policies(proxy.url)
+    policies[0]["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
+    watcher.apiserver.add_policy(policies[0])
+    cluster = make_cluster(policies=policies)
+    alias = alias_of(cluster)
+    raw = foreign_key(proxy, alias)
+    holder = settle_conflict(cluster, watcher)
+    assert holder == {"owner": "unknown", "tokenHash": token_of(raw), "spend": "0.5"}
+    cluster.converge()
+    cluster.converge()
+    assert cluster.condition()[0] == "True", cluster.condition()
+    new_token = status(cluster)["tokenHash"]
+    assert live_with_alias(proxy, alias) == [new_token]
+    assert Decimal(repr(info(proxy, new_token)["spend"])) == Decimal("0.5")
+    assert chat(proxy, raw) == 401

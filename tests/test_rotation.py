@@ -1,0 +1,426 @@
+"""Rotation, carried spend and recovery after a reinstall (issue 11), phase by phase.
+
+`compose` is pure and takes the time, so every phase is one call with the
+observed state Crossplane would send. The stories run against the real proxy
+in tests/e2e/test_rotation_e2e.py and on the real control plane in
+tests/cluster/.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+
+from function import fn, rotation
+from function.compose import Composed, compose
+from function.keys import token_of
+from function.model import KEY_ALIAS_PATTERN, Rotation
+from function.policy import load_policies
+from tests.conftest import load_example
+from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
+from tests.grpc_harness import FunctionServer, make_request
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+TOKEN = token_of(FIXED_KEY)
+RETIRED = f"example-service.rotated-{TOKEN[:8]}"
+NEXT_KEY = "sk-" + "NextKey0123456789abcdefghijklmnopqrstuvwxyz"
+NEXT = token_of(NEXT_KEY)
+POLICIES = load_policies([load_example("tenancy-policy.yaml")])
+
+
+def xr(rotation_spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    found = copy.deepcopy(load_example("virtualkey.yaml"))
+    if rotation_spec is not None:
+        found["spec"]["rotation"] = rotation_spec
+    found["status"] = {"tokenHash": TOKEN, "currentSpend": "2", **status}
+    return found
+
+
+def info(key: str, alias: str = "example-service", spend: float = 2.0) -> dict[str, Any]:
+    return observed_request(key, body={"info": {"key_alias": alias, "spend": spend}})
+
+
+def run(
+    vk: dict[str, Any],
+    observed: dict[str, Any],
+    now: datetime = NOW,
+    policies: Any = POLICIES,
+) -> Composed:
+    return compose(vk, observed, None, policies, {}, now=now)
+
+
+def body(composed: Composed, name: str) -> dict[str, Any]:
+    return composed.resources[name].body
+
+
+def payload(composed: Composed, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(
+        body(composed, name)["spec"]["forProvider"]["payload"]["body"]
+    )
+    return found
+
+
+def secret_key(composed: Composed, name: str) -> str:
+    return base64.b64decode(body(composed, name)["data"]["key"]).decode()
+
+
+STEADY = {"key": observed_secret(), request_resource_name(): info(FIXED_KEY)}
+SINCE = "2026-11-01T00:00:00Z"
+
+
+# --- pure helpers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spent", "max_budget", "grace", "spend", "cap"),
+    [
+        ("2", None, None, "2", None),  # no budget: the spend is carried, nothing capped
+        ("2", "10", None, "3", "3"),  # a tenth of maxBudget for the grace period
+        ("2", "10", "0.5", "2.5", "2.5"),  # the platform's own allowance
+        ("9.5", "10", None, "10", "10"),  # never more than what is left
+        ("12", "10", None, "12", "12"),  # already over: nothing more
+        ("2", "10", "0", "2", "2"),  # no allowance: the old key stops at once
+    ],
+)
+def test_carry_keeps_both_keys_within_max_budget(
+    spent: str, max_budget: str | None, grace: str | None, spend: str, cap: str | None
+) -> None:
+    found = rotation.carry(Decimal(spent), max_budget, grace)
+    assert found.spend == Decimal(spend)
+    assert found.old_key_budget == (None if cap is None else Decimal(cap))
+    if max_budget is not None and Decimal(spent) <= Decimal(max_budget):
+        # What the old key may still spend plus what the new one may: maxBudget at most.
+        assert (found.old_key_budget or 0) - Decimal(spent) + Decimal(max_budget) - found.spend <= (
+            Decimal(max_budget) - Decimal(spent)
+        )
+
+
+@pytest.mark.parametrize(
+    "alias", ["example-service", "a", "x" * 255, "team/a@b.c_d-e", "trailing-", "dots..."]
+)
+def test_a_retired_alias_is_a_valid_alias_and_differs(alias: str) -> None:
+    retired = rotation.retired_alias(alias, TOKEN)
+    assert retired != alias
+    assert len(retired) <= 255
+    assert re.fullmatch(KEY_ALIAS_PATTERN, retired), retired
+    assert ".." not in retired
+
+
+@pytest.mark.parametrize(
+    ("spec", "remembered", "now", "why"),
+    [
+        ({"every": "30d"}, {"since": SINCE}, NOW, "scheduled"),
+        ({"every": "60d"}, {"since": SINCE}, NOW, None),
+        ({"trigger": 1}, {}, NOW, None),  # first seen: the trigger is where it starts
+        ({"trigger": 2}, {"since": SINCE, "trigger": 1}, NOW, "requested"),
+        ({"trigger": 1}, {"since": SINCE, "trigger": 1}, NOW, None),
+        ({"trigger": 0}, {"since": SINCE}, NOW, "requested"),  # a trigger added later
+        ({"every": "1h"}, {"since": "not a time"}, NOW, None),  # unreadable: starts now
+    ],
+)
+def test_due(spec: dict[str, Any], remembered: dict[str, Any], now: datetime, why: str) -> None:
+    assert rotation.due(Rotation.model_validate(spec), remembered, now) == why
+
+
+# --- the phases of a rotation --------------------------------------------------------------
+
+
+def test_a_due_rotation_starts_with_the_new_key_in_its_own_secret() -> None:
+    composed = run(xr({"every": "30d"}, rotation={"since": SINCE}), STEADY)
+    new_key = secret_key(composed, "next-key")
+    assert new_key != FIXED_KEY
+    assert body(composed, "next-key")["metadata"]["name"] == "example-service-litellm-key-next"
+    assert secret_key(composed, "key") == FIXED_KEY  # clients keep the working key
+    old = payload(composed, request_resource_name())
+    assert old["fields"]["key_alias"] == RETIRED
+    assert old["fields"]["max_budget"] == 3.0  # spend 2 + a tenth of 10
+    # The new key's Request waits until LiteLLM has moved the old key's alias.
+    assert request_resource_name(new_key) not in composed.resources
+    pending = composed.status["rotation"]["pending"]
+    assert pending["tokenHash"] == token_of(new_key)
+    assert pending["reason"] == "scheduled"
+    assert (pending["carriedSpend"], pending["oldKeyBudget"]) == ("3", "3")
+    assert composed.state.ready
+    assert composed.state.reason == "Rotating"
+    assert new_key not in json.dumps(composed.status)
+
+
+def pending(**extra: Any) -> dict[str, Any]:
+    return {
+        "since": SINCE,
+        "pending": {
+            "tokenHash": NEXT,
+            "reason": "scheduled",
+            "startedAt": "2026-12-05T11:59:00Z",
+            "carriedSpend": "3",
+            "oldKeyBudget": "3",
+            **extra,
+        },
+    }
+
+
+ROTATING = {**STEADY, "next-key": observed_secret(NEXT_KEY, "example-service-litellm-key-next")}
+
+
+def test_the_new_key_is_created_once_the_old_alias_moved() -> None:
+    observed = {**ROTATING, request_resource_name(): info(FIXED_KEY, alias=RETIRED)}
+    composed = run(xr({"every": "30d"}, rotation=pending()), observed)
+    new = payload(composed, request_resource_name(NEXT_KEY))
+    assert new["fields"]["key_alias"] == "example-service"
+    assert new["createOnly"]["spend"] == 3.0
+    create = body(composed, request_resource_name(NEXT_KEY))["spec"]["forProvider"]["mappings"][0]
+    assert "example-service-litellm-key-next:team-a:key" in create["body"]
+    assert secret_key(composed, "key") == FIXED_KEY
+    assert composed.status["tokenHash"] == TOKEN
+
+
+def test_before_the_alias_moved_no_new_key_is_created() -> None:
+    composed = run(xr({"every": "30d"}, rotation=pending()), ROTATING)
+    assert request_resource_name(NEXT_KEY) not in composed.resources
+    assert payload(composed, request_resource_name())["fields"]["key_alias"] == RETIRED
+
+
+def test_once_the_new_key_exists_the_secret_switches_and_the_old_key_retires() -> None:
+    observed = {
+        **ROTATING,
+        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
+        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
+    }
+    composed = run(xr({"every": "30d", "gracePeriod": "2h"}, rotation=pending()), observed)
+    assert secret_key(composed, "key") == NEXT_KEY
+    assert secret_key(composed, "next-key") == NEXT_KEY  # dropped once the switch is observed
+    old = body(composed, request_resource_name())
+    assert old["metadata"]["annotations"][rotation.RETIRE_AT] == "2026-12-05T14:00:00Z"
+    assert payload(composed, request_resource_name())["fields"]["key_alias"] == RETIRED
+    assert composed.status["tokenHash"] == NEXT
+    status = composed.status["rotation"]
+    assert "pending" not in status
+    assert status["lastRotatedAt"] == status["since"] == "2026-12-05T12:00:00Z"
+    assert status["nextRotationAt"] == "2027-01-04T12:00:00Z"
+    assert status["oldKeyExpiresAt"] == "2026-12-05T14:00:00Z"
+    (event,) = composed.events
+    assert "keeps working until 2026-12-05T14:00:00Z" in event
+    assert NEXT_KEY not in event
+    assert FIXED_KEY not in event
+    assert composed.revisit_at == NOW + timedelta(hours=2)
+
+
+def switched(retire_at: str) -> dict[str, Any]:
+    old = info(FIXED_KEY, alias=RETIRED)
+    old["metadata"]["annotations"] = {rotation.RETIRE_AT: retire_at}
+    old["spec"]["forProvider"]["mappings"] = [{"action": "OBSERVE"}]
+    return {
+        "key": observed_secret(NEXT_KEY),
+        "next-key": observed_secret(NEXT_KEY, "example-service-litellm-key-next"),
+        request_resource_name(): old,
+        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
+    }
+
+
+DONE = {"since": "2026-12-05T11:00:00Z", "lastRotatedAt": "2026-12-05T11:00:00Z"}
+
+
+def test_during_the_grace_period_the_old_request_stays_as_it_is() -> None:
+    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
+    composed = run(vk, switched("2026-12-05T13:00:00Z"))
+    assert "next-key" not in composed.resources
+    kept = body(composed, request_resource_name())
+    assert kept["spec"]["forProvider"]["mappings"] == [{"action": "OBSERVE"}]
+    assert kept["metadata"]["annotations"] == {rotation.RETIRE_AT: "2026-12-05T13:00:00Z"}
+    assert composed.status["rotation"]["oldKeyExpiresAt"] == "2026-12-05T13:00:00Z"
+    assert composed.revisit_at == datetime(2026, 12, 5, 13, tzinfo=UTC)
+    assert secret_key(composed, "key") == NEXT_KEY
+    assert composed.state.ready
+
+
+def test_after_the_grace_period_the_old_request_is_dropped_which_deletes_the_key() -> None:
+    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
+    composed = run(vk, switched("2026-12-05T11:30:00Z"))
+    assert request_resource_name() not in composed.resources
+    assert request_resource_name(NEXT_KEY) in composed.resources
+    assert "oldKeyExpiresAt" not in composed.status["rotation"]
+    assert composed.revisit_at == datetime(2027, 1, 4, 11, tzinfo=UTC)  # the next rotation
+
+
+def test_a_switch_whose_status_was_lost_is_finished_on_the_next_run() -> None:
+    vk = xr({"every": "30d"}, tokenHash=NEXT, rotation=pending())
+    composed = run(vk, switched("2026-12-05T13:00:00Z"))
+    status = composed.status["rotation"]
+    assert "pending" not in status
+    assert status["lastRotatedAt"] == "2026-12-05T12:00:00Z"
+    assert "next-key" not in composed.resources
+
+
+def test_a_bumped_trigger_rotates_once() -> None:
+    remembered = {"since": "2026-12-05T11:00:00Z", "trigger": 1}
+    composed = run(xr({"trigger": 2}, rotation=remembered), STEADY)
+    assert composed.status["rotation"]["pending"]["reason"] == "requested"
+    assert composed.status["rotation"]["pending"]["trigger"] == 2
+    unchanged = run(xr({"trigger": 1}, rotation=remembered), STEADY)
+    assert "next-key" not in unchanged.resources
+
+
+def test_a_new_virtualkey_with_a_trigger_does_not_rotate() -> None:
+    composed = run(xr({"trigger": 7}), STEADY)
+    assert "next-key" not in composed.resources
+    assert composed.status["rotation"]["trigger"] == 7
+
+
+@pytest.mark.parametrize(
+    ("why", "vk", "observed"),
+    [
+        (
+            "a retired key is still in its grace period",
+            xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}, tokenHash=NEXT),
+            {k: v for k, v in switched("2026-12-05T13:00:00Z").items() if k != "next-key"},
+        ),
+        (
+            "the key is not in place",
+            xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}),
+            {**STEADY, request_resource_name(): observed_request(code=500)},
+        ),
+        (
+            "its spend is not known",
+            {
+                **xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}),
+                "status": {"rotation": {"since": SINCE, "trigger": 1}},
+            },
+            {**STEADY, request_resource_name(): observed_request(body={"info": {}})},
+        ),
+    ],
+)
+def test_a_rotation_waits_when(why: str, vk: dict[str, Any], observed: dict[str, Any]) -> None:
+    assert "next-key" not in run(vk, observed).resources, why
+
+
+def test_no_rotation_without_spec_rotation() -> None:
+    composed = run(xr(rotation={"since": SINCE, "lastRotatedAt": SINCE}), STEADY)
+    assert "next-key" not in composed.resources
+    assert composed.status["rotation"] == {"lastRotatedAt": SINCE}
+    assert composed.revisit_at is None
+
+
+# --- carried spend -------------------------------------------------------------------------
+
+
+def test_a_lost_secret_carries_the_old_keys_spend() -> None:
+    observed = {request_resource_name(): info(FIXED_KEY, spend=4.25)}
+    composed = run(xr(), observed)
+    new_token = composed.status["tokenHash"]
+    assert new_token != TOKEN
+    name = f"request-{new_token[:10]}"
+    assert payload(composed, name)["createOnly"]["spend"] == 4.25
+    assert composed.status["carry"] == {"tokenHash": new_token, "spend": "4.25"}
+    # The next run keeps it, from the status, though the old Request is gone.
+    again = run(
+        xr(carry=composed.status["carry"], tokenHash=new_token),
+        {"key": observed_secret(secret_key(composed, "key"))},
+    )
+    assert payload(again, name)["createOnly"]["spend"] == 4.25
+
+
+# --- an alias already held: recovery and refusal ---------------------------------------------
+
+HOLDER = "ab" * 32
+CONFLICT = {
+    "key": observed_secret(),
+    request_resource_name(): observed_request(
+        code=400, path="/key/generate", body={"error": {"message": "key_alias already exists"}}
+    ),
+}
+
+
+def conflicting(owner: str, **holder: Any) -> dict[str, Any]:
+    vk = xr(aliasHolder={"owner": owner, **holder})
+    vk["status"].pop("currentSpend")
+    return vk
+
+
+def test_a_key_this_virtualkey_made_before_is_replaced_with_its_spend() -> None:
+    composed = run(conflicting("this", tokenHash=HOLDER, spend="6.5"), CONFLICT)
+    assert composed.state.reason == "ReplacingOldKey"
+    reaper = body(composed, f"stray-{HOLDER[:10]}")
+    assert json.loads(reaper["spec"]["forProvider"]["payload"]["body"]) == {"token": HOLDER}
+    assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
+    assert composed.status["carry"]["spend"] == "6.5"
+    assert composed.status["strayTokens"] == [HOLDER]
+
+
+@pytest.mark.parametrize("owner", ["other", "unknown"])
+def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str) -> None:
+    composed = run(conflicting(owner), CONFLICT)
+    assert composed.state.reason == "AliasConflict"
+    message = composed.state.message
+    assert "'example-service'" in message
+    assert '{"key_aliases": ["example-service"]}' in message
+    assert "keys.replaceForeignKeys: true" in message
+    assert not [n for n in composed.resources if n.startswith("stray-")]
+    assert "strayTokens" not in composed.status
+
+
+def test_a_foreign_key_is_replaced_when_the_policy_opts_in() -> None:
+    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
+    composed = run(
+        conflicting("other", tokenHash=HOLDER, spend="1"),
+        CONFLICT,
+        policies=load_policies([policy]),
+    )
+    assert composed.state.reason == "ReplacingOldKey"
+    assert f"stray-{HOLDER[:10]}" in composed.resources
+
+
+def test_a_holder_without_its_spend_is_not_replaced() -> None:
+    composed = run(conflicting("this", tokenHash=HOLDER), CONFLICT)
+    assert composed.state.reason == "AliasConflict"
+    assert not [n for n in composed.resources if n.startswith("stray-")]
+
+
+def test_every_key_carries_its_provenance() -> None:
+    fields = payload(run(xr(), STEADY), request_resource_name())["fields"]
+    assert fields["metadata"] == {
+        "auth.litellm.ai/namespace": "team-a",
+        "auth.litellm.ai/virtualkey": "example-service",
+        "auth.litellm.ai/policy": "litellm-example/team-a",
+    }
+
+
+# --- the gRPC layer: events, TTL and the response cache ----------------------------------------
+
+
+def test_the_switch_is_a_normal_event_and_the_ttl_ends_with_the_grace_period() -> None:
+    observed = {
+        **ROTATING,
+        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
+        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
+    }
+    vk = xr({"every": "30d", "gracePeriod": "90s"}, rotation=pending())
+    rsp = fn.run(make_request(vk, observed), now=NOW)
+    normal = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_NORMAL]
+    assert len(normal) == 1
+    assert "keeps working until 2026-12-05T12:01:30Z" in normal[0]
+    assert rsp.meta.ttl.seconds == 60
+    vk = xr({"every": "30d", "gracePeriod": "20s"}, rotation=pending())
+    assert fn.run(make_request(vk, observed), now=NOW).meta.ttl.seconds == 21
+
+
+def test_a_cached_response_is_not_served_past_the_time_it_changes(
+    function_server: FunctionServer,
+) -> None:
+    since = rotation.rfc3339(datetime.now(UTC) - timedelta(seconds=1))
+    request = make_request(xr({"every": "3s"}, rotation={"since": since}), STEADY)
+    first = function_server.run(request)
+    assert "next-key" not in first.desired.resources
+    assert first.meta.ttl.seconds <= 3
+    assert "next-key" not in function_server.run(request).desired.resources  # cached, still right
+    time.sleep(2.5)
+    assert "next-key" in function_server.run(request).desired.resources  # due now
