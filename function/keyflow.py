@@ -196,8 +196,20 @@ def key_flow(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     waiting = ctx.observed.get(NEXT_SECRET_RESOURCE)
     next_key = key_from_secret_data(waiting.get("data")) if waiting else None
     if replaced is None and next_key is not None and token_of(next_key) != token:
+        if not _made_here(ctx, token_of(next_key)):
+            # Rewritten since the function wrote it: a key someone else chose
+            # must not become the key, so the rotation goes on with a new one.
+            next_key = new_key()
         return _rotating(ctx, key, next_key, reason=None)
     return _steady(ctx, key, replaced, switched=next_key is not None and replaced is None)
+
+
+def _made_here(ctx: KeyContext, token: str) -> bool:
+    """Whether the next-key Secret holds the key the function put there."""
+    pending = rotation.remembered_rotation(ctx.status).get("pending")
+    return (isinstance(pending, dict) and pending.get("tokenHash") == token) or request_resource(
+        token
+    ) in ctx.observed
 
 
 def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) -> Flow:
@@ -229,6 +241,11 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
     if retiring_until is not None:
         status.setdefault("rotation", {})["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
     spent = _spent(ctx, token)
+    # The platform's keys.minRotationInterval holds for rotations on demand too.
+    last = rotation.parse_time(schedule.get("lastRotatedAt"))
+    allowed_at = last + ctx.granted.min_rotation if last is not None else None
+    if reason is not None and allowed_at is not None and ctx.now < allowed_at:
+        reason, next_at = None, allowed_at if next_at is None else max(next_at, allowed_at)
     if (
         reason is not None
         and replaced is None

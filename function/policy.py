@@ -34,6 +34,7 @@ from function.model import (
     DNS_LABEL_PATTERN,
     DnsLabel,
     DnsSubdomain,
+    Duration,
     InvalidInputError,
     SecretKey,
     memoized_by_json,
@@ -221,6 +222,9 @@ class Keys(_Model):
     # VirtualKey or outside the function, is replaced (deleted, its spend
     # carried over) instead of refused. Off: such a key is never touched.
     replace_foreign_keys: bool = Field(default=False, alias="replaceForeignKeys")
+    # The shortest time between two rotations of a key (spec.rotation): each one
+    # makes and deletes a key on the proxy, so tenants may not churn them.
+    min_rotation_interval: Duration = Field(default="1h", alias="minRotationInterval")
 
 
 RuleName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]

@@ -25,10 +25,12 @@ The rules (README, "Tenancy and threat model"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from function.connection import Connection, MasterKeyRef, checked_tenant_url
 from function.model import ConnectionRef, InvalidInputError, VirtualKeySpec
 from function.policy import Instance, Policies, Rule, Tenant
+from function.rotation import duration
 
 
 class PolicyRefusedError(InvalidInputError):
@@ -47,6 +49,8 @@ class Authorization:
     policy: str = ""
     # A rule lets the key replace a key on the proxy that holds its alias.
     replace_foreign_keys: bool = False
+    # No rotation starts sooner than this after the last one.
+    min_rotation: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,19 @@ class Grant:
     def policy(self) -> str:
         """`<TenancyPolicy>/<rule>` of the first granting rule, for provenance."""
         return f"{self.rules[0].policy}/{self.rules[0].spec.name}" if self.rules else ""
+
+    @property
+    def min_rotation(self) -> tuple[timedelta, str]:
+        """The shortest rotation interval a granting rule allows, and as it is written.
+
+        No limit on a tenant's own proxy: the tenant holds its master key anyway.
+        """
+        if self.tenant_proxy or not self.rules:
+            return timedelta(0), "0s"
+        return min(
+            (duration(r.spec.keys.min_rotation_interval), r.spec.keys.min_rotation_interval)
+            for r in self.rules
+        )
 
     @property
     def replace_foreign_keys(self) -> bool:
@@ -100,6 +117,7 @@ def authorize(
     needs to list them. A User's role was checked when the User was.
     """
     grant = connect(spec.connection_ref, tenant, policies)
+    min_rotation = _rotation_interval(spec, tenant, grant)
     if grant.tenant_proxy:
         return Authorization(
             connection=grant.connection,
@@ -108,6 +126,7 @@ def authorize(
             rules=grant.names,
             policy=grant.policy,
             replace_foreign_keys=grant.replace_foreign_keys,
+            min_rotation=min_rotation,
         )
     grants = list(grant.rules)
     return Authorization(
@@ -119,7 +138,24 @@ def authorize(
         rules=grant.names,
         policy=grant.policy,
         replace_foreign_keys=grant.replace_foreign_keys,
+        min_rotation=min_rotation,
     )
+
+
+def _rotation_interval(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> timedelta:
+    """The shortest time between rotations; refuses a schedule more often than that."""
+    least, written = grant.min_rotation
+    every = spec.rotation.every if spec.rotation is not None else None
+    if every is not None and duration(every) < least:
+        msg = (
+            f"spec.rotation.every: {every!r} rotates more often than namespace "
+            f"{tenant.namespace!r} may (rules granting this instance: {', '.join(grant.names)}; "
+            f"the shortest interval they allow: {written}). Every rotation makes and deletes "
+            "a key on the proxy: rotate less often, or ask the platform team to lower "
+            "keys.minRotationInterval in the rule"
+        )
+        raise PolicyRefusedError(msg)
+    return least
 
 
 def check_role(role: str, tenant: Tenant, grant: Grant) -> None:

@@ -925,7 +925,12 @@ def test_every_xrd_rule_is_evaluable_by_cel_python() -> None:
     for rule in rules:
         _program(rule)  # raises CelUnevaluableError if cel-python cannot
     # Every rule holds for the examples on create and on an unchanged update.
-    for name in ("virtualkey.yaml", "virtualkey-advanced.yaml", "virtualkey-explicit.yaml"):
+    for name in (
+        "virtualkey.yaml",
+        "virtualkey-advanced.yaml",
+        "virtualkey-explicit.yaml",
+        "virtualkey-rotation.yaml",
+    ):
         spec = load_example(name)["spec"]
         failed, unevaluable = cel_violations(xrd_version_schema("v2")["properties"]["spec"], spec)
         assert (failed, unevaluable) == ([], [])

@@ -23,7 +23,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from function import fn, rotation
 from function.compose import Composed, compose
 from function.keys import token_of
-from function.model import KEY_ALIAS_PATTERN, Rotation
+from function.model import KEY_ALIAS_PATTERN, InvalidInputError, Rotation
 from function.policy import load_policies
 from tests.conftest import load_example
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
@@ -416,11 +416,56 @@ def test_the_switch_is_a_normal_event_and_the_ttl_ends_with_the_grace_period() -
 def test_a_cached_response_is_not_served_past_the_time_it_changes(
     function_server: FunctionServer,
 ) -> None:
-    since = rotation.rfc3339(datetime.now(UTC) - timedelta(seconds=1))
-    request = make_request(xr({"every": "3s"}, rotation={"since": since}), STEADY)
+    retire = rotation.rfc3339(datetime.now(UTC) + timedelta(seconds=2))
+    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
+    request = make_request(vk, switched(retire))
     first = function_server.run(request)
-    assert "next-key" not in first.desired.resources
+    assert request_resource_name() in first.desired.resources  # in its grace period
     assert first.meta.ttl.seconds <= 3
-    assert "next-key" not in function_server.run(request).desired.resources  # cached, still right
-    time.sleep(2.5)
-    assert "next-key" in function_server.run(request).desired.resources  # due now
+    assert request_resource_name() in function_server.run(request).desired.resources  # cached
+    time.sleep(3)
+    assert request_resource_name() not in function_server.run(request).desired.resources
+
+
+def with_keys(**keys: Any) -> Any:
+    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    policy["spec"]["rules"][0]["keys"] = keys
+    return load_policies([policy])
+
+
+def test_a_schedule_more_often_than_the_policy_allows_is_refused() -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        run(xr({"every": "30m"}), STEADY)
+    message = str(refused.value)
+    assert "spec.rotation.every: '30m'" in message
+    assert "rule 'team-a' of TenancyPolicy 'litellm-example'" in message
+    assert "keys.minRotationInterval" in message
+    assert "1h" in message
+    assert run(xr({"every": "30m"}), STEADY, policies=with_keys(minRotationInterval="10m"))
+
+
+def test_rotations_on_demand_wait_for_the_minimum_interval() -> None:
+    last = "2026-12-05T11:30:00Z"
+    remembered = {"since": last, "lastRotatedAt": last, "trigger": 1}
+    held = run(xr({"trigger": 2}, rotation=remembered), STEADY)
+    assert "next-key" not in held.resources
+    assert held.revisit_at == datetime(2026, 12, 5, 12, 30, tzinfo=UTC)
+    later = run(xr({"trigger": 2}, rotation=remembered), STEADY, now=NOW + timedelta(hours=1))
+    assert "next-key" in later.resources
+    sooner = with_keys(minRotationInterval="10m")
+    assert (
+        "next-key"
+        in run(xr({"trigger": 2}, rotation=remembered), STEADY, policies=sooner).resources
+    )
+
+
+def test_a_next_key_secret_rewritten_by_someone_else_is_not_used() -> None:
+    chosen = "sk-" + "TenantChoseThisNextKey0123456789abcdefghij"
+    observed = {**STEADY, "next-key": observed_secret(chosen, "example-service-litellm-key-next")}
+    composed = run(xr({"every": "30d"}, rotation=pending()), observed)
+    made = secret_key(composed, "next-key")
+    assert made not in (chosen, NEXT_KEY)
+    assert composed.status["rotation"]["pending"]["tokenHash"] == token_of(made)
+    # The key the function put there is used as it is.
+    kept = run(xr({"every": "30d"}, rotation=pending()), ROTATING)
+    assert secret_key(kept, "next-key") == NEXT_KEY

@@ -118,7 +118,9 @@ def test_on_demand_rotation_keeps_the_old_key_for_its_grace_period(
 
 
 def test_scheduled_rotation(proxy: Proxy, make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(rotation={"every": "8s", "gracePeriod": "2s"})
+    policies = platform_policies(proxy.url)
+    policies[0]["spec"]["rules"][0]["keys"] = {"minRotationInterval": "1s"}
+    cluster = make_cluster(policies=policies, rotation={"every": "8s", "gracePeriod": "2s"})
     cluster.converge()
     first = cluster.key()
     assert "nextRotationAt" in status(cluster)["rotation"]
