@@ -33,6 +33,7 @@ from function import provenance, rotation
 from function.keys import key_from_secret_data, new_key, token_of
 from function.readiness import (
     CREATE_FAILED,
+    CREATE_SETTLED,
     KeyState,
     key_state,
     revoked,
@@ -184,7 +185,7 @@ class KeyContext:
         notes = dict(annotations or {})
         settled = unsettled_create(observed_request)
         if settled is not None:
-            notes[CREATE_FAILED] = settled
+            notes[CREATE_FAILED] = notes[CREATE_SETTLED] = settled
         if notes:
             body["metadata"]["annotations"] = notes
         return body

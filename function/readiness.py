@@ -157,6 +157,12 @@ _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 _WHOLE_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 CREATE_PENDING = "crossplane.io/external-create-pending"
 CREATE_FAILED = "crossplane.io/external-create-failed"
+# provider-http's event filter (crossplane-runtime's DesiredStateChanged) ignores
+# changes of external-create-failed, and a Request stopped at "cannot determine
+# creation result" is not requeued: written alone, the settlement would wait for
+# provider-http's next resync (hours). An annotation of our own, changed with it,
+# passes the filter, so provider-http reconciles at once.
+CREATE_SETTLED = "litellm.fn.crossplane.io/create-settled"
 
 
 def unsettled_create(request: dict[str, Any] | None) -> str | None:
