@@ -209,6 +209,12 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         reaper_for,
         unmasked_now=unmasked_now,
         also=flow.replace_holder,
+        deletable=functools.partial(
+            strays.may_delete,
+            alias=spec.key_alias,
+            owner=(owner.namespace, owner.virtualkey),
+            foreign_ok=granted.replace_foreign_keys,
+        ),
     )
     warnings = list(reaping.warnings)
     secret_name = ctx.secret_name
@@ -298,6 +304,7 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     *,
     unmasked_now: bool,
     also: frozenset[str] = frozenset(),
+    deletable: Callable[[dict[str, Any] | None], bool | None] = lambda _: True,
 ) -> _Reaping:
     """Reaper Requests for keys made from a changed Secret, and warnings of exposed keys."""
     status = xr.get("status")
@@ -337,10 +344,22 @@ def _strays(  # noqa: PLR0913 - each argument is one independent fact.
     done = set()
     for token in sorted(pending):
         name = f"{strays.REAPER_PREFIX}{token[:10]}"
-        if provider_has_it(observed.get(name)):
-            done.add(token)  # it exists: dropping it makes Crossplane delete it, and the key
+        seen = observed.get(name)
+        verdict = deletable(seen) if provider_has_it(seen) else None
+        if verdict is True and not strays.observes_only(seen):
+            done.add(token)  # dropping it makes Crossplane delete it, and its REMOVE the key
             continue
-        body = reaper_for(name=f"{base_name}-stray-{token[:8]}", token=token)
+        if verdict is False and strays.observes_only(seen):
+            done.add(token)  # dropped, it deletes nothing: the key was not this one's to delete
+            continue
+        if verdict is False:
+            warnings.append(
+                f"Token {token[:12]}... in this VirtualKey's status names a key that is not "
+                "its own (another alias or provenance): it is not deleted."
+            )
+        body = reaper_for(
+            name=f"{base_name}-stray-{token[:8]}", token=token, only_observe=verdict is False
+        )
         resources[name] = Desired(body, ready=True)
     left = sorted(pending - done)
     remembered = sorted(reaped | done)[-_MAX_REAPED:]

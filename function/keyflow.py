@@ -7,9 +7,9 @@ warnings). The phases, each read back from what Crossplane observed:
 
 - **Steady.** The key Secret holds the key; its Request keeps it in step.
   A key that is new because the Secret was lost, the key was revoked, or
-  another key held the alias (a reinstall, `_holder`) starts with the spend
-  of the key it replaces (`status.carry`), so losing a Secret resets no
-  budget.
+  another key held the alias (a reinstall, `_holder`, which lists the
+  holders with `function.holders`) starts with the spend of the key it
+  replaces (`status.carry`), so losing a Secret resets no budget.
 - **Rotating** (`_rotating`), once `function.rotation.due`: the new key
   waits in a second Secret; the old key moves to a derived alias and is
   capped; the new key is created under the alias with the carried spend;
@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from function import provenance, rotation
+from function import holders, provenance, rotation
 from function.keys import key_from_secret_data, new_key, token_of
 from function.readiness import (
     CREATE_FAILED,
@@ -52,7 +51,6 @@ REQUEST_RESOURCE_PREFIX = "request-"
 LOST = "lost"
 REVOKED = "revoked"
 REPLACING = "ReplacingOldKey"
-_TOKEN = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -220,9 +218,11 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
     created = created_once(observed_request) or state.ready
     carried = None if created else _carried(ctx, token, replaced)
     holder: frozenset[str] = frozenset()
+    checking: dict[str, Desired] = {}
     if not created and state.reason == "AliasConflict" and replaced is None:
-        state, holder, carried = _holder(ctx, token, state, carried)
+        state, holder, carried, checking = _holder(ctx, token, state, carried)
     resources = {
+        **checking,
         SECRET_RESOURCE: Desired(
             ctx.secret(ctx.secret_name, key), ready=SECRET_RESOURCE in ctx.observed
         ),
@@ -241,7 +241,9 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
         status["rotation"] = schedule
     if retiring_until is not None:
         status.setdefault("rotation", {})["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
-    spent = _spent(ctx, token)
+    # With a budget, what the key spent must come from provider-http's answer,
+    # not only from the status, which the tenant may be able to write.
+    answered = rotation.answered_spend(observed_request)
     # The platform's keys.minRotationInterval holds for rotations on demand too.
     last = rotation.parse_time(schedule.get("lastRotatedAt"))
     allowed_at = last + ctx.granted.min_rotation if last is not None else None
@@ -252,7 +254,7 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
         and replaced is None
         and state.ready
         and not kept
-        and (spent is not None or ctx.spec.max_budget is None)
+        and (answered is not None or ctx.spec.max_budget is None)
     ):
         return _rotating(ctx, key, new_key(), reason=reason)
     revisit = min((t for t in (next_at, retiring_until) if t is not None), default=None)
@@ -381,28 +383,56 @@ def _pending(
     remembered: dict[str, Any],
     reason: str | None,
 ) -> dict[str, Any]:
-    """`status.rotation.pending`: fixed when the rotation starts, recomputed if lost."""
+    """`status.rotation.pending`: fixed when the rotation starts, recomputed if lost.
+
+    The money in it is not taken from the status alone, which someone who may
+    edit the VirtualKey may be able to write: once the old key's cap is
+    applied, its Request (which only Crossplane writes) says what it is, and
+    the new key carries at least that.
+    """
     pending = remembered.get("pending")
-    if isinstance(pending, dict) and pending.get("tokenHash") == new_token:
-        return pending
-    spent = _spent(ctx, token) or Decimal(0)
-    spec_rotation = ctx.spec.rotation
-    charge = rotation.carry(
-        spent,
-        ctx.spec.max_budget,
-        spec_rotation.grace_period_budget if spec_rotation else None,
-    )
-    started: dict[str, Any] = {
-        "tokenHash": new_token,
-        "reason": reason or "resumed",
-        "startedAt": rotation.rfc3339(ctx.now),
-        "carriedSpend": rotation.money(charge.spend),
+    if not (isinstance(pending, dict) and pending.get("tokenHash") == new_token):
+        spent = _spent(ctx, token) or Decimal(0)
+        spec_rotation = ctx.spec.rotation
+        charge = rotation.carry(
+            spent,
+            ctx.spec.max_budget,
+            spec_rotation.grace_period_budget if spec_rotation else None,
+        )
+        pending = {
+            "tokenHash": new_token,
+            "reason": reason or "resumed",
+            "startedAt": rotation.rfc3339(ctx.now),
+            "carriedSpend": rotation.money(charge.spend),
+        }
+        if spec_rotation is not None and spec_rotation.trigger is not None:
+            pending["trigger"] = spec_rotation.trigger
+        if charge.old_key_budget is not None:
+            pending["oldKeyBudget"] = rotation.money(charge.old_key_budget)
+    applied = _applied_cap(ctx, token)
+    if applied is None or ctx.spec.max_budget is None:
+        return dict(pending)
+    carried = rotation.dollars(pending.get("carriedSpend")) or Decimal(0)
+    return {
+        **pending,
+        "oldKeyBudget": rotation.money(applied),
+        "carriedSpend": rotation.money(max(carried, applied)),
     }
-    if spec_rotation is not None and spec_rotation.trigger is not None:
-        started["trigger"] = spec_rotation.trigger
-    if charge.old_key_budget is not None:
-        started["oldKeyBudget"] = rotation.money(charge.old_key_budget)
-    return started
+
+
+def _applied_cap(ctx: KeyContext, token: str) -> Decimal | None:
+    """The max budget the old key's observed Request sets, once it moved the alias."""
+    request = ctx.observed.get(request_resource(token)) or {}
+    try:
+        payload = json.loads(request["spec"]["forProvider"]["payload"]["body"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    fields = payload.get("fields") if isinstance(payload, dict) else None
+    if not isinstance(fields, dict):
+        return None
+    if fields.get("key_alias") != rotation.retired_alias(ctx.spec.key_alias, token):
+        return None
+    return rotation.dollars(fields.get("max_budget"))
 
 
 def _retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], datetime | None]:
@@ -461,30 +491,35 @@ def _carried(ctx: KeyContext, token: str, replaced: str | None) -> Decimal | Non
 
 def _holder(
     ctx: KeyContext, token: str, state: KeyState, carried: Decimal | None
-) -> tuple[KeyState, frozenset[str], Decimal | None]:
-    """What to do about another key holding the alias, as the poller identified it.
+) -> tuple[KeyState, frozenset[str], Decimal | None, dict[str, Desired]]:
+    """What to do about other keys holding the alias, as the alias check lists them.
 
     A key this VirtualKey made (its provenance names it: a reinstall) is
     replaced: deleted, its spend carried over. Any other key only if a
-    granting TenancyPolicy rule sets keys.replaceForeignKeys.
+    granting TenancyPolicy rule sets keys.replaceForeignKeys. The check's
+    answer is provider-http's, never the XR's status (function.holders).
     """
     alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
-    holder = ctx.status.get("aliasHolder")
-    holder = holder if isinstance(holder, dict) else {}
-    owner = holder.get("owner")
-    held_by = holder.get("tokenHash")
-    spend = rotation.dollars(holder.get("spend"))
-    mine = owner == "this"
-    if (
-        (mine or (owner in ("other", "unknown") and ctx.granted.replace_foreign_keys))
-        and isinstance(held_by, str)
-        and _TOKEN.fullmatch(held_by)
-        and held_by != token
-        and spend is not None
-    ):
+    check = holders.alias_check(
+        name=f"{ctx.owner.base_name}-alias-check",
+        namespace=ctx.owner.namespace,
+        alias=alias,
+        connection=ctx.granted.connection,
+        provider_config=ctx.settings.provider_config_ref.model_dump(),
+        wait_timeout=ctx.settings.request_timeout,
+        labels=ctx.labels,
+    )
+    resources = {holders.CHECK_RESOURCE: Desired(check, ready=True)}
+    found = holders.holders(ctx.observed.get(holders.CHECK_RESOURCE), alias, token)
+    if not found:  # no answer yet, or the alias was freed meanwhile: CREATE retries
+        return state, frozenset(), carried, resources
+    mine = (ctx.owner.namespace, ctx.owner.virtualkey)
+    foreign = [h for h in found if h.owner != mine]
+    if not foreign or ctx.granted.replace_foreign_keys:
+        spend = max(h.spend for h in found)
         whose = (
             "that this VirtualKey made earlier (a reinstall)"
-            if mine
+            if not foreign
             else "that this VirtualKey did not make, which its TenancyPolicy allows it to replace"
         )
         message = (
@@ -494,27 +529,23 @@ def _holder(
         )
         return (
             KeyState(ready=False, reason=REPLACING, message=message),
-            frozenset({held_by}),
+            frozenset(h.token for h in found),
             max(spend, carried or Decimal(0)),
+            resources,
         )
+    if any(h.owner is not None for h in foreign):
+        held = "by a key that another VirtualKey made, which this function never touches"
+    else:
+        held = "by a key made outside this function (it names no VirtualKey)"
     release = (
         "Aliases are unique per proxy. Use another keyAlias, or ask the platform team to "
         f"release the alias: delete that key (POST {where}/key/delete with "
         f"{json.dumps({'key_aliases': [alias]})}), or let keys of this namespace replace it "
         "with keys.replaceForeignKeys: true in the TenancyPolicy rule that grants it."
     )
-    if owner == "other":
-        held = "by a key that another VirtualKey made, which this function never touches"
-    elif owner == "unknown":
-        held = "by a key made outside this function (it names no VirtualKey)"
-    else:
-        return state, frozenset(), carried
-    return (
-        KeyState(
-            ready=False,
-            reason="AliasConflict",
-            message=f"keyAlias {alias!r} is already held on {where} {held}. {release}",
-        ),
-        frozenset(),
-        carried,
+    refused = KeyState(
+        ready=False,
+        reason="AliasConflict",
+        message=f"keyAlias {alias!r} is already held on {where} {held}. {release}",
     )
+    return refused, frozenset(), carried, resources

@@ -20,6 +20,14 @@ such keys and deletes them:
   The function composes it while the stray is remembered in the XR's
   `status.strayTokens`, and drops it once it exists: Crossplane then deletes
   it, and its REMOVE deletes the key, as for any Request.
+- `may_delete(reaper, alias, owner, foreign_ok)`: whether the key the reaper
+  observed may be deleted. The status that remembers strays may be written
+  by whoever may edit the VirtualKey (Crossplane's edit roles include it),
+  so a token there proves nothing: a key is deleted only if LiteLLM's own
+  answer shows this VirtualKey's alias and provenance (or, where the
+  TenancyPolicy opts in to replacing foreign keys, its alias). Otherwise the
+  reaper becomes Observe-only (`reaper(..., only_observe=True)`), and
+  dropping it deletes nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +36,12 @@ import json
 import re
 from typing import Any
 
+from function import provenance
 from function.connection import Connection
 from function.request import OBSERVE_IS_REMOVED, ONLY_REMOVE, http_request, removal_mappings
+
+ONLY_OBSERVE = ["Observe"]
+_NOT_FOUND = 404
 
 REAPER_PREFIX = "stray-"
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
@@ -92,8 +104,12 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
+    only_observe: bool = False,
 ) -> dict[str, Any]:
-    """A Request that observes the key `token` and, when it is deleted, deletes that key."""
+    """A Request that observes the key `token` and, when it is deleted, deletes that key.
+
+    `only_observe`: it deletes nothing when it is deleted (the key is not ours).
+    """
     return http_request(
         name=name,
         namespace=namespace,
@@ -109,8 +125,39 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
         ),
         is_removed=OBSERVE_IS_REMOVED,
         expected="true",
-        management_policies=ONLY_REMOVE,
+        management_policies=ONLY_OBSERVE if only_observe else ONLY_REMOVE,
     )
+
+
+def observes_only(request: dict[str, Any] | None) -> bool:
+    """Whether an observed reaper was made Observe-only (deleting it deletes nothing)."""
+    spec = _mapping(_mapping(request).get("spec"))
+    return spec.get("managementPolicies") == ONLY_OBSERVE
+
+
+def may_delete(
+    request: dict[str, Any] | None, alias: str, owner: tuple[str, str], *, foreign_ok: bool
+) -> bool | None:
+    """Whether the key an observed reaper found may be deleted; None: not known yet.
+
+    True for a key that is gone already. Otherwise only a key with this
+    VirtualKey's alias whose provenance names it, or any key with its alias
+    where `foreign_ok` (keys.replaceForeignKeys).
+    """
+    answer = _mapping(_mapping(_mapping(request).get("status")).get("response"))
+    code = answer.get("statusCode")
+    if code == _NOT_FOUND:
+        return True
+    if code != 200:  # noqa: PLR2004 - HTTP OK.
+        return None
+    info = _mapping(_mapping(_body(answer)).get("info"))
+    if not info:
+        return None
+    if info.get("status") == "deleted":
+        return True
+    if info.get("key_alias") != alias:
+        return False
+    return foreign_ok or provenance.owner(info.get("metadata")) == owner
 
 
 def _tokens(status: Any, field: str) -> set[str]:

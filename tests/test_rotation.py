@@ -339,14 +339,60 @@ CONFLICT = {
 }
 
 
-def conflicting(owner: str, **holder: Any) -> dict[str, Any]:
-    vk = xr(aliasHolder={"owner": owner, **holder})
+OWNERS = {
+    "this": {
+        "auth.litellm.ai/namespace": "team-a",
+        "auth.litellm.ai/virtualkey": "example-service",
+    },
+    "other": {
+        "auth.litellm.ai/namespace": "team-b",
+        "auth.litellm.ai/virtualkey": "example-service",
+    },
+    "unknown": {},
+}
+
+
+def checked(*keys: dict[str, Any], code: int = 200) -> dict[str, Any]:
+    """The alias check, after provider-http listed `keys` with the alias."""
+    return {
+        **CONFLICT,
+        "alias-check": observed_request(code=code, path="/key/list", body={"keys": list(keys)}),
+    }
+
+
+def held(owner: str, token: str = HOLDER, spend: float = 6.5, **extra: Any) -> dict[str, Any]:
+    return {
+        "token": token,
+        "key_alias": "example-service",
+        "spend": spend,
+        "metadata": OWNERS[owner],
+        **extra,
+    }
+
+
+def conflicting(**status: Any) -> dict[str, Any]:
+    vk = xr(**status)
     vk["status"].pop("currentSpend")
     return vk
 
 
+def test_an_alias_conflict_is_looked_into_with_a_request_that_only_observes() -> None:
+    composed = run(conflicting(), CONFLICT)
+    assert composed.state.reason == "AliasConflict"
+    check = body(composed, "alias-check")
+    assert check["spec"]["managementPolicies"] == ["Observe"]
+    (mapping,) = check["spec"]["forProvider"]["mappings"]
+    assert mapping["action"] == "OBSERVE"
+    assert "/key/list?return_full_object=true&key_alias=" in mapping["url"]
+    assert json.loads(check["spec"]["forProvider"]["payload"]["body"]) == {
+        "alias": "example-service"
+    }
+    # Once the key exists, the check is no longer composed (dropping it deletes nothing).
+    assert "alias-check" not in run(xr(), STEADY).resources
+
+
 def test_a_key_this_virtualkey_made_before_is_replaced_with_its_spend() -> None:
-    composed = run(conflicting("this", tokenHash=HOLDER, spend="6.5"), CONFLICT)
+    composed = run(conflicting(), checked(held("this")))
     assert composed.state.reason == "ReplacingOldKey"
     reaper = body(composed, f"stray-{HOLDER[:10]}")
     assert json.loads(reaper["spec"]["forProvider"]["payload"]["body"]) == {"token": HOLDER}
@@ -357,10 +403,11 @@ def test_a_key_this_virtualkey_made_before_is_replaced_with_its_spend() -> None:
 
 @pytest.mark.parametrize("owner", ["other", "unknown"])
 def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str) -> None:
-    composed = run(conflicting(owner), CONFLICT)
+    composed = run(conflicting(), checked(held(owner)))
     assert composed.state.reason == "AliasConflict"
     message = composed.state.message
     assert "'example-service'" in message
+    assert ("another VirtualKey" in message) is (owner == "other")
     assert '{"key_aliases": ["example-service"]}' in message
     assert "keys.replaceForeignKeys: true" in message
     assert not [n for n in composed.resources if n.startswith("stray-")]
@@ -370,19 +417,49 @@ def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str)
 def test_a_foreign_key_is_replaced_when_the_policy_opts_in() -> None:
     policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
     policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
-    composed = run(
-        conflicting("other", tokenHash=HOLDER, spend="1"),
-        CONFLICT,
-        policies=load_policies([policy]),
-    )
+    composed = run(conflicting(), checked(held("other", spend=1)), policies=load_policies([policy]))
     assert composed.state.reason == "ReplacingOldKey"
     assert f"stray-{HOLDER[:10]}" in composed.resources
 
 
-def test_a_holder_without_its_spend_is_not_replaced() -> None:
-    composed = run(conflicting("this", tokenHash=HOLDER), CONFLICT)
-    assert composed.state.reason == "AliasConflict"
+@pytest.mark.parametrize(
+    ("why", "observed"),
+    [
+        ("no answer yet", CONFLICT),
+        ("the proxy refused the listing", checked(held("this"), code=401)),
+        ("another alias (a proxy ignoring the filter)", checked(held("this", key_alias="x"))),
+        ("a spend that cannot be read", checked(held("this", spend="lots"))),  # type: ignore[arg-type]
+        ("our own key", checked(held("this", token=TOKEN))),
+    ],
+)
+def test_nothing_is_replaced_on_an_answer_that_does_not_prove_it(
+    why: str, observed: dict[str, Any]
+) -> None:
+    composed = run(conflicting(), observed)
+    assert not [n for n in composed.resources if n.startswith("stray-")], why
+    assert composed.state.reason == "AliasConflict", why
+
+
+def test_a_forged_status_points_the_function_at_no_key() -> None:
+    # Crossplane's generated edit roles include status: the status is no evidence.
+    forged = conflicting(aliasHolder={"owner": "this", "tokenHash": HOLDER, "spend": "0"})
+    composed = run(forged, CONFLICT)
     assert not [n for n in composed.resources if n.startswith("stray-")]
+    # Nor does it lower the spend a replacing key starts with.
+    composed = run(conflicting(carry={"tokenHash": TOKEN, "spend": "0"}), checked(held("this")))
+    assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
+
+
+def test_a_forged_pending_rotation_cannot_lower_the_carried_spend() -> None:
+    capped = info(FIXED_KEY, alias=RETIRED)
+    capped["spec"]["forProvider"]["payload"]["body"] = json.dumps(
+        {"token": TOKEN, "fields": {"key_alias": RETIRED, "max_budget": 3.0}}
+    )
+    observed = {**ROTATING, request_resource_name(): capped}
+    forged = pending(carriedSpend="0", oldKeyBudget="10")
+    composed = run(xr({"every": "30d"}, rotation=forged), observed)
+    assert payload(composed, request_resource_name(NEXT_KEY))["createOnly"]["spend"] == 3.0
+    assert payload(composed, request_resource_name())["fields"]["max_budget"] == 3.0
 
 
 def test_every_key_carries_its_provenance() -> None:

@@ -31,6 +31,15 @@ def generate_answer(created: str) -> dict[str, Any]:
     }
 
 
+OURS = {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/virtualkey": "example-service"}
+
+
+def info_answer(alias: str, metadata: dict[str, str], code: int = 200) -> dict[str, Any]:
+    """A reaper's stored /key/info answer about the key it would delete."""
+    info = {"key_alias": alias, "metadata": metadata, "token": STRAY}
+    return {"response": {"statusCode": code, "body": json.dumps({"info": info})}}
+
+
 def run(server: FunctionServer, xr: dict[str, Any], observed: dict[str, Any]) -> Any:
     return server.run(make_request(xr, observed))
 
@@ -61,7 +70,7 @@ def test_a_key_made_from_a_changed_secret_is_reaped(
     observed[reaper_name] = reaper  # created, but provider-http has not reconciled it yet
     rsp = run(function_server, xr, observed)
     assert reaper_name in rsp.desired.resources  # dropped now, it would go without its REMOVE
-    observed[reaper_name] = {**reaper, "status": {"response": {"statusCode": 200, "body": "{}"}}}
+    observed[reaper_name] = {**reaper, "status": info_answer("example-service", OURS)}
     rsp = run(function_server, xr, observed)
     assert reaper_name not in rsp.desired.resources
     assert "strayTokens" not in status(rsp)
@@ -189,3 +198,40 @@ def run_with(
 ) -> fnv1.RunFunctionResponse:
     required = {**required_resources(xr), **masks} if masks else {}
     return server.run(make_request(xr, observed, None, "", required))
+
+
+def test_a_token_the_status_names_is_deleted_only_if_the_key_is_this_virtualkeys(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    # Whoever may edit the VirtualKey may write its status: a token there proves nothing.
+    xr = {**seed_xr, "status": {"strayTokens": [STRAY]}}
+    observed = {"key": observed_secret(), request_resource_name(): observed_request()}
+    rsp = run(function_server, xr, observed)
+    reaper_name = f"stray-{STRAY[:10]}"
+    reaper = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
+    for answer, deleted in [
+        (info_answer("another-tenants-key", OURS), False),
+        (info_answer("example-service", {"auth.litellm.ai/namespace": "team-b"}), False),
+        (info_answer("example-service", {}), False),
+        ({"response": {"statusCode": 404, "body": "{}"}}, True),  # gone already
+    ]:
+        observed[reaper_name] = {**reaper, "status": answer}
+        rsp = run(function_server, xr, observed)
+        if deleted:
+            assert reaper_name not in rsp.desired.resources
+            continue
+        # Not this VirtualKey's: the reaper becomes Observe-only...
+        kept = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
+        assert kept["spec"]["managementPolicies"] == ["Observe"], answer
+        assert any("not its own" in r.message for r in rsp.results)
+        # ...and only then is it dropped, which deletes nothing, and never made again.
+        observed[reaper_name] = {**kept, "status": answer}
+        rsp = run(function_server, xr, observed)
+        assert reaper_name not in rsp.desired.resources
+        assert status(rsp)["reapedTokens"] == [STRAY]
+        assert "strayTokens" not in status(rsp)
+    # An answer that says nothing yet (the proxy is down) keeps the reaper as it is.
+    observed[reaper_name] = {**reaper, "status": {"response": {"statusCode": 503, "body": ""}}}
+    rsp = run(function_server, xr, observed)
+    kept = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
+    assert kept["spec"]["managementPolicies"] == ["Observe", "Delete"]

@@ -1,0 +1,105 @@
+"""Which key holds a VirtualKey's alias, read by a Request that only observes. Pure.
+
+When a key's CREATE is refused because its alias is taken (`AliasConflict`),
+the function composes `alias_check(...)`: a provider-http Request with
+`managementPolicies: [Observe]` that lists the keys with that alias
+(`GET /key/list?key_alias=...&return_full_object=true`). It never creates,
+changes or deletes anything, and dropping it deletes nothing.
+`holders(request, alias, own)` reads its stored answer: each other live key
+with the alias, its token, spend and provenance owner.
+
+The decision to delete a key rests on this answer, which provider-http
+writes, and never on the XR's status, which anyone who may edit the
+VirtualKey may be able to write (Crossplane's generated edit roles include
+`status`). So a forged status cannot point the function at another key, or
+lower the spend a new key starts with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from function import provenance, rotation
+from function.connection import Connection
+from function.request import http_request
+
+CHECK_RESOURCE = "alias-check"
+ONLY_OBSERVE = ["Observe"]
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+_MAX_BODY = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Another live key holding the alias."""
+
+    token: str
+    spend: Decimal
+    owner: tuple[str, str] | None  # the VirtualKey its provenance names, if any
+
+
+def alias_check(  # noqa: PLR0913 - each argument is one independent fact.
+    *,
+    name: str,
+    namespace: str,
+    alias: str,
+    connection: Connection,
+    provider_config: dict[str, str],
+    wait_timeout: str,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """A Request that only lists the keys holding `alias` on the proxy."""
+    return http_request(
+        name=name,
+        namespace=namespace,
+        connection=connection,
+        provider_config=provider_config,
+        wait_timeout=wait_timeout,
+        labels=labels,
+        payload={"alias": alias},
+        mappings=[
+            {
+                "action": "OBSERVE",
+                "method": "GET",
+                "url": '(.payload.baseUrl + "/key/list?return_full_object=true&key_alias="'
+                " + (.payload.body.alias | @uri))",
+            }
+        ],
+        # It observes a listing, which always exists and is never to be changed.
+        is_removed="false",
+        expected="true",
+        management_policies=ONLY_OBSERVE,
+    )
+
+
+def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder] | None:
+    """The other live keys with `alias` in the check's last answer; None: no answer yet."""
+    status = (request or {}).get("status")
+    response = status.get("response") if isinstance(status, dict) else None
+    if not isinstance(response, dict) or response.get("statusCode") != 200:  # noqa: PLR2004
+        return None
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) > _MAX_BODY:
+        return None
+    try:
+        listing = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    keys = listing.get("keys") if isinstance(listing, dict) else None
+    if not isinstance(keys, list):
+        return None
+    found = []
+    for key in keys:
+        if not isinstance(key, dict) or key.get("key_alias") != alias:
+            continue  # an older proxy may ignore the filter: only this alias counts
+        token, spend = key.get("token"), rotation.dollars(key.get("spend") or 0)
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or token == own:
+            continue
+        if spend is None:
+            return None  # unreadable: decide nothing on it
+        found.append(Holder(token, spend, provenance.owner(key.get("metadata"))))
+    return found
