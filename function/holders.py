@@ -17,7 +17,6 @@ lower the spend a new key starts with.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,10 +24,9 @@ from typing import Any
 
 from function import provenance, rotation
 from function.connection import Connection
-from function.request import http_request
+from function.request import ONLY_OBSERVE, http_request
 
 CHECK_RESOURCE = "alias-check"
-ONLY_OBSERVE = ["Observe"]
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _MAX_BODY = 256 * 1024
 
@@ -78,18 +76,8 @@ def alias_check(  # noqa: PLR0913 - each argument is one independent fact.
 
 def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder] | None:
     """The other live keys with `alias` in the check's last answer; None: no answer yet."""
-    status = (request or {}).get("status")
-    response = status.get("response") if isinstance(status, dict) else None
-    if not isinstance(response, dict) or response.get("statusCode") != 200:  # noqa: PLR2004
-        return None
-    body = response.get("body")
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
-        return None
-    try:
-        listing = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    keys = listing.get("keys") if isinstance(listing, dict) else None
+    listing = rotation.answer_body(request, _MAX_BODY)
+    keys = listing.get("keys") if listing is not None else None
     if not isinstance(keys, list):
         return None
     found = []

@@ -293,6 +293,8 @@ def removal_mappings(observe_url: str, remove_url: str, remove_body: str) -> lis
 
 
 ONLY_REMOVE = ["Observe", "Delete"]
+# A Request that only reads: deleting it deletes nothing on the proxy.
+ONLY_OBSERVE = ["Observe"]
 
 
 def provider_has_it(request: dict[str, Any] | None) -> bool:

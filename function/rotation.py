@@ -195,7 +195,7 @@ def retire_at(request: dict[str, Any]) -> datetime | None:
 
 def answered_alias(request: dict[str, Any] | None) -> str | None:
     """The key alias in LiteLLM's last 200 answer stored on a Request, or None."""
-    body = _answer_body(request)
+    body = answer_body(request)
     if body is None:
         return None
     info = body.get("info")
@@ -205,20 +205,21 @@ def answered_alias(request: dict[str, Any] | None) -> str | None:
 
 def answered_spend(request: dict[str, Any] | None) -> Decimal | None:
     """The key's spend in LiteLLM's last 200 answer stored on a Request, or None."""
-    body = _answer_body(request)
+    body = answer_body(request)
     if body is None:
         return None
     info = body.get("info")
     return dollars((info if isinstance(info, dict) else body).get("spend"))
 
 
-def _answer_body(request: dict[str, Any] | None) -> dict[str, Any] | None:
+def answer_body(request: dict[str, Any] | None, max_body: int = _MAX_BODY) -> dict[str, Any] | None:
+    """LiteLLM's last 200 answer stored on an observed Request, as JSON, or None."""
     status = (request or {}).get("status")
     response = status.get("response") if isinstance(status, dict) else None
     if not isinstance(response, dict) or response.get("statusCode") != 200:  # noqa: PLR2004
         return None
     body = response.get("body")
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
+    if not isinstance(body, str) or len(body) > max_body:
         return None
     try:
         decoded = json.loads(body)

@@ -38,9 +38,14 @@ from typing import Any
 
 from function import provenance
 from function.connection import Connection
-from function.request import OBSERVE_IS_REMOVED, ONLY_REMOVE, http_request, removal_mappings
+from function.request import (
+    OBSERVE_IS_REMOVED,
+    ONLY_OBSERVE,
+    ONLY_REMOVE,
+    http_request,
+    removal_mappings,
+)
 
-ONLY_OBSERVE = ["Observe"]
 _NOT_FOUND = 404
 
 REAPER_PREFIX = "stray-"
