@@ -254,3 +254,19 @@ def test_a_foreign_key_is_replaced_when_the_platform_opts_in(
     assert live_with_alias(proxy, alias) == [new_token]
     assert Decimal(repr(info(proxy, new_token)["spend"])) == Decimal("0.5")
     assert chat(proxy, raw) == 401
+
+
+def test_a_lost_secret_does_not_reset_the_budget(
+    proxy: Proxy, make_cluster: Callable[..., Cluster]
+) -> None:
+    cluster = make_cluster()
+    cluster.converge()
+    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
+    assert chat(proxy, old_key) == 200
+    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
+    cluster.converge()  # the Request's last answer now has that spend
+    cluster.lose_secret()
+    rotate_until(cluster, lambda: cluster.condition()[0] == "True" and cluster.key() != old_key)
+    new_token = status(cluster)["tokenHash"]
+    assert Decimal(repr(info(proxy, new_token)["spend"])) >= spent
+    assert live_with_alias(proxy, alias_of(cluster)) == [new_token]
