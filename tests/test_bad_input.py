@@ -372,6 +372,26 @@ spec_mutation("models")(_string_list("models", 200))
 spec_mutation("tags")(_string_list("tags", 64))
 
 
+@spec_mutation("rotation")
+def _rotation(rng: random.Random, xr: dict[str, Any], _: dict[str, Any]) -> Broken:
+    bad: dict[str, list[Any]] = {
+        "every": ["30 days", "0d", "1y", "", "-1h", 30, [], placeholder(rng)],
+        "gracePeriod": ["1 hour", "0s", "forever", 3600, {}, placeholder(rng)],
+        "trigger": [-1, 1.5, "one", [], {}],
+        "gracePeriodBudget": ["-1", "1e3", "abc", "0.1234567", [], placeholder(rng)],
+    }
+    choice = rng.randrange(len(bad) + 2)
+    if choice == len(bad):
+        xr["spec"]["rotation"] = rng.choice(["30d", 5, ["30d"], True])
+        return Broken(("spec.rotation",))
+    if choice == len(bad) + 1:
+        xr["spec"]["rotation"] = {"evry": "30d"}
+        return Broken(("spec.rotation.evry",))
+    name = sorted(bad)[choice]
+    xr["spec"]["rotation"] = {"every": "30d", name: rng.choice(bad[name])}
+    return Broken((f"spec.rotation.{name}",))
+
+
 @spec_mutation("metadata")
 def _metadata(rng: random.Random, xr: dict[str, Any], _: dict[str, Any]) -> Broken:
     choice = rng.randrange(6)
