@@ -51,6 +51,7 @@ REQUEST_RESOURCE_PREFIX = "request-"
 LOST = "lost"
 REVOKED = "revoked"
 REPLACING = "ReplacingOldKey"
+_REASONS = ("requested", "scheduled", "resumed")  # why a rotation started
 
 
 @dataclass(frozen=True)
@@ -390,8 +391,8 @@ def _pending(
     applied, its Request (which only Crossplane writes) says what it is, and
     the new key carries at least that.
     """
-    pending = remembered.get("pending")
-    if not (isinstance(pending, dict) and pending.get("tokenHash") == new_token):
+    pending = _remembered_pending(remembered, new_token)
+    if pending is None:
         spent = _spent(ctx, token) or Decimal(0)
         spec_rotation = ctx.spec.rotation
         charge = rotation.carry(
@@ -418,6 +419,38 @@ def _pending(
         "oldKeyBudget": rotation.money(applied),
         "carriedSpend": rotation.money(max(carried, applied)),
     }
+
+
+def _remembered_pending(remembered: dict[str, Any], new_token: str) -> dict[str, Any] | None:
+    """The status's pending rotation of `new_token`, rebuilt from values that parse.
+
+    Its text reaches the KeyReady message and an Event, so nothing in it is
+    copied as written: a reason that is not one of ours, or money that does
+    not read as money, makes the pending rotation count as lost (recomputed).
+    """
+    pending = remembered.get("pending")
+    if not isinstance(pending, dict) or pending.get("tokenHash") != new_token:
+        return None
+    carried = rotation.dollars(pending.get("carriedSpend"))
+    cap = pending.get("oldKeyBudget")
+    if carried is None or pending.get("reason") not in _REASONS:
+        return None
+    if cap is not None and rotation.dollars(cap) is None:
+        return None
+    started = rotation.parse_time(pending.get("startedAt"))
+    clean: dict[str, Any] = {
+        "tokenHash": new_token,
+        "reason": pending["reason"],
+        "carriedSpend": rotation.money(carried),
+    }
+    if started is not None:
+        clean["startedAt"] = rotation.rfc3339(started)
+    trigger = rotation.whole(pending.get("trigger"))
+    if trigger is not None:
+        clean["trigger"] = trigger
+    if cap is not None:
+        clean["oldKeyBudget"] = rotation.money(rotation.dollars(cap) or Decimal(0))
+    return clean
 
 
 def _applied_cap(ctx: KeyContext, token: str) -> Decimal | None:

@@ -546,3 +546,23 @@ def test_a_next_key_secret_rewritten_by_someone_else_is_not_used() -> None:
     # The key the function put there is used as it is.
     kept = run(xr({"every": "30d"}, rotation=pending()), ROTATING)
     assert secret_key(kept, "next-key") == NEXT_KEY
+
+
+def test_a_forged_pending_rotation_puts_no_text_of_its_own_in_the_condition_or_event() -> None:
+    forged = pending(reason="{{ kube-system:token:key }}", carriedSpend="lots <b>")
+    composed = run(xr({"every": "30d"}, rotation=forged), ROTATING)
+    assert composed.state.reason == "Rotating"
+    assert "{{" not in composed.state.message
+    assert "resumed" in composed.state.message  # recomputed, as if lost
+    assert composed.status["rotation"]["pending"]["carriedSpend"] == "3"
+    # The switch's Event, from a pending rotation with a foreign reason.
+    observed = {
+        **ROTATING,
+        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
+        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
+    }
+    forged = pending(reason="pwned {{ a:b:c }}", startedAt="<now>")
+    (event,) = run(xr({"every": "30d"}, rotation=forged), observed).events
+    assert "{{" not in event
+    assert "pwned" not in event
+    assert "starts at $3 spent" in event
