@@ -190,14 +190,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     flow = key_flow(ctx, key, replaced)
     token = flow.token
     state = flow.state
-    reaper_for = functools.partial(
-        strays.reaper,
-        namespace=owner.namespace,
-        connection=granted.connection,
-        provider_config=settings.provider_config_ref.model_dump(),
-        wait_timeout=settings.request_timeout,
-        labels=ctx.labels,
-    )
+    reaper_for = functools.partial(strays.reaper, **ctx.sending)
     # A key in place whose mask Secret is missing was stored unmasked when it
     # was created, however briefly (provider-http writes that Secret first).
     unmasked_now = state.ready and request_resource(token) in unmasked

@@ -38,7 +38,7 @@ from function.readiness import (
     revoked,
     unsettled_create,
 )
-from function.request import build_request, created_once, token_in_request
+from function.request import build_request, created_once, payload_of, token_in_request
 
 if TYPE_CHECKING:
     from function.compose import Owner
@@ -129,6 +129,17 @@ class KeyContext:
         """The XR's observed status."""
         status = self.xr.get("status")
         return status if isinstance(status, dict) else {}
+
+    @property
+    def sending(self) -> dict[str, Any]:
+        """What every Request of this VirtualKey shares: where it lives and how it is sent."""
+        return {
+            "namespace": self.owner.namespace,
+            "connection": self.granted.connection,
+            "provider_config": self.settings.provider_config_ref.model_dump(),
+            "wait_timeout": self.settings.request_timeout,
+            "labels": self.labels,
+        }
 
     def secret(self, name: str, key: str) -> dict[str, Any]:
         """A Secret holding `key` and the proxy's URL."""
@@ -455,12 +466,7 @@ def _remembered_pending(remembered: dict[str, Any], new_token: str) -> dict[str,
 
 def _applied_cap(ctx: KeyContext, token: str) -> Decimal | None:
     """The max budget the old key's observed Request sets, once it moved the alias."""
-    request = ctx.observed.get(request_resource(token)) or {}
-    try:
-        payload = json.loads(request["spec"]["forProvider"]["payload"]["body"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    fields = payload.get("fields") if isinstance(payload, dict) else None
+    fields = payload_of(ctx.observed.get(request_resource(token))).get("fields")
     if not isinstance(fields, dict):
         return None
     if fields.get("key_alias") != rotation.retired_alias(ctx.spec.key_alias, token):
@@ -534,13 +540,7 @@ def _holder(
     """
     alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
     check = holders.alias_check(
-        name=f"{ctx.owner.base_name}-alias-check",
-        namespace=ctx.owner.namespace,
-        alias=alias,
-        connection=ctx.granted.connection,
-        provider_config=ctx.settings.provider_config_ref.model_dump(),
-        wait_timeout=ctx.settings.request_timeout,
-        labels=ctx.labels,
+        name=f"{ctx.owner.base_name}-alias-check", alias=alias, **ctx.sending
     )
     resources = {holders.CHECK_RESOURCE: Desired(check, ready=True)}
     found = holders.holders(ctx.observed.get(holders.CHECK_RESOURCE), alias, token)

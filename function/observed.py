@@ -6,8 +6,7 @@ function composes, only the fields `compose` reads are converted:
 
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
   and of its status what the function remembers or reads there: the stray
-  keys (function/strays.py), rotation, carried spend and the alias holder
-  (function/keyflow.py);
+  keys (function/strays.py), rotation and carried spend (function/keyflow.py);
 - a Secret: `data`;
 - a Request: its name, namespace, labels, annotations and `spec`, and the parts of
   `status` that say what LiteLLM last answered.
@@ -64,7 +63,6 @@ def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
             "currentSpend",
             "rotation",
             "carry",
-            "aliasHolder",
         )
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]

@@ -312,20 +312,21 @@ def echo_secret_name(request_name: str) -> str:
     return f"{request_name}-generated"
 
 
+def payload_of(request: dict[str, Any] | None) -> dict[str, Any]:
+    """An observed Request's payload body, as the function wrote it ({} if unreadable)."""
+    try:
+        body = json.loads((request or {})["spec"]["forProvider"]["payload"]["body"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def created_once(request: dict[str, Any] | None) -> bool:
     """Whether an observed Request's CREATE only reads, because its key existed."""
-    try:
-        body = (request or {})["spec"]["forProvider"]["payload"]["body"]
-        return json.loads(body).get("created") is True
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return False
+    return payload_of(request).get("created") is True
 
 
 def token_in_request(request: dict[str, Any]) -> str | None:
     """The token an observed Request manages, read back from its payload."""
-    try:
-        body = request["spec"]["forProvider"]["payload"]["body"]
-        token = json.loads(body)["token"]
-    except (KeyError, TypeError, ValueError):
-        return None
+    token = payload_of(request).get("token")
     return token if isinstance(token, str) else None

@@ -36,7 +36,7 @@ import json
 import re
 from typing import Any
 
-from function import provenance
+from function import provenance, rotation
 from function.connection import Connection
 from function.request import (
     OBSERVE_IS_REMOVED,
@@ -150,12 +150,9 @@ def may_delete(
     where `foreign_ok` (keys.replaceForeignKeys).
     """
     answer = _mapping(_mapping(_mapping(request).get("status")).get("response"))
-    code = answer.get("statusCode")
-    if code == _NOT_FOUND:
+    if answer.get("statusCode") == _NOT_FOUND:
         return True
-    if code != 200:  # noqa: PLR2004 - HTTP OK.
-        return None
-    info = _mapping(_mapping(_body(answer)).get("info"))
+    info = _mapping(_mapping(rotation.answer_body(request)).get("info"))  # only a 200's
     if not info:
         return None
     if info.get("status") == "deleted":

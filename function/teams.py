@@ -52,7 +52,13 @@ from function.model import (
 )
 from function.policy import MASTER_KEY_USER, Policies, Tenant
 from function.readiness import KeyState, state_of
-from function.request import ONLY_REMOVE, http_request, provider_has_it, removal_mappings
+from function.request import (
+    ONLY_REMOVE,
+    http_request,
+    payload_of,
+    provider_has_it,
+    removal_mappings,
+)
 from function.tenancy import connect
 
 CONDITION_TYPE = "TeamReady"
@@ -300,7 +306,7 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
     """
     found = {m.get("user_id") for m in _stored_members(observed.get(TEAM_RESOURCE))}
     leaving = {
-        _payload(r).get("userId") for n, r in observed.items() if n.startswith(MEMBER_PREFIX)
+        payload_of(r).get("userId") for n, r in observed.items() if n.startswith(MEMBER_PREFIX)
     }
     unwanted = sorted(
         u
@@ -343,14 +349,6 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
         )
         pruning[resource] = Desired(body, ready=True)
     return _Pruning(pruning, sorted(set(pruned))[-_MAX_PRUNED:])
-
-
-def _payload(request: dict[str, Any]) -> dict[str, Any]:
-    try:
-        body = json.loads(request["spec"]["forProvider"]["payload"]["body"])
-    except (KeyError, TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 _MAX_BODY = 256 * 1024
