@@ -53,6 +53,14 @@ def spend_reaches(proxy: Proxy, token: str, at_least: Decimal, seconds: float = 
         time.sleep(1)
 
 
+def spent_key(proxy: Proxy, cluster: Cluster, calls: int = 1) -> tuple[str, str, Decimal]:
+    """Converge, make `calls` chat calls with the key, and wait until LiteLLM counted them."""
+    cluster.converge()
+    key, token = cluster.key(), status(cluster)["tokenHash"]
+    assert [chat(proxy, key) for _ in range(calls)] == [200] * calls
+    return key, token, spend_reaches(proxy, token, Decimal("0.0048") * calls)
+
+
 def status(cluster: Cluster) -> dict[str, Any]:
     assert cluster.xr is not None
     found: dict[str, Any] = cluster.xr.setdefault("status", {})
@@ -81,10 +89,7 @@ def test_on_demand_rotation_keeps_the_old_key_for_its_grace_period(
     proxy: Proxy, make_cluster: Callable[..., Cluster]
 ) -> None:
     cluster = make_cluster(rotation={"trigger": 0, "gracePeriod": "6s"})
-    cluster.converge()
-    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
-    assert chat(proxy, old_key) == 200
-    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
+    old_key, old_token, spent = spent_key(proxy, cluster)
     bump(cluster, 1)
     rotate_until(cluster, lambda: cluster.key() != old_key)
     new_key_value = cluster.key()
@@ -142,10 +147,8 @@ def test_rotating_never_escapes_the_budget(
         maxBudget="0.012",
         rotation={"trigger": 0, "gracePeriod": "1m", "gracePeriodBudget": "0.001"},
     )
-    cluster.converge()
-    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
-    assert [chat(proxy, old_key), chat(proxy, old_key)] == [200, 200]
-    assert spend_reaches(proxy, old_token, Decimal("0.0096")) >= Decimal("0.0096")
+    old_key, _, spent = spent_key(proxy, cluster, calls=2)
+    assert spent >= Decimal("0.0096")
     cluster.converge()  # the Request's last answer now has that spend
     bump(cluster, 1)
     rotate_until(cluster, lambda: cluster.key() != old_key)
@@ -186,16 +189,9 @@ def test_a_reinstalled_virtualkey_recovers_its_alias_with_its_spend(
     proxy: Proxy, make_cluster: Callable[..., Cluster]
 ) -> None:
     before = make_cluster()
-    before.converge()
-    old_key, old_token = before.key(), status(before)["tokenHash"]
-    assert chat(proxy, old_key) == 200
-    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
-    assert (
-        info(proxy, old_token)["metadata"]["auth.litellm.ai/virtualkey"]
-        == (
-            before.xr["metadata"]["name"]  # type: ignore[index]
-        )
-    )
+    old_key, old_token, spent = spent_key(proxy, before)
+    stamp = info(proxy, old_token)["metadata"]
+    assert stamp["auth.litellm.ai/virtualkey"] == before.xr["metadata"]["name"]  # type: ignore[index]
     after = reinstall(before, make_cluster)
     # The function alone: it lists the alias's holders with a Request that only observes.
     converge_until(after, "Available")
@@ -260,10 +256,7 @@ def test_a_lost_secret_does_not_reset_the_budget(
     proxy: Proxy, make_cluster: Callable[..., Cluster]
 ) -> None:
     cluster = make_cluster()
-    cluster.converge()
-    old_key, old_token = cluster.key(), status(cluster)["tokenHash"]
-    assert chat(proxy, old_key) == 200
-    spent = spend_reaches(proxy, old_token, Decimal("0.0048"))
+    old_key, _, spent = spent_key(proxy, cluster)
     cluster.converge()  # the Request's last answer now has that spend
     cluster.lose_secret()
     rotate_until(cluster, lambda: cluster.condition()[0] == "True" and cluster.key() != old_key)
