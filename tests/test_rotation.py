@@ -566,3 +566,22 @@ def test_a_forged_pending_rotation_puts_no_text_of_its_own_in_the_condition_or_e
     assert "{{" not in event
     assert "pwned" not in event
     assert "starts at $3 spent" in event
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [-1, "-0.5", "NaN", "Infinity", float("inf"), "1e20", 10**13, True, None, [], {}, "ten"],
+)
+def test_a_hostile_spend_in_a_proxy_answer_is_no_spend(answer: Any) -> None:
+    # A proxy's answer decides what a new key carries: what is not money counts as unknown.
+    assert rotation.dollars(answer) is None
+    request = observed_request(body={"info": {"key_alias": "example-service", "spend": answer}})
+    assert rotation.answered_spend(request) is None
+    if not isinstance(answer, str):  # an alias is only ever compared with ours
+        assert (
+            rotation.answered_alias(observed_request(body={"info": {"key_alias": answer}})) is None
+        )
+    # With a budget, no rotation starts on a spend it cannot read.
+    vk = xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1})
+    vk["status"].pop("currentSpend")
+    assert "next-key" not in run(vk, {**STEADY, request_resource_name(): request}).resources
