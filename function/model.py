@@ -149,6 +149,8 @@ SecretKey = Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=2**53)]
 Parallel = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=2**31)]
+# A platform's small limit (how many of something a namespace may have).
+SmallLimit = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=64)]
 
 
 class _Model(BaseModel):
@@ -256,14 +258,7 @@ class VirtualKeySpec(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _not_litellms(cls, value: dict[str, str]) -> dict[str, str]:
-        provenance = sorted(k for k in value if k.startswith(PROVENANCE_PREFIX))
-        if provenance:
-            msg = (
-                f"must not set {', '.join(repr(k) for k in provenance)}: keys starting with "
-                f"{PROVENANCE_PREFIX!r} record which VirtualKey made the key, and only the "
-                "function writes them"
-            )
-            raise ValueError(msg)
+        refuse_provenance(value)
         reserved = sorted(set(value) & set(RESERVED_METADATA_KEYS))
         if reserved:
             msg = (
@@ -290,6 +285,18 @@ class VirtualKeySpec(BaseModel):
         refuse_soft_over_max(self.soft_budget, self.max_budget)
         refuse_templating(self)
         return self
+
+
+def refuse_provenance(metadata: dict[str, str]) -> None:
+    """Refuse metadata keys that record provenance, which only the function writes."""
+    provenance = sorted(k for k in metadata if k.startswith(PROVENANCE_PREFIX))
+    if provenance:
+        msg = (
+            f"must not set {', '.join(repr(k) for k in provenance)}: keys starting with "
+            f"{PROVENANCE_PREFIX!r} record which object made a key, user or team on the "
+            "proxy, and only the function writes them"
+        )
+        raise ValueError(msg)
 
 
 def refuse_soft_over_max(soft: str | None, most: str | None) -> None:
@@ -329,6 +336,12 @@ class AccountSpec(BaseModel):
     blocked: StrictBool | None = None
     connection_ref: ConnectionRef = Field(alias="connectionRef")
 
+    @field_validator("metadata")
+    @classmethod
+    def _no_provenance(cls, value: dict[str, str]) -> dict[str, str]:
+        refuse_provenance(value)
+        return value
+
     @model_validator(mode="after")
     def _checked(self) -> AccountSpec:
         refuse_repeats("spec.models", list(self.models))
@@ -366,6 +379,8 @@ def _is_json_object(text: str) -> bool:
         return False
     try:
         return isinstance(json.loads(text), dict)
+    except RecursionError:
+        return True  # nested deeper than Python parses; Go parses it, to an object
     except ValueError:
         return False
 

@@ -23,6 +23,7 @@ With no TenancyPolicy at all, nothing is granted: the secure default.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -37,15 +38,16 @@ from function.model import (
     Duration,
     InvalidInputError,
     SecretKey,
+    SmallLimit,
     memoized_by_json,
     validated,
 )
+from function.provenance import MASTER_KEY_USER
 from function.redact import redact
 
+_log = logging.getLogger(__name__)
 POLICY_API_VERSION = "litellm.fn.crossplane.io/v1beta1"
 POLICY_KIND = "TenancyPolicy"
-# LiteLLM's own user for the master key: a key bound to it is a proxy admin.
-MASTER_KEY_USER = "default_user_id"
 # The LiteLLM Operator's conventions for an instance named <name>.
 DEFAULT_URL = "http://{name}-service.{namespace}.svc.cluster.local:4000"
 DEFAULT_SECRET_NAME = "{name}-secrets"  # noqa: S105 - a name pattern, not a secret.
@@ -185,7 +187,10 @@ class Teams(_Model):
 
 # The roles LiteLLM gives users (and, through user_id, their keys).
 UserRole = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]
-DEFAULT_USER_ROLES: tuple[UserRole, ...] = ("internal_user",)
+# LiteLLM lets an internal_user's key call /key/generate and mint keys of its
+# own choosing (no team, no budget, any metadata); internal_user_viewer's
+# cannot (401). So a role that can mint is granted only where a rule lists it.
+DEFAULT_USER_ROLES: tuple[UserRole, ...] = ("internal_user_viewer",)
 
 
 class Users(_Model):
@@ -213,6 +218,9 @@ class TenantProxies(_Model):
     allow: bool = False
     # Loopback addresses (127.0.0.0/8, ::1, localhost) are refused unless set.
     allow_loopback: bool = Field(default=False, alias="allowLoopback")
+    # Each tenant proxy (URL and master-key Secret) is one more instance the
+    # poller reads every cycle: a namespace may not make it read unboundedly many.
+    max_instances: SmallLimit = Field(default=2, alias="maxInstances")
 
 
 class Keys(_Model):
@@ -225,6 +233,9 @@ class Keys(_Model):
     # The shortest time between two rotations of a key (spec.rotation): each one
     # makes and deletes a key on the proxy, so tenants may not churn them.
     min_rotation_interval: Duration = Field(default="1h", alias="minRotationInterval")
+    # The longest grace period a rotated-out key may keep working (spec.rotation):
+    # until then it is a second live key of the same budget.
+    max_grace_period: Duration = Field(default="24h", alias="maxGracePeriod")
 
 
 RuleName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
@@ -326,18 +337,23 @@ class Policies:
         return [r for r in self.rules if r.selects(tenant)]
 
     def summary(self) -> str:
-        """What exists, for refusals: which policies there are and which are broken."""
+        """What a tenant may learn when no rule selects its namespace.
+
+        Only counts: the names of other tenants' policies and a broken
+        policy's error (which may quote its URLs) are the platform's business,
+        which finds them in the function's log (`load_policies` logs each).
+        """
         if not self.names:
             return (
                 "there is no TenancyPolicy in the cluster, so nothing is granted; the "
                 "platform team grants namespaces access with one"
             )
-        parts = [f"TenancyPolicies: {', '.join(self.names)}"]
-        parts.extend(
-            f"TenancyPolicy {b.policy!r} is invalid and grants nothing ({b.error})"
-            for b in self.broken
-        )
-        return "; ".join(parts)
+        if self.broken:
+            return (
+                f"{len(self.broken)} TenancyPolicy(ies) could not be read and grant nothing; "
+                "the platform team finds which, and why, in the function's log"
+            )
+        return "ask the platform team to grant the namespace in a TenancyPolicy rule"
 
 
 @memoized_by_json(max_bytes=16 * 1024 * 1024)
@@ -355,6 +371,9 @@ def load_policies(objects: Any) -> Policies:
             spec = parse_policy_spec(obj.get("spec") if isinstance(obj, dict) else None)
         except InvalidInputError as e:
             broken.append(Broken(name, redact(e, 400)))
+            _log.warning(
+                "TenancyPolicy %s is invalid and grants nothing: %s", name, broken[-1].error
+            )
             continue
         declared = {i.ref: i for i in spec.instances}
         rules.extend(Rule(name, r, declared) for r in spec.rules)

@@ -50,7 +50,8 @@ from function.model import (
     refuse_repeats,
     validated,
 )
-from function.policy import MASTER_KEY_USER, Policies, Tenant
+from function.policy import Policies, Tenant
+from function.provenance import MASTER_KEY_USER
 from function.readiness import KeyState, state_of
 from function.request import (
     ONLY_REMOVE,

@@ -85,6 +85,19 @@ class Grant:
         )
 
     @property
+    def max_grace_period(self) -> tuple[timedelta, str] | None:
+        """The longest grace period a granting rule allows, and as it is written.
+
+        None on a tenant's own proxy, where the tenant holds the master key anyway.
+        """
+        if self.tenant_proxy or not self.rules:
+            return None
+        return min(
+            (duration(r.spec.keys.max_grace_period), r.spec.keys.max_grace_period)
+            for r in self.rules
+        )
+
+    @property
     def replace_foreign_keys(self) -> bool:
         """Whether a granting rule opts in to replacing keys the function did not make."""
         return any(r.spec.keys.replace_foreign_keys for r in self.rules)
@@ -118,6 +131,7 @@ def authorize(
     """
     grant = connect(spec.connection_ref, tenant, policies)
     min_rotation = _rotation_interval(spec, tenant, grant)
+    _check_grace_period(spec, tenant, grant)
     if grant.tenant_proxy:
         return Authorization(
             connection=grant.connection,
@@ -156,6 +170,23 @@ def _rotation_interval(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> ti
         )
         raise PolicyRefusedError(msg)
     return least
+
+
+def _check_grace_period(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> None:
+    """Refuse a grace period longer than the rules allow: the old key is a second live key."""
+    most = grant.max_grace_period
+    if spec.rotation is None or most is None:
+        return
+    longest, written = most
+    if duration(spec.rotation.grace_period) > longest:
+        msg = (
+            f"spec.rotation.gracePeriod: {spec.rotation.grace_period!r} keeps a rotated-out key "
+            f"working longer than namespace {tenant.namespace!r} may (rules granting this "
+            f"instance: {', '.join(grant.names)}; the longest grace period they allow: "
+            f"{written}). Use a shorter gracePeriod, or ask the platform team to raise "
+            "keys.maxGracePeriod in the rule"
+        )
+        raise PolicyRefusedError(msg)
 
 
 def check_role(role: str, tenant: Tenant, grant: Grant) -> None:

@@ -24,7 +24,7 @@ namespace (`users.roles`; `internal_user` only by default).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, StringConstraints, model_validator
 
@@ -44,7 +44,7 @@ from function.model import (
     refuse_soft_over_max,
     validated,
 )
-from function.policy import Policies, Tenant
+from function.policy import Policies, Tenant, UserRole
 from function.readiness import KeyState, state_of
 from function.tenancy import check_role, connect
 
@@ -61,9 +61,8 @@ class UserSpec(AccountSpec):
     user_email: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)] = Field(alias="userEmail")
     user_id: LocalID | None = Field(default=None, alias="userID")
     user_alias: NonEmpty | None = Field(default=None, alias="userAlias")
-    user_role: Literal[
-        "proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"
-    ] = Field(default="internal_user", alias="userRole")
+    # The default cannot call /key/generate (function.policy.DEFAULT_USER_ROLES).
+    user_role: UserRole = Field(default="internal_user_viewer", alias="userRole")
     soft_budget: Dollars | None = Field(default=None, alias="softBudget")
     max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
     teams: list[LocalRef] = Field(default_factory=list, max_length=64)

@@ -121,7 +121,7 @@ def test_a_user_is_created_without_litellms_own_key(function_server: FunctionSer
     assert body["userId"] == "team-a.alice"
     assert body["create"]["auto_create_key"] is False
     assert body["create"]["user_id"] == "team-a.alice"
-    assert body["create"]["user_role"] == "internal_user"
+    assert body["create"]["user_role"] == "internal_user_viewer"  # cannot mint keys
     assert body["create"]["max_budget"] == 5.0
     assert body["delete"] == {"user_ids": ["team-a.alice"]}
     request = desired(rsp, "user")

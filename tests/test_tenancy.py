@@ -177,9 +177,9 @@ ATTACKS: dict[str, Attack] = {
         in_namespace(seed(), "team-c"),
         ["not granted to namespace 'team-c'", "no rule selects it"],
     ),
-    "a broken policy grants nothing and is named": Attack(
+    "a broken policy grants nothing and is counted, not named": Attack(
         seed(),
-        ["not granted", "TenancyPolicy 'litellm-example' is invalid and grants nothing"],
+        ["not granted", "1 TenancyPolicy(ies) could not be read and grant nothing"],
         [policy("litellm-example", rules=[rule("team-a", ["team-a"], users={"allow": 5})])],
     ),
     "two policies declare one instance differently": Attack(
@@ -214,6 +214,38 @@ def test_attack_is_refused_with_the_field_and_the_rule(
     for fragment in attack.fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
     assert MASTER_KEY_SECRET not in message
+
+
+DISCLOSURES = {
+    "another tenant's policy is not named to a namespace no rule selects": (
+        in_namespace(seed(), "team-c"),
+        [SHIPPED, TEAM_B],
+        ["TenancyPolicy 'litellm-example'", "team-b", "litellm-b"],
+    ),
+    "a broken policy's name and error (its URL) stay out of a refusal": (
+        seed(),
+        [
+            policy(
+                "secret-plans",
+                instances=[instance(url="http://internal-billing.corp:4000")],
+                rules=[rule("team-a", ["team-a"], users={"allow": 5})],
+            )
+        ],
+        ["secret-plans", "internal-billing"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISCLOSURES))
+def test_refusals_name_only_rules_that_apply_to_the_namespace(
+    function_server: FunctionServer, name: str
+) -> None:
+    xr, policies, hidden = DISCLOSURES[name]
+    message = fatal_of(
+        function_server.run(make_request(xr, {}, None, "", required_resources(xr, policies)))
+    )
+    for fragment in hidden:
+        assert fragment not in message, f"{fragment!r} disclosed in {message!r}"
 
 
 def test_first_call_asks_for_the_policies_and_the_namespace(
