@@ -64,15 +64,19 @@ class RenderError(ValueError):
 
 
 # A file render reads is a handful of manifests. A YAML alias bomb (700 bytes
-# that expand to gigabytes) is stopped by counting the nodes it expands to.
+# that expand to gigabytes, or one long string aliased many times) is stopped
+# by counting what it expands to: a node, plus its characters for a string.
 MAX_TEXT = 4 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_CHARACTERS = 4 * MAX_TEXT
 
 
 def _expanded_size(value: Any, budget: list[int]) -> None:
-    """Count nodes as the document expands (aliases each time); stop past the budget."""
+    """Count nodes and characters as the document expands (aliases each time)."""
     budget[0] -= 1
-    if budget[0] < 0:
+    if isinstance(value, str):
+        budget[1] -= len(value)
+    if budget[0] < 0 or budget[1] < 0:
         msg = "too many nodes"
         raise RenderError(msg)
     if isinstance(value, dict):
@@ -91,14 +95,14 @@ def load_documents(text: str, what: str) -> list[dict[str, Any]]:
         raise RenderError(msg)
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        _expanded_size(docs, [MAX_NODES])
+        _expanded_size(docs, [MAX_NODES, MAX_CHARACTERS])
     except yaml.YAMLError as e:
         msg = f"{what} is not valid YAML: {e}"
         raise RenderError(msg) from None
     except (RenderError, RecursionError):
         msg = (
-            f"{what} expands to more than {MAX_NODES} YAML nodes (aliases included); "
-            "write the manifests out"
+            f"{what} expands to more than {MAX_NODES} YAML nodes or {MAX_CHARACTERS} "
+            "characters (aliases included); write the manifests out"
         )
         raise RenderError(msg) from None
     for doc in docs:
