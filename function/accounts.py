@@ -22,11 +22,35 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from function import provenance
 from function.connection import Connection
-from function.request import GUARDS, http_request
+from function.readiness import last_answer
+from function.request import GUARDS, http_request, payload_of
+from function.rotation import answer_body
 
 # The info call answers 404 once the user or team is gone.
 IS_GONE = f"{GUARDS} | $r.statusCode == 404"
+
+
+def gone_or_not_ours(live: str) -> str:
+    """Removed: 404, or a user or team whose provenance does not name this object.
+
+    An ID that already existed when the Request came (a platform user whose
+    ID a tenant's `<namespace>.<userID>` happens to spell) is not ours: to
+    provider-http it does not exist, so it is never updated and never
+    deleted, and creating it is refused (409 or 400) until the ID is free.
+    `trustExisting` is set only for a Request made before provenance existed,
+    until the first UPDATE has stamped it.
+    """
+    return (
+        f"{GUARDS} | (.payload | obj | .body | obj) as $p"
+        " | ($p.owner | obj) as $o"
+        ' | ($o.key | if type == "string" then . else "" end) as $k'
+        f" | ($r.body | obj | .{live} | obj | .metadata | obj) as $m"
+        " | $r.statusCode == 404 or ($r.statusCode == 200 and $p.trustExisting != true"
+        ' and ($m["auth.litellm.ai/namespace"] != $o.namespace or $m[$k] != $o.name))'
+    )
+
 
 _MEMBER = (
     "(.payload | obj | .body | obj) as $p"
@@ -63,6 +87,38 @@ def fields_match(live: str) -> str:
         ' elif .key == "blocked" then .value == ($live.blocked == true)'
         " else .value == $live[.key] end) end"
     )
+
+
+# A label on every user Request, so that a Team can ask Crossplane for them all.
+ACCOUNT_KIND = "auth.litellm.ai/kind"
+
+
+def ownership(
+    stamp_key: str, namespace: str, name: str, observed: dict[str, Any] | None, live: str
+) -> dict[str, Any]:
+    """The payload fields `gone_or_not_ours` reads: whose the user or team must be.
+
+    `trustExisting` only for a Request composed before provenance existed
+    (its payload names no owner) that had made its user or team, until its
+    stored answer shows the stamp its first UPDATE writes.
+    """
+    mine: dict[str, Any] = {"owner": {"namespace": namespace, "key": stamp_key, "name": name}}
+    if observed is None:
+        return mine
+    payload = payload_of(observed)
+    code, url, _ = last_answer(observed)
+    made = 200 <= code <= 299 and not url.split("?")[0].endswith("/delete")  # noqa: PLR2004
+    carried = payload.get("trustExisting") is True or ("owner" not in payload and made)
+    live_object = answer_body(observed) or {}
+    stamped = provenance.owner(
+        (live_object.get(live) or {}).get("metadata")
+        if isinstance(live_object.get(live), dict)
+        else None,
+        stamp_key,
+    ) == (namespace, name)
+    if carried and not stamped:
+        return {**mine, "trustExisting": True}
+    return mine
 
 
 def dollars(value: str | None) -> float | None:
@@ -103,6 +159,7 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
     calls: Calls,
     is_removed: str,
     expected: str,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Request that creates, observes, updates and deletes one user, team or member."""
     payload = {
@@ -113,7 +170,7 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
         "update": calls.update_body,
         "delete": calls.delete_body,
     }
-    return http_request(
+    body = http_request(
         name=name,
         namespace=place.namespace,
         connection=place.connection,
@@ -149,3 +206,6 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
         is_removed=is_removed,
         expected=expected,
     )
+    if annotations:
+        body["metadata"]["annotations"] = dict(annotations)
+    return body

@@ -12,26 +12,28 @@ What it composes for each VirtualKey:
   during a rotation also `next-key`, the Secret the new key waits in.
 - `request-<token prefix>` -> the provider-http Request of each key: the
   current one, and a rotated-out one until its grace period ends.
-- `reaper-<token prefix>` -> a Request that only deletes a key nothing else
-  tracks (function.strays), or one that held this key's alias.
+- `stray-<token prefix>` -> a Request that observes, and once it proved the
+  key is this VirtualKey's deletes, a key nothing else tracks
+  (function.strays), or one that held this key's alias.
 
 Where the key comes from (keeping it, replacing a lost or revoked one,
 rotating it, recovering after a reinstall) is `function.keyflow`. Keeping
 an unchanged key is what makes every run after the first byte-identical.
+
+The XR's status is never read: it is the function's output, for people,
+and Crossplane's edit roles let tenants write it (README, threat model).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from function import identity, strays
 from function.keyflow import (
+    EXPOSED,
     LOST,
     REVOKED,
     Desired,
@@ -39,27 +41,19 @@ from function.keyflow import (
     choose_key,
     key_flow,
     observed_requests,
-    request_resource,
 )
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import KeyState, created_just_now
-from function.request import (
-    READ_INSTEAD_OF_CREATE,
-    echo_secret_name,
-    provider_has_it,
-    token_in_request,
-)
-from function.tenancy import Authorization, authorize
+from function.readiness import KeyState
+from function.request import annotations_of, provider_has_it, token_in_request
+from function.tenancy import Authorization, authorize, user_roles
 
-__all__ = ["Composed", "Desired", "Owner", "compose", "mask_secrets", "owner_of"]
+__all__ = ["Composed", "Desired", "Owner", "compose", "key_requests", "owner_of"]
 
 CONDITION_TYPE = "KeyReady"
 LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
 LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
-_MAX_BASE = 200  # leaves room for suffixes in a 253-character name
-_HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
 
 
 @dataclass(frozen=True)
@@ -93,7 +87,7 @@ def owner_of(xr: dict[str, Any]) -> Owner:
         msg = "metadata.name: the VirtualKey has no name"
         raise InvalidInputError(msg)
     if meta.get("namespace"):
-        return Owner(str(meta["namespace"]), _base(name), name)
+        return Owner(str(meta["namespace"]), identity.base_name(name), name)
     # A legacy (LegacyCluster) XR is cluster-scoped; its claim's namespace is
     # where the tenant looks for the Secret.
     spec = _mapping(xr.get("spec"), "spec")
@@ -106,7 +100,7 @@ def owner_of(xr: dict[str, Any]) -> Owner:
             "no namespace for its key Secret; create a VirtualKey claim instead"
         )
         raise InvalidInputError(msg)
-    return Owner(str(namespace), _base(str(claim)), str(claim))
+    return Owner(str(namespace), identity.base_name(str(claim)), str(claim))
 
 
 def _mapping(value: Any, path: str) -> dict[str, Any]:
@@ -118,27 +112,15 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
     return value
 
 
-def _base(name: str) -> str:
-    """The stem of composed names: the name, or for a long one a prefix and its hash.
-
-    Two long names that share their first 200 characters must not share a
-    Secret; names of 200 characters or fewer are kept as they are.
-    """
-    if len(name) <= _MAX_BASE:
-        return name.rstrip("-.")
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:_HASHED_BASE].rstrip('-.')}-{digest}"
-
-
-def mask_secrets(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Observed Request resource name -> the Secret provider-http masks its key with."""
-    masks = {}
-    for name, request in observed_requests(observed).items():
+def key_requests(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Observed key Request resource name -> the Request's name (for its mask Secret)."""
+    names = {}
+    for resource, request in observed_requests(observed).items():
         meta = request.get("metadata")
-        request_name = meta.get("name") if isinstance(meta, dict) else None
-        if isinstance(request_name, str):
-            masks[name] = echo_secret_name(request_name)
-    return masks
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(name, str):
+            names[resource] = name
+    return names
 
 
 def compose(  # noqa: PLR0913 - each argument is one independent fact.
@@ -151,33 +133,46 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     unmasked: frozenset[str] = frozenset(),
     users: list[dict[str, Any]] | None = None,
     teams: list[dict[str, Any]] | None = None,
+    account_requests: list[dict[str, Any]] | None = None,
     now: datetime | None = None,
 ) -> Composed:
     """The desired state for one VirtualKey (raises InvalidInputError).
 
     `policies` are the cluster's TenancyPolicies and `namespace_labels` the
     labels of the tenant's Namespace (None if it was not found). `unmasked`
-    names the observed Requests whose `<request>-generated` Secret does not
-    exist: provider-http could not mask the key it created. `users` and
-    `teams` are the User and Team that spec.userRef and spec.teamRef name,
-    as Crossplane fetched them (empty if they do not exist). `now` decides
-    rotations and grace periods (function.rotation).
+    names the observed Requests whose mask Secret does not exist:
+    provider-http could not mask the key it created. `users` and `teams` are
+    the User and Team that spec.userRef and spec.teamRef name, as Crossplane
+    fetched them (empty if they do not exist), and `account_requests` their
+    Requests, whose stored answers say whether they exist on the proxy.
+    `now` decides rotations and grace periods (function.rotation).
     """
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     settings: Input = parse_input(raw_input)
     owner = owner_of(xr)
     spec: VirtualKeySpec = parse_spec(xr.get("spec"))
-    own_user = identity.referenced_id("User", spec.user_ref, users, owner.namespace)
-    own_team = identity.referenced_id("Team", spec.team_ref, teams, owner.namespace)
-    granted: Authorization = authorize(
-        spec,
-        Tenant(owner.namespace, namespace_labels),
-        policies,
-        own_team=own_team,
-        own_user=own_user,
+    tenant = Tenant(owner.namespace, namespace_labels)
+    own_user = identity.referenced_id(
+        "User",
+        spec.user_ref,
+        users,
+        account_requests,
+        owner.namespace,
+        roles=user_roles(spec.connection_ref, tenant, policies) if spec.user_ref else None,
     )
+    own_team = identity.referenced_id(
+        "Team", spec.team_ref, teams, account_requests, owner.namespace
+    )
+    granted: Authorization = authorize(spec, tenant, policies, own_team=own_team, own_user=own_user)
+    key, replaced = choose_key(observed)
+    requests = observed_requests(observed)
+    exposed = {
+        token
+        for r in requests.values()
+        if (token := token_in_request(r)) is not None
+        and (strays.exposed(r) or annotations_of(r).get(EXPOSED) == "true")
+    }
     ctx = KeyContext(
-        xr=xr,
         observed=observed,
         owner=owner,
         spec=spec,
@@ -185,31 +180,23 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         settings=settings,
         now=now,
         labels={**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")},
+        exposed=frozenset(exposed | {t for n, t in _tokens(requests) if n in unmasked}),
     )
-    key, replaced = choose_key(observed)
     flow = key_flow(ctx, key, replaced)
     token = flow.token
     state = flow.state
-    reaper_for = functools.partial(strays.reaper, **ctx.sending)
-    # A key in place whose mask Secret is missing was stored unmasked when it
-    # was created, however briefly (provider-http writes that Secret first).
-    unmasked_now = state.ready and request_resource(token) in unmasked
     reaping = _strays(
-        xr,
-        observed,
+        ctx,
         token,
-        owner.base_name,
-        reaper_for,
-        unmasked_now=unmasked_now,
         also=flow.replace_holder,
-        deletable=functools.partial(
-            strays.may_delete,
+        judge=functools.partial(
+            strays.judge,
             alias=spec.key_alias,
             owner=(owner.namespace, owner.virtualkey),
             foreign_ok=granted.replace_foreign_keys,
         ),
     )
-    warnings = list(reaping.warnings)
+    warnings = [*flow.warnings, *reaping.warnings, *_exposed_warnings(ctx, requests)]
     secret_name = ctx.secret_name
     if replaced == LOST:
         warnings.append(
@@ -226,17 +213,8 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     if state.is_problem:
         warnings.append(f"{state.reason}: {state.message}")
     return Composed(
-        resources={
-            **flow.resources,
-            **_lingering(observed, set(flow.resources)),
-            **reaping.resources,
-        },
-        status={
-            "keySecretRef": secret_name,
-            "tokenHash": token,
-            **reaping.status,
-            **flow.status,
-        },
+        resources={**flow.resources, **reaping.resources},
+        status={"keySecretRef": secret_name, "tokenHash": token, **flow.status},
         state=state,
         warnings=warnings,
         events=flow.events,
@@ -244,124 +222,91 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     )
 
 
-def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[str, Desired]:
-    """Replaced Requests that must stay, as they are, until provider-http observes again.
+def _tokens(requests: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(n, t) for n, r in requests.items() if (t := token_in_request(r)) is not None]
 
-    Right after CREATE, provider-http's stored answer is /key/generate's, with
-    the key masked as a placeholder for `<request>-generated`. Crossplane
-    deletes a Request that is no longer desired in the foreground, so that
-    Secret goes first, and the Request could then never template a call
-    again: its REMOVE would never run. So a replaced Request is kept until
-    its stored answer is another call's, with its CREATE only reading its key
-    (it must not create anything from a Secret that now holds another key).
-    """
-    kept = {}
-    for name, request in observed_requests(observed).items():
-        if name in desired or not created_just_now(request):
-            continue
-        meta = request.get("metadata") or {}
-        spec = copy.deepcopy(request.get("spec") or {})
-        for_provider = spec.get("forProvider")
-        if not isinstance(for_provider, dict) or not isinstance(for_provider.get("mappings"), list):
-            continue  # not one of ours as we wrote it: let Crossplane delete it
-        for_provider["mappings"] = [
-            READ_INSTEAD_OF_CREATE if isinstance(m, dict) and m.get("action") == "CREATE" else m
-            for m in for_provider["mappings"]
-        ]
-        body = {
-            "apiVersion": request.get("apiVersion"),
-            "kind": request.get("kind"),
-            "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
-            "spec": spec,
-        }
-        kept[name] = Desired(body, ready=True)
-    return kept
+
+def _exposed_warnings(ctx: KeyContext, requests: dict[str, dict[str, Any]]) -> list[str]:
+    """A Warning while a key stored unmasked is still in use (until it is rotated)."""
+    exposed = sorted(t[:12] for _, t in _tokens(requests) if t in ctx.exposed)
+    if not exposed:
+        return []
+    message = (
+        "provider-http stored a raw key unmasked in a Request's status (token "
+        f"{', '.join(exposed)}...): it could not write the Secret that masks it (a quota, "
+        "admission or RBAC). Anyone who could read that Request could read the key. Fix "
+        "provider-http's access, then rotate the key (spec.rotation.trigger)."
+    )
+    return [message]
 
 
 @dataclass(frozen=True)
 class _Reaping:
     resources: dict[str, Desired]
-    status: dict[str, Any]
     warnings: list[str]
 
 
-_MAX_REAPED = 32  # remembered so that a stale stored answer never re-creates a reaper
-
-
-def _strays(  # noqa: PLR0913 - each argument is one independent fact.
-    xr: dict[str, Any],
-    observed: dict[str, dict[str, Any]],
+def _strays(
+    ctx: KeyContext,
     current: str,
-    base_name: str,
-    reaper_for: Callable[..., dict[str, Any]],
     *,
-    unmasked_now: bool,
-    also: frozenset[str] = frozenset(),
-    deletable: Callable[[dict[str, Any] | None], bool | None] = lambda _: True,
+    also: frozenset[str],
+    judge: functools.partial[strays.Verdict],
 ) -> _Reaping:
-    """Reaper Requests for keys made from a changed Secret, and warnings of exposed keys."""
-    status = xr.get("status")
-    reaped = strays.remembered_reaped(status)
-    pending = strays.remembered(status)
+    """Reaper Requests for keys made from a changed Secret, or holding this key's alias.
+
+    A stray is found in provider-http's stored answer to a CREATE (its token
+    is not the Request's), and remembered afterwards by its reaper, which
+    Crossplane observes. A reaper starts Observe-only; it deletes only once
+    its own answer proved the key is this VirtualKey's (`strays.judge`).
+    """
+    requests = observed_requests(ctx.observed)
     # A replaced Request may have created the current key from the rewritten
     # Secret: a key one of our Requests names is never a stray.
-    ours = {token_in_request(r) for r in observed_requests(observed).values()} | {current}
+    ours = {token_in_request(r) for r in requests.values()} | {current}
+    found: set[str] = set()
+    for request in requests.values():
+        found |= strays.stray_tokens(request, token_in_request(request))
+    found -= ours
     warnings = []
-    exposed = strays.remembered_exposed(status) | ({current} if unmasked_now else set())
-    for request in observed_requests(observed).values():
-        found = strays.stray_tokens(request, token_in_request(request)) - reaped - pending - ours
-        if found:
-            warnings.append(
-                "A key was created from a key Secret changed after the function wrote it "
-                f"(token {', '.join(sorted(t[:12] for t in found))}...); nothing tracks "
-                "such a key, so it is being deleted."
-            )
-        pending |= found
-        if strays.exposed(request) and (token := token_in_request(request)):
-            exposed.add(token)
-    # Another key holding this VirtualKey's alias, which it may replace (a reinstall).
-    pending |= also - reaped - ours
-    # provider-http replaces the unmasked answer at its next OBSERVE, often before
-    # Crossplane composes again: remembered in status, the warning lasts until
-    # the key is rotated, not for one poll.
-    exposed &= ours
-    if exposed:
+    if found:
         warnings.append(
-            "provider-http stored a raw key unmasked in a Request's status (token "
-            f"{', '.join(sorted(t[:12] for t in exposed))}...): it could not write the "
-            "Secret that masks it (a quota, admission or RBAC). Anyone who could read "
-            "that Request could read the key. Fix provider-http's access, then rotate "
-            "the key by deleting the key Secret."
+            "A key was created from a key Secret changed after the function wrote it "
+            f"(token {', '.join(sorted(t[:12] for t in found))}...); nothing tracks "
+            "such a key, so it is being deleted once LiteLLM confirms it is this VirtualKey's."
+        )
+    pending = sorted((found | strays.reaper_tokens(ctx.observed) | also) - ours)
+    if len(pending) > strays.MAX_REAPERS:
+        warnings.append(
+            f"{len(pending)} keys wait to be checked and deleted; {strays.MAX_REAPERS} are "
+            "handled at a time, the others on the next runs."
         )
     resources: dict[str, Desired] = {}
-    done = set()
-    for token in sorted(pending):
-        name = f"{strays.REAPER_PREFIX}{token[:10]}"
-        seen = observed.get(name)
-        verdict = deletable(seen) if provider_has_it(seen) else None
-        if verdict is True and not strays.observes_only(seen):
-            done.add(token)  # dropping it makes Crossplane delete it, and its REMOVE the key
-            continue
-        if verdict is False and strays.observes_only(seen):
-            done.add(token)  # dropped, it deletes nothing: the key was not this one's to delete
-            continue
-        if verdict is False:
+    for token in pending[: strays.MAX_REAPERS]:
+        name = strays.reaper_resource(token)
+        seen = ctx.observed.get(name)
+        verdict = judge(seen) if provider_has_it(seen) else strays.Verdict.UNKNOWN
+        if verdict is strays.Verdict.GONE:
+            continue  # dropped: nothing left to delete
+        if verdict is strays.Verdict.OURS and not strays.observes_only(seen):
+            continue  # dropped: Crossplane deletes it, and its REMOVE the key
+        if verdict is strays.Verdict.NOT_OURS:
             warnings.append(
-                f"Token {token[:12]}... in this VirtualKey's status names a key that is not "
-                "its own (another alias or provenance): it is not deleted."
+                f"A key (token {token[:12]}...) that looked like this VirtualKey's is "
+                "someone else's (another alias or provenance): it is not deleted."
             )
-        body = reaper_for(
-            name=f"{base_name}-stray-{token[:8]}", token=token, only_observe=verdict is False
+            if strays.observes_only(seen):
+                continue  # dropped, it deletes nothing
+        may_delete = verdict is strays.Verdict.OURS or (
+            verdict is strays.Verdict.UNKNOWN
+            and seen is not None
+            and not strays.observes_only(seen)
+        )
+        body = strays.reaper(
+            name=f"{ctx.owner.base_name}-stray-{token[:8]}",
+            token=token,
+            may_delete=may_delete,
+            **ctx.sending,
         )
         resources[name] = Desired(body, ready=True)
-    left = sorted(pending - done)
-    remembered = sorted(reaped | done)[-_MAX_REAPED:]
-    return _Reaping(
-        resources,
-        {
-            **({"strayTokens": left} if left else {}),
-            **({"reapedTokens": remembered} if remembered else {}),
-            **({"exposedTokens": sorted(exposed)} if exposed else {}),
-        },
-        warnings,
-    )
+    return _Reaping(resources, warnings)

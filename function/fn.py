@@ -10,8 +10,11 @@ key working.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +24,13 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from google.protobuf import json_format, struct_pb2
 
-from function import observed
+from function import identity, mask, observed
+from function.accounts import ACCOUNT_KIND
 from function.cache import BytesLRU
-from function.compose import Composed, compose, mask_secrets, owner_of
-from function.model import InvalidInputError
+from function.compose import Composed, compose, key_requests, owner_of
+from function.model import InvalidInputError, parse_input
 from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
+from function.request import REQUEST_API_VERSION, REQUEST_KIND
 from function.teams import compose_team
 from function.users import compose_user
 
@@ -35,9 +40,12 @@ DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # TenancyPolicy, and the tenant's Namespace for its labels.
 POLICIES = "tenancy-policies"
 NAMESPACE = "tenant-namespace"
-# ...and, per observed Request, the Secret provider-http masks its key with
+# ...and, per observed key Request, the Secret provider-http masks its key with
 # (only whether it exists is read: its data never reaches compose).
 MASK_PREFIX = "generated-"
+# Compose runs off the event loop, in this many threads: one tenant's heavy run
+# never holds up another's RunFunction.
+WORKERS = 4
 
 
 _STRUCTS: BytesLRU[str, bytes] = BytesLRU(32 * 1024 * 1024)
@@ -71,6 +79,8 @@ KINDS = {
 }
 USERS = "users"
 TEAMS = "teams"
+USER_REQUESTS = "user-requests"
+TEAM_REQUESTS = "team-requests"
 XR_API_VERSION = "auth.litellm.ai/v1alpha1"
 
 
@@ -95,21 +105,34 @@ def _run(
         xr = observed.composite(req.observed.composite.resource)
         where, kind = _where(xr), _kind(xr)
         namespace = owner_of(xr).namespace
+        raw_input = observed.plain(req.input) if req.HasField("input") else None
+        settings = parse_input(raw_input)
         seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
-        masks = mask_secrets(seen) if kind == "VirtualKey" else {}
-        _require(rsp, namespace, masks, _references(xr, kind))
+        masks = key_requests(seen) if kind == "VirtualKey" else {}
+        _require(
+            rsp,
+            namespace,
+            {n: mask.secret_name(namespace, r) for n, r in masks.items()},
+            settings.mask_secret_namespace,
+            _references(xr, kind),
+        )
         if any(w not in req.required_resources for w in rsp.requirements.resources):
             # First call of this run: Crossplane fetches them and calls again.
             return rsp, None
         policies = load_policies(_required(req, POLICIES))
         tenant_namespace = _required(req, NAMESPACE)
         labels = _labels(tenant_namespace[0]) if tenant_namespace else None
-        raw_input = observed.plain(req.input) if req.HasField("input") else None
         if kind == "User":
             composed = compose_user(xr, seen, raw_input, policies, labels)
         elif kind == "Team":
             composed = compose_team(
-                xr, seen, raw_input, policies, labels, users=_required(req, USERS)
+                xr,
+                seen,
+                raw_input,
+                policies,
+                labels,
+                users=_required(req, USERS),
+                user_requests=_required(req, USER_REQUESTS),
             )
         else:
             unmasked = frozenset(
@@ -124,6 +147,7 @@ def _run(
                 unmasked=unmasked,
                 users=_required(req, USERS),
                 teams=_required(req, TEAMS),
+                account_requests=_required(req, USER_REQUESTS) + _required(req, TEAM_REQUESTS),
                 now=now,
             )
     except InvalidInputError as e:
@@ -142,8 +166,8 @@ def _run(
     return rsp, composed.revisit_at
 
 
-def _references(xr: dict[str, Any], kind: str) -> dict[str, str | None]:
-    """What else the kind reads: User or Team names (None: every User of the namespace).
+def _references(xr: dict[str, Any], kind: str) -> dict[str, Reference]:
+    """What else the kind reads: Users, Teams and their Requests, by name or by label.
 
     Read from the unvalidated spec, only to ask Crossplane for them; the
     spec is validated before anything is used.
@@ -151,23 +175,41 @@ def _references(xr: dict[str, Any], kind: str) -> dict[str, str | None]:
     spec = xr.get("spec") if isinstance(xr.get("spec"), dict) else {}
     assert isinstance(spec, dict)  # noqa: S101 - narrowed above.
     if kind == "Team":
-        return {USERS: None}
+        # Every User of the namespace, and every user Request (by its label).
+        return {
+            USERS: Reference("User", None),
+            USER_REQUESTS: Reference(REQUEST_KIND, None, {ACCOUNT_KIND: "user"}),
+        }
     if kind != "VirtualKey":
         return {}
-    wanted: dict[str, str | None] = {}
-    for field, requirement in (("userRef", USERS), ("teamRef", TEAMS)):
+    wanted: dict[str, Reference] = {}
+    for field, (objects, requests, ref_kind) in {
+        "userRef": (USERS, USER_REQUESTS, "User"),
+        "teamRef": (TEAMS, TEAM_REQUESTS, "Team"),
+    }.items():
         ref = spec.get(field)
         name = ref.get("name") if isinstance(ref, dict) else None
         if isinstance(name, str) and 0 < len(name) <= 253:  # noqa: PLR2004 - a k8s name.
-            wanted[requirement] = name
+            wanted[objects] = Reference(ref_kind, name)
+            wanted[requests] = Reference(REQUEST_KIND, identity.request_name(ref_kind, name))
     return wanted
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One object (by name) or every object (by labels; None: all) of a kind in the namespace."""
+
+    kind: str
+    name: str | None
+    labels: dict[str, str] | None = None
 
 
 def _require(
     rsp: fnv1.RunFunctionResponse,
     namespace: str,
     masks: dict[str, str],
-    references: dict[str, str | None],
+    mask_namespace: str,
+    references: dict[str, Reference],
 ) -> None:
     """Ask for every TenancyPolicy, the tenant's Namespace, mask Secrets and references.
 
@@ -180,18 +222,20 @@ def _require(
     tenant = rsp.requirements.resources[NAMESPACE]
     tenant.api_version, tenant.kind, tenant.match_name = "v1", "Namespace", namespace
     for name, secret in masks.items():
-        mask = rsp.requirements.resources[MASK_PREFIX + name]
-        mask.api_version, mask.kind, mask.match_name = "v1", "Secret", secret
-        mask.namespace = namespace
+        found = rsp.requirements.resources[MASK_PREFIX + name]
+        found.api_version, found.kind, found.match_name = "v1", "Secret", secret
+        found.namespace = mask_namespace
     for requirement, wanted in references.items():
         ref = rsp.requirements.resources[requirement]
-        ref.api_version = XR_API_VERSION
-        ref.kind = "User" if requirement == USERS else "Team"
+        ref.api_version = REQUEST_API_VERSION if wanted.kind == REQUEST_KIND else XR_API_VERSION
+        ref.kind = wanted.kind
         ref.namespace = namespace
-        if wanted is None:
-            ref.match_labels.SetInParent()  # every one in the namespace
+        if wanted.name is not None:
+            ref.match_name = wanted.name
         else:
-            ref.match_name = wanted
+            ref.match_labels.SetInParent()  # every one in the namespace with these labels
+            for key, value in (wanted.labels or {}).items():
+                ref.match_labels.labels[key] = value
 
 
 def _required(req: fnv1.RunFunctionRequest, name: str) -> list[dict[str, Any]]:
@@ -260,11 +304,17 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
         """A runner keeping up to `cache_bytes` of responses."""
         self.cache_bytes = cache_bytes
         self._cache: BytesLRU[bytes, tuple[bytes, datetime | None]] = BytesLRU(cache_bytes)
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="compose")
 
     async def RunFunction(
         self, req: fnv1.RunFunctionRequest, _: grpc.aio.ServicerContext
     ) -> fnv1.RunFunctionResponse:
-        """Compose the resources for one VirtualKey."""
+        """Compose the resources for one XR, in a worker thread (never on the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.serve, req)
+
+    def serve(self, req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
+        """One RunFunction, answered from the cache where the request was seen before."""
         if self.cache_bytes <= 0:
             return run(req)
         key = hashlib.sha256(req.SerializeToString(deterministic=True)).digest()

@@ -11,8 +11,9 @@ with the alias, its token, spend and provenance owner.
 The decision to delete a key rests on this answer, which provider-http
 writes, and never on the XR's status, which anyone who may edit the
 VirtualKey may be able to write (Crossplane's generated edit roles include
-`status`). So a forged status cannot point the function at another key, or
-lower the spend a new key starts with.
+`status`). A holder counts as a VirtualKey's only if its provenance names it
+and the master key made and last changed it (`function.provenance.key_owner`):
+a key a tenant's own user minted proves nothing, whatever its metadata says.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from function.request import ONLY_OBSERVE, http_request
 CHECK_RESOURCE = "alias-check"
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _MAX_BODY = 256 * 1024
+_MAX_KEYS = 64  # aliases are unique: a listing holds one key, or a few while one is deleted
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Holder:
 
     token: str
     spend: Decimal
-    owner: tuple[str, str] | None  # the VirtualKey its provenance names, if any
+    owner: tuple[str, str] | None  # the VirtualKey its provenance names, if the master key made it
 
 
 def alias_check(  # noqa: PLR0913 - each argument is one independent fact.
@@ -81,7 +83,7 @@ def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder
     if not isinstance(keys, list):
         return None
     found = []
-    for key in keys:
+    for key in keys[:_MAX_KEYS]:
         if not isinstance(key, dict) or key.get("key_alias") != alias:
             continue  # an older proxy may ignore the filter: only this alias counts
         token, spend = key.get("token"), rotation.dollars(key.get("spend") or 0)
@@ -89,5 +91,5 @@ def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder
             continue
         if spend is None:
             return None  # unreadable: decide nothing on it
-        found.append(Holder(token, spend, provenance.owner(key.get("metadata"))))
+        found.append(Holder(token, spend, provenance.key_owner(key)))
     return found

@@ -9,25 +9,47 @@ Team in its own namespace.
   dot, so no tenant can name another namespace's user or team, or an ID
   the platform made (`default_user_id`, a team it binds): a User or Team
   can only ever create, change and delete its own namespace's.
-- `Referenced`: what a reference resolved to, read from the object
-  Crossplane fetched for the function (a required resource). The ID is
-  computed again from that object's namespace, name and spec, never read
-  from its status; the status only says it exists on the proxy.
+- `resolve(...)` -> `Referenced`: what a reference resolved to. The ID is
+  computed from the object Crossplane fetched for the function (a required
+  resource): its namespace, name and spec. Whether it exists on the proxy,
+  and is that object's, comes from LiteLLM's answer stored on the object's
+  own Request (also fetched), never from the object's status.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import StringConstraints
 
+from function import provenance
 from function.model import InvalidInputError, LocalRef
+from function.readiness import last_answer
+from function.request import is_request, payload_of
+from function.rotation import answer_body
 
 # Letters, digits and . _ @ -: safe in a URL query and in any jq string.
 LOCAL_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,127}$"
 LocalID = Annotated[str, StringConstraints(pattern=LOCAL_ID_PATTERN)]
 SEPARATOR = "."
+
+
+_MAX_BASE = 200  # leaves room for suffixes in a 253-character name
+_HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
+
+
+def base_name(name: str) -> str:
+    """The stem of the names an object's composed resources get.
+
+    The name, or for a long one a prefix and its hash: two long names that
+    share their first 200 characters must not share a Secret.
+    """
+    if len(name) <= _MAX_BASE:
+        return name.rstrip("-.")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:_HASHED_BASE].rstrip('-.')}-{digest}"
 
 
 def litellm_id(namespace: str, local: str) -> str:
@@ -46,18 +68,58 @@ class Referenced:
     kind: str
     name: str
     namespace: str
-    litellm_id: str | None  # None until it exists on the proxy
+    litellm_id: str | None  # None until it exists on the proxy as this object's
     problem: str | None  # why it cannot be used yet, or None
     exists: bool = True  # the object exists and is not being deleted
 
 
-def resolve(
-    objects: list[dict[str, Any]], *, kind: str, id_field: str, name: str, namespace: str
+@dataclass(frozen=True)
+class _Kind:
+    """How a User's or Team's Request names and answers for its LiteLLM object."""
+
+    id_field: str  # spec field overriding the name: userID, teamID
+    payload_id: str  # the Request payload's ID field: userId, teamId
+    suffix: str  # the Request's name is <base name>-<suffix>
+    info: str  # where /…/info nests the object: user_info, team_info
+    stamp: str  # its provenance key (function.provenance)
+    made: tuple[str, ...]  # calls whose 2xx answer means the Request made or changed it
+
+
+KINDS = {
+    "User": _Kind(
+        "userID", "userId", "user", "user_info", provenance.USER, ("/user/new", "/user/update")
+    ),
+    "Team": _Kind(
+        "teamID", "teamId", "team", "team_info", provenance.TEAM, ("/team/new", "/team/update")
+    ),
+}
+
+
+def request_name(kind: str, name: str) -> str:
+    """The name of the Request a User or Team composes for its LiteLLM user or team."""
+    return f"{base_name(name)}-{KINDS[kind].suffix}"
+
+
+def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument one fact.
+    objects: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    *,
+    kind: str,
+    name: str,
+    namespace: str,
+    roles: frozenset[str] | None = None,
 ) -> Referenced:
     """The User or Team `name` in `namespace`, from the objects Crossplane fetched.
 
-    `id_field` is the spec field (userID, teamID) that overrides the name.
+    Its LiteLLM ID is computed from its namespace, name and spec; whether
+    that ID exists on the proxy as this object's is read from its Request
+    (`requests`): LiteLLM's answer, made with the master key, showing it made
+    the user or team, or the user or team carrying this object's provenance.
+    Never from the object's status, which its tenant may write. For a User,
+    `roles` are the roles its user may have: another role in the proxy's
+    answer (a platform user, say) is never bound to.
     """
+    how = KINDS[kind]
     found = [
         o
         for o in objects
@@ -65,32 +127,60 @@ def resolve(
         and _mapping(o.get("metadata")).get("namespace") in (namespace, None)
     ]
     if not found:
-        return Referenced(
-            kind,
-            name,
-            namespace,
-            None,
-            f"{kind} {namespace}/{name} does not exist; create it",
-            exists=False,
-        )
+        problem = f"{kind} {namespace}/{name} does not exist; create it"
+        return Referenced(kind, name, namespace, None, problem, exists=False)
     obj = found[0]
     meta = _mapping(obj.get("metadata"))
     if meta.get("deletionTimestamp"):
-        return Referenced(
-            kind,
-            name,
-            namespace,
-            None,
-            f"{kind} {namespace}/{name} is being deleted, and LiteLLM deletes its keys with it",
-            exists=False,
+        problem = (
+            f"{kind} {namespace}/{name} is being deleted, and LiteLLM deletes its keys with it"
         )
-    local = _mapping(obj.get("spec")).get(id_field) or name
+        return Referenced(kind, name, namespace, None, problem, exists=False)
+    local = _mapping(obj.get("spec")).get(how.id_field) or name
     expected = litellm_id(namespace, str(local))
-    if _mapping(obj.get("status")).get(id_field) != expected:
-        return Referenced(
-            kind, name, namespace, None, f"{kind} {namespace}/{name} is not on the proxy yet"
+    pending = Referenced(
+        kind, name, namespace, None, f"{kind} {namespace}/{name} is not on the proxy yet"
+    )
+    request = _request_of(requests, request_name(kind, name), meta.get("uid"))
+    if request is None or payload_of(request).get(how.payload_id) != expected:
+        return pending
+    code, url, _ = last_answer(request)
+    path = url.split("?")[0]
+    if not 200 <= code <= 299:  # noqa: PLR2004 - HTTP's success range.
+        return pending
+    if path.endswith(how.made):
+        return Referenced(kind, name, namespace, expected, None)
+    if not path.endswith("/info"):
+        return pending
+    live = _mapping(_mapping(answer_body(request)).get(how.info))
+    ours = provenance.owner(live.get("metadata"), how.stamp) == (namespace, name)
+    if not ours and payload_of(request).get("trustExisting") is not True:
+        return pending
+    role = live.get("user_role")
+    if roles is not None and isinstance(role, str) and role not in roles:
+        problem = (
+            f"{kind} {namespace}/{name} has role {role!r} on the proxy, which this namespace "
+            "may not use"
         )
+        return Referenced(kind, name, namespace, None, problem)
     return Referenced(kind, name, namespace, expected, None)
+
+
+def _request_of(requests: list[dict[str, Any]], name: str, owner_uid: Any) -> dict[str, Any] | None:
+    """The Request named `name` that the object with `owner_uid` controls, if observed."""
+    for request in requests:
+        meta = _mapping(request.get("metadata"))
+        if not is_request(request) or meta.get("name") != name:
+            continue
+        owners = meta.get("ownerReferences")
+        if owner_uid is None or not isinstance(owners, list):
+            continue
+        if any(
+            isinstance(o, dict) and o.get("controller") is True and o.get("uid") == owner_uid
+            for o in owners
+        ):
+            return request
+    return None
 
 
 def required(referenced: Referenced, field: str) -> str:
@@ -105,8 +195,14 @@ def required(referenced: Referenced, field: str) -> str:
     return referenced.litellm_id
 
 
-def referenced_id(
-    kind: str, ref: LocalRef | None, objects: list[dict[str, Any]] | None, namespace: str
+def referenced_id(  # noqa: PLR0913 - each argument is one independent fact.
+    kind: str,
+    ref: LocalRef | None,
+    objects: list[dict[str, Any]] | None,
+    requests: list[dict[str, Any]] | None,
+    namespace: str,
+    *,
+    roles: frozenset[str] | None = None,
 ) -> str | None:
     """The LiteLLM ID a VirtualKey's userRef or teamRef names (None without one).
 
@@ -115,6 +211,6 @@ def referenced_id(
     if ref is None:
         return None
     found = resolve(
-        objects or [], kind=kind, id_field=f"{kind.lower()}ID", name=ref.name, namespace=namespace
+        objects or [], requests or [], kind=kind, name=ref.name, namespace=namespace, roles=roles
     )
     return required(found, f"spec.{kind.lower()}Ref")

@@ -1,15 +1,16 @@
 """Where a VirtualKey's key comes from on this run, rotation included. Pure.
 
 `key_flow(ctx, key, replaced)` -> `Flow`: the key Secret(s), the key's
-Request(s), the status fields of rotation and carried spend, and events.
-`function.compose` adds what every VirtualKey gets around it (stray keys,
-warnings). The phases, each read back from what Crossplane observed:
+Request(s), the status fields of rotation, and events. `function.compose`
+adds what every VirtualKey gets around it (stray keys, warnings). The
+phases, each read back from what Crossplane observed:
 
 - **Steady.** The key Secret holds the key; its Request keeps it in step.
   A key that is new because the Secret was lost, the key was revoked, or
   another key held the alias (a reinstall, `_holder`, which lists the
   holders with `function.holders`) starts with the spend of the key it
-  replaces (`status.carry`), so losing a Secret resets no budget.
+  replaces, read from provider-http's answers and kept in the new key's
+  own Request (`createOnly.spend`), so losing a Secret resets no budget.
 - **Rotating** (`_rotating`), once `function.rotation.due`: the new key
   waits in a second Secret; the old key moves to a derived alias and is
   capped; the new key is created under the alias with the carried spend;
@@ -17,12 +18,21 @@ warnings). The phases, each read back from what Crossplane observed:
 - **Retiring** (`_retiring`): a rotated-out key's Request stays until its
   `auth.litellm.ai/retire-at`, then is dropped, and Crossplane deleting it
   deletes the old key on the proxy.
+
+Memory. Whatever the function must remember between runs lives on the key
+Requests it composes, as the annotations below or in their payload, never
+in the XR's status: Crossplane's edit roles let tenants write the status,
+while a Request is written only by Crossplane and provider-http (the
+tenant role the README ships grants no write on Requests). The Secrets are
+the tenant's to write, so a key read from one is used only where its
+token is what a Request already names.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,7 +48,14 @@ from function.readiness import (
     revoked,
     unsettled_create,
 )
-from function.request import build_request, created_once, payload_of, token_in_request
+from function.request import (
+    annotations_of,
+    build_request,
+    created_once,
+    is_request,
+    payload_of,
+    token_in_request,
+)
 
 if TYPE_CHECKING:
     from function.compose import Owner
@@ -51,7 +68,16 @@ REQUEST_RESOURCE_PREFIX = "request-"
 LOST = "lost"
 REVOKED = "revoked"
 REPLACING = "ReplacingOldKey"
-_REASONS = ("requested", "scheduled", "resumed")  # why a rotation started
+# The memory the function keeps on a key's Request (see the module docstring).
+NEXT_KEY = "auth.litellm.ai/next-key"  # the token of the key a rotation replaces this one with
+ROTATION = "auth.litellm.ai/rotation"  # why: on the key being rotated, and on the key it made
+TRIGGER = "auth.litellm.ai/rotation-trigger"  # the spec.rotation.trigger this key has handled
+EXPOSED = "auth.litellm.ai/exposed"  # provider-http stored this key unmasked once
+_REASONS = ("requested", "scheduled")  # why a rotation started
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+# A VirtualKey has at most three key Requests at once (current, new, retiring);
+# only the function composes them, and this bounds what a run reads anyway.
+MAX_KEY_REQUESTS = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,7 @@ class Flow:
     events: list[str] = field(default_factory=list)
     revisit_at: datetime | None = None
     replace_holder: frozenset[str] = frozenset()  # tokens of keys to delete for the alias
+    warnings: list[str] = field(default_factory=list)
 
 
 def request_resource(token: str) -> str:
@@ -81,16 +108,30 @@ def request_resource(token: str) -> str:
 
 
 def observed_requests(observed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The observed key Requests, by composed resource name."""
-    return {n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX)}
+    """The observed key Requests, by composed resource name (kind-checked, bounded)."""
+    found = {
+        n: r for n, r in observed.items() if n.startswith(REQUEST_RESOURCE_PREFIX) and is_request(r)
+    }
+    return dict(sorted(found.items())[:MAX_KEY_REQUESTS])
+
+
+def _secret_key(observed: dict[str, dict[str, Any]], name: str) -> str | None:
+    secret = observed.get(name)
+    if not isinstance(secret, dict) or secret.get("kind") != "Secret":
+        return None
+    return key_from_secret_data(secret.get("data"))
 
 
 def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
-    """The raw key to use, and why it replaces another: None, LOST or REVOKED."""
+    """The raw key to use, and why it replaces another: None, LOST or REVOKED.
+
+    The key Secret is the tenant's to write, so its key is kept only while
+    its token is one a Request names (or before any Request exists): a key
+    written there by hand is a lost Secret, and replaced.
+    """
     requests = observed_requests(observed)
     gone = {token_in_request(r) for r in requests.values() if revoked(r)}
-    secret = observed.get(SECRET_RESOURCE)
-    kept = key_from_secret_data(secret.get("data")) if secret else None
+    kept = _secret_key(observed, SECRET_RESOURCE)
     if kept is not None:
         token = token_of(kept)
         tokens = {token_in_request(r) for r in requests.values()}
@@ -105,7 +146,6 @@ def choose_key(observed: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
 class KeyContext:
     """What every step of composing one VirtualKey reads."""
 
-    xr: dict[str, Any]
     observed: dict[str, dict[str, Any]]
     owner: Owner
     spec: VirtualKeySpec
@@ -113,6 +153,7 @@ class KeyContext:
     settings: Input
     now: datetime
     labels: dict[str, str]
+    exposed: frozenset[str] = frozenset()  # tokens of keys once stored unmasked
 
     @property
     def secret_name(self) -> str:
@@ -125,12 +166,6 @@ class KeyContext:
         return f"{self.owner.base_name}-litellm-key-next"
 
     @property
-    def status(self) -> dict[str, Any]:
-        """The XR's observed status."""
-        status = self.xr.get("status")
-        return status if isinstance(status, dict) else {}
-
-    @property
     def sending(self) -> dict[str, Any]:
         """What every Request of this VirtualKey shares: where it lives and how it is sent."""
         return {
@@ -140,6 +175,11 @@ class KeyContext:
             "wait_timeout": self.settings.request_timeout,
             "labels": self.labels,
         }
+
+    def observed_request(self, token: str) -> dict[str, Any] | None:
+        """The observed Request of key `token`, if it is one of ours."""
+        found = self.observed.get(request_resource(token))
+        return found if is_request(found) else None
 
     def secret(self, name: str, key: str) -> dict[str, Any]:
         """A Secret holding `key` and the proxy's URL."""
@@ -156,11 +196,7 @@ class KeyContext:
 
     def state_of(self, token: str) -> KeyState:
         """The state of key `token`, read from its observed Request."""
-        return key_state(
-            self.observed.get(request_resource(token)),
-            self.granted.connection,
-            self.spec.key_alias,
-        )
+        return key_state(self.observed_request(token), self.granted.connection, self.spec.key_alias)
 
     def request(  # noqa: PLR0913 - each argument is one independent fact.
         self,
@@ -171,9 +207,10 @@ class KeyContext:
         carried: Decimal | None = None,
         overrides: dict[str, Any] | None = None,
         annotations: dict[str, str] | None = None,
+        update_only: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The Request of the key `token`, as build_request makes it for this VirtualKey."""
-        observed_request = self.observed.get(request_resource(token))
+        observed_request = self.observed_request(token)
         body = build_request(
             name=f"{self.owner.base_name}-{token[:8]}",
             namespace=self.owner.namespace,
@@ -184,6 +221,7 @@ class KeyContext:
             provider_config=self.settings.provider_config_ref.model_dump(),
             wait_timeout=self.settings.request_timeout,
             labels=self.labels,
+            mask_namespace=self.settings.mask_secret_namespace,
             # Once LiteLLM has the key, provider-http may never create it again.
             created=created_once(observed_request) or ready,
             provenance=provenance.stamp(
@@ -191,8 +229,11 @@ class KeyContext:
             ),
             carried_spend=None if carried is None else rotation.money(carried),
             overrides=overrides,
+            update_only=update_only,
         )
         notes = dict(annotations or {})
+        if token in self.exposed:
+            notes[EXPOSED] = "true"
         settled = unsettled_create(observed_request)
         if settled is not None:
             notes[CREATE_FAILED] = notes[CREATE_SETTLED] = settled
@@ -200,32 +241,61 @@ class KeyContext:
             body["metadata"]["annotations"] = notes
         return body
 
+    def handled_trigger(self, token: str) -> int | None:
+        """The spec.rotation.trigger key `token` was made for (its Request remembers it).
+
+        A Request that remembers none (a new key, or one made before triggers
+        were remembered there) takes the spec's: a trigger starts no rotation
+        of a key just made.
+        """
+        remembered = rotation.whole(annotations_of(self.observed_request(token)).get(TRIGGER))
+        if remembered is not None:
+            return remembered
+        return self.spec.rotation.trigger if self.spec.rotation is not None else None
+
+    def trigger_note(self, token: str) -> dict[str, str]:
+        """The annotation remembering the trigger key `token` has handled, if any."""
+        handled = self.handled_trigger(token)
+        return {} if handled is None else {TRIGGER: str(handled)}
+
 
 def key_flow(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     """The key Secret, Requests and rotation status for the key `key` (see the module)."""
     token = token_of(key)
-    waiting = ctx.observed.get(NEXT_SECRET_RESOURCE)
-    next_key = key_from_secret_data(waiting.get("data")) if waiting else None
-    if replaced is None and next_key is not None and token_of(next_key) != token:
-        if not _made_here(ctx, token_of(next_key)):
-            # Rewritten since the function wrote it: a key someone else chose
-            # must not become the key, so the rotation goes on with a new one.
+    notes = annotations_of(ctx.observed_request(token))
+    next_token = notes.get(NEXT_KEY)
+    if replaced is None and isinstance(next_token, str) and _TOKEN.fullmatch(next_token):
+        # A rotation is under way: its new key must be the one the Request names.
+        waiting = _secret_key(ctx.observed, NEXT_SECRET_RESOURCE)
+        warnings = []
+        if waiting is not None and token_of(waiting) == next_token:
+            next_key = waiting
+        else:
             next_key = new_key()
-        return _rotating(ctx, key, next_key, reason=None)
-    return _steady(ctx, key, replaced, switched=next_key is not None and replaced is None)
+            if waiting is not None:
+                warnings.append(
+                    f"Secret {ctx.owner.namespace}/{ctx.next_secret_name} no longer holds the "
+                    "key this rotation made (it was changed): a key someone else chose is never "
+                    "used, so the rotation goes on with a new one."
+                )
+        reason = notes.get(ROTATION)
+        flow = _rotating(ctx, key, next_key, reason=reason if reason in _REASONS else "requested")
+        return Flow(
+            flow.token,
+            flow.state,
+            flow.resources,
+            flow.status,
+            flow.events,
+            flow.revisit_at,
+            flow.replace_holder,
+            warnings + flow.warnings,
+        )
+    return _steady(ctx, key, replaced)
 
 
-def _made_here(ctx: KeyContext, token: str) -> bool:
-    """Whether the next-key Secret holds the key the function put there."""
-    pending = rotation.remembered_rotation(ctx.status).get("pending")
-    return (isinstance(pending, dict) and pending.get("tokenHash") == token) or request_resource(
-        token
-    ) in ctx.observed
-
-
-def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) -> Flow:
+def _steady(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     token = token_of(key)
-    observed_request = ctx.observed.get(request_resource(token))
+    observed_request = ctx.observed_request(token)
     state = ctx.state_of(token)
     created = created_once(observed_request) or state.ready
     carried = None if created else _carried(ctx, token, replaced)
@@ -233,34 +303,49 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
     checking: dict[str, Desired] = {}
     if not created and state.reason == "AliasConflict" and replaced is None:
         state, holder, carried, checking = _holder(ctx, token, state, carried)
+    notes = ctx.trigger_note(token)
+    made_by = annotations_of(observed_request).get(ROTATION)
+    if made_by in _REASONS:
+        notes[ROTATION] = made_by
     resources = {
         **checking,
         SECRET_RESOURCE: Desired(
             ctx.secret(ctx.secret_name, key), ready=SECRET_RESOURCE in ctx.observed
         ),
         request_resource(token): Desired(
-            ctx.request(token, key_secret=ctx.secret_name, ready=state.ready, carried=carried),
+            ctx.request(
+                token,
+                key_secret=ctx.secret_name,
+                ready=state.ready,
+                carried=carried,
+                annotations=notes,
+            ),
             ready=state.ready,
         ),
     }
     kept, retiring_until = _retiring(ctx, {request_resource(token)})
     resources.update(kept)
+    born = rotation.created_at(observed_request) or ctx.now
     status: dict[str, Any] = {}
-    if carried is not None:
-        status["carry"] = {"tokenHash": token, "spend": rotation.money(carried)}
-    schedule, reason, next_at = _schedule(ctx, switched=switched)
+    schedule: dict[str, Any] = {}
+    if made_by in _REASONS:
+        schedule["lastRotatedAt"] = rotation.rfc3339(born)
+    spec_rotation = ctx.spec.rotation
+    reason = rotation.due(spec_rotation, ctx.handled_trigger(token), born, ctx.now)
+    next_at = rotation.next_rotation(spec_rotation, born)
+    # The platform's keys.minRotationInterval holds for rotations on demand too,
+    # counted from when the current key's Request was made.
+    allowed_at = born + ctx.granted.min_rotation
+    if reason is not None and ctx.now < allowed_at:
+        reason, next_at = None, allowed_at if next_at is None else max(next_at, allowed_at)
+    if next_at is not None:
+        schedule["nextRotationAt"] = rotation.rfc3339(next_at)
+    if retiring_until is not None:
+        schedule["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
     if schedule:
         status["rotation"] = schedule
-    if retiring_until is not None:
-        status.setdefault("rotation", {})["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
-    # With a budget, what the key spent must come from provider-http's answer,
-    # not only from the status, which the tenant may be able to write.
+    # With a budget, what the key spent must come from provider-http's answer.
     answered = rotation.answered_spend(observed_request)
-    # The platform's keys.minRotationInterval holds for rotations on demand too.
-    last = rotation.parse_time(schedule.get("lastRotatedAt"))
-    allowed_at = last + ctx.granted.min_rotation if last is not None else None
-    if reason is not None and allowed_at is not None and ctx.now < allowed_at:
-        reason, next_at = None, allowed_at if next_at is None else max(next_at, allowed_at)
     if (
         reason is not None
         and replaced is None
@@ -273,44 +358,66 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None, *, switched: bool) 
     return Flow(token, state, resources, status, revisit_at=revisit, replace_holder=holder)
 
 
-def _schedule(
-    ctx: KeyContext, *, switched: bool
-) -> tuple[dict[str, Any], str | None, datetime | None]:
-    """`status.rotation` in the steady phase, why a rotation is due, and when the next is."""
-    remembered = rotation.remembered_rotation(ctx.status)
-    pending = remembered.get("pending")
-    if isinstance(pending, dict) and switched:
-        # The switch happened but its status write was lost: finish it now.
-        remembered = rotation.finished(remembered, pending, ctx.now)
-    out = {k: remembered[k] for k in ("lastRotatedAt",) if k in remembered}
-    spec = ctx.spec.rotation
-    if spec is None:
-        return out, None, None
-    since = rotation.schedule_start(remembered, ctx.now)
-    handled = rotation.handled_trigger(spec, remembered)
-    out["since"] = rotation.rfc3339(since)
-    if handled is not None:
-        out["trigger"] = handled
-    next_at = rotation.next_rotation(spec, out, ctx.now)
-    if next_at is not None:
-        out["nextRotationAt"] = rotation.rfc3339(next_at)
-    return out, rotation.due(spec, out, ctx.now), next_at
+@dataclass(frozen=True)
+class _Charge:
+    """What a rotation charges: the old key's cap and the new key's starting spend."""
+
+    old_key_budget: Decimal | None
+    carried: Decimal
 
 
-def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str | None) -> Flow:
+def _charge(ctx: KeyContext, token: str, new_token: str) -> _Charge:
+    """The cap and carried spend of a rotation, fixed when it starts.
+
+    Once the old key's Request carries its cap (with the retired alias), that
+    cap is what the rotation charges: the old key's spend has moved on since.
+    Before that it is computed from provider-http's last answer for the old
+    key. Both are written only by Crossplane and provider-http.
+    """
+    old = ctx.observed_request(token)
+    fields = payload_of(old).get("fields")
+    fields = fields if isinstance(fields, dict) else {}
+    retired = rotation.retired_alias(ctx.spec.key_alias, token)
+    new_payload = payload_of(ctx.observed_request(new_token)).get("createOnly")
+    kept = rotation.dollars(new_payload.get("spend")) if isinstance(new_payload, dict) else None
+    spent = rotation.answered_spend(old) or Decimal(0)
+    if ctx.spec.max_budget is None:
+        return _Charge(None, max(spent, kept or Decimal(0)))
+    applied = rotation.dollars(fields.get("max_budget"))
+    if fields.get("key_alias") == retired and applied is not None:
+        return _Charge(applied, max(applied, kept or Decimal(0)))
+    spec_rotation = ctx.spec.rotation
+    charge = rotation.carry(
+        spent,
+        ctx.spec.max_budget,
+        spec_rotation.grace_period_budget if spec_rotation else None,
+    )
+    return _Charge(charge.old_key_budget, charge.spend)
+
+
+def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str) -> Flow:
     """A rotation under way: the new key waits in the next-key Secret."""
     token, new_token = token_of(key), token_of(next_key)
     spec_rotation = ctx.spec.rotation
-    remembered = rotation.remembered_rotation(ctx.status)
-    pending = _pending(ctx, token, new_token, remembered, reason)
+    charge = _charge(ctx, token, new_token)
     retired = rotation.retired_alias(ctx.spec.key_alias, token)
     overrides: dict[str, Any] = {"key_alias": retired}
-    old_budget = rotation.dollars(pending.get("oldKeyBudget"))
-    if old_budget is not None:
-        overrides["max_budget"] = float(old_budget)
+    if charge.old_key_budget is not None:
+        overrides["max_budget"] = float(charge.old_key_budget)
+    if ctx.spec.budget_duration is not None:
+        # A budget reset would give the old key its cap again: it loses the period.
+        overrides["budget_duration"] = None
+    notes = {**ctx.trigger_note(token), NEXT_KEY: new_token, ROTATION: reason}
     old_state = ctx.state_of(token)
-    moved = rotation.answered_alias(ctx.observed.get(request_resource(token))) == retired
+    moved = rotation.answered_alias(ctx.observed_request(token)) == retired
     new_state = ctx.state_of(new_token)
+    pending: dict[str, Any] = {
+        "tokenHash": new_token,
+        "reason": reason,
+        "carriedSpend": rotation.money(charge.carried),
+    }
+    if charge.old_key_budget is not None:
+        pending["oldKeyBudget"] = rotation.money(charge.old_key_budget)
     resources = {
         SECRET_RESOURCE: Desired(ctx.secret(ctx.secret_name, key), ready=True),
         NEXT_SECRET_RESOURCE: Desired(
@@ -320,12 +427,16 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str | None) -
     }
     if moved:
         # Only now is the alias free: the new key's CREATE would fail before.
+        new_notes = {ROTATION: reason}
+        if spec_rotation is not None and spec_rotation.trigger is not None:
+            new_notes[TRIGGER] = str(spec_rotation.trigger)
         resources[request_resource(new_token)] = Desired(
             ctx.request(
                 new_token,
                 key_secret=ctx.next_secret_name,
                 ready=new_state.ready,
-                carried=rotation.dollars(pending.get("carriedSpend")),
+                carried=charge.carried,
+                annotations=new_notes,
             ),
             ready=new_state.ready,
         )
@@ -333,27 +444,30 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str | None) -
     resources.update(kept)
     if not (moved and new_state.ready):
         resources[request_resource(token)] = Desired(
-            ctx.request(token, key_secret=ctx.secret_name, ready=True, overrides=overrides),
+            ctx.request(
+                token,
+                key_secret=ctx.secret_name,
+                ready=True,
+                overrides=overrides,
+                annotations=notes,
+            ),
             ready=old_state.ready,
         )
-        base = {k: v for k, v in remembered.items() if k != "pending"}
         state = new_state if moved and new_state.is_problem else old_state
         if state.ready:
             state = KeyState(
                 ready=True,
                 reason="Rotating",
                 message=f"Key {ctx.spec.key_alias} is in place and being rotated "
-                f"({pending.get('reason')}); Secret {ctx.owner.namespace}/{ctx.secret_name} "
+                f"({reason}); Secret {ctx.owner.namespace}/{ctx.secret_name} "
                 "keeps the current key until the new one exists.",
             )
-        return Flow(
-            token,
-            state,
-            resources,
-            {"rotation": {**base, "pending": pending}},
-            revisit_at=retiring_until,
-        )
-    # The new key exists: switch the Secret to it, and retire the old key.
+        schedule: dict[str, Any] = {"pending": pending}
+        if retiring_until is not None:
+            schedule["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
+        return Flow(token, state, resources, {"rotation": schedule}, revisit_at=retiring_until)
+    # The new key exists: switch the Secret to it, and retire the old key, which
+    # also expires on the proxy then, should its Request's REMOVE never run.
     grace = rotation.duration(spec_rotation.grace_period if spec_rotation else "1h")
     until = ctx.now + grace
     resources[SECRET_RESOURCE] = Desired(ctx.secret(ctx.secret_name, next_key), ready=True)
@@ -363,20 +477,22 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str | None) -
             key_secret=ctx.secret_name,
             ready=True,
             overrides=overrides,
-            annotations={rotation.RETIRE_AT: rotation.rfc3339(until)},
+            annotations={**notes, rotation.RETIRE_AT: rotation.rfc3339(until)},
+            update_only={"duration": f"{int(grace.total_seconds())}s"},
         ),
         ready=True,
     )
-    done = rotation.finished(remembered, pending, ctx.now)
+    done: dict[str, Any] = {
+        "lastRotatedAt": rotation.rfc3339(ctx.now),
+        "oldKeyExpiresAt": rotation.rfc3339(until),
+    }
     if spec_rotation is not None and spec_rotation.every is not None:
         done["nextRotationAt"] = rotation.rfc3339(ctx.now + rotation.duration(spec_rotation.every))
-    done["oldKeyExpiresAt"] = rotation.rfc3339(until)
-    carried = pending.get("carriedSpend")
     event = (
-        f"Rotated the key ({pending.get('reason')}): Secret {ctx.owner.namespace}/"
+        f"Rotated the key ({reason}): Secret {ctx.owner.namespace}/"
         f"{ctx.secret_name} now holds a new key (token {new_token[:12]}...), which starts "
-        f"at ${carried} spent. The old key (token {token[:12]}...) keeps working until "
-        f"{rotation.rfc3339(until)}, then it is deleted."
+        f"at ${rotation.money(charge.carried)} spent. The old key (token {token[:12]}...) "
+        f"keeps working until {rotation.rfc3339(until)}, then it is deleted."
     )
     return Flow(
         new_token,
@@ -388,92 +504,6 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str | None) -
     )
 
 
-def _pending(
-    ctx: KeyContext,
-    token: str,
-    new_token: str,
-    remembered: dict[str, Any],
-    reason: str | None,
-) -> dict[str, Any]:
-    """`status.rotation.pending`: fixed when the rotation starts, recomputed if lost.
-
-    The money in it is not taken from the status alone, which someone who may
-    edit the VirtualKey may be able to write: once the old key's cap is
-    applied, its Request (which only Crossplane writes) says what it is, and
-    the new key carries at least that.
-    """
-    pending = _remembered_pending(remembered, new_token)
-    if pending is None:
-        spent = _spent(ctx, token) or Decimal(0)
-        spec_rotation = ctx.spec.rotation
-        charge = rotation.carry(
-            spent,
-            ctx.spec.max_budget,
-            spec_rotation.grace_period_budget if spec_rotation else None,
-        )
-        pending = {
-            "tokenHash": new_token,
-            "reason": reason or "resumed",
-            "startedAt": rotation.rfc3339(ctx.now),
-            "carriedSpend": rotation.money(charge.spend),
-        }
-        if spec_rotation is not None and spec_rotation.trigger is not None:
-            pending["trigger"] = spec_rotation.trigger
-        if charge.old_key_budget is not None:
-            pending["oldKeyBudget"] = rotation.money(charge.old_key_budget)
-    applied = _applied_cap(ctx, token)
-    if applied is None or ctx.spec.max_budget is None:
-        return dict(pending)
-    carried = rotation.dollars(pending.get("carriedSpend")) or Decimal(0)
-    return {
-        **pending,
-        "oldKeyBudget": rotation.money(applied),
-        "carriedSpend": rotation.money(max(carried, applied)),
-    }
-
-
-def _remembered_pending(remembered: dict[str, Any], new_token: str) -> dict[str, Any] | None:
-    """The status's pending rotation of `new_token`, rebuilt from values that parse.
-
-    Its text reaches the KeyReady message and an Event, so nothing in it is
-    copied as written: a reason that is not one of ours, or money that does
-    not read as money, makes the pending rotation count as lost (recomputed).
-    """
-    pending = remembered.get("pending")
-    if not isinstance(pending, dict) or pending.get("tokenHash") != new_token:
-        return None
-    carried = rotation.dollars(pending.get("carriedSpend"))
-    cap = pending.get("oldKeyBudget")
-    if carried is None or pending.get("reason") not in _REASONS:
-        return None
-    if cap is not None and rotation.dollars(cap) is None:
-        return None
-    started = rotation.parse_time(pending.get("startedAt"))
-    clean: dict[str, Any] = {
-        "tokenHash": new_token,
-        "reason": pending["reason"],
-        "carriedSpend": rotation.money(carried),
-    }
-    if started is not None:
-        clean["startedAt"] = rotation.rfc3339(started)
-    trigger = rotation.whole(pending.get("trigger"))
-    if trigger is not None:
-        clean["trigger"] = trigger
-    if cap is not None:
-        clean["oldKeyBudget"] = rotation.money(rotation.dollars(cap) or Decimal(0))
-    return clean
-
-
-def _applied_cap(ctx: KeyContext, token: str) -> Decimal | None:
-    """The max budget the old key's observed Request sets, once it moved the alias."""
-    fields = payload_of(ctx.observed.get(request_resource(token))).get("fields")
-    if not isinstance(fields, dict):
-        return None
-    if fields.get("key_alias") != rotation.retired_alias(ctx.spec.key_alias, token):
-        return None
-    return rotation.dollars(fields.get("max_budget"))
-
-
 def _retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], datetime | None]:
     """Rotated-out keys' Requests kept until their retire-at, and the earliest of those."""
     kept: dict[str, Desired] = {}
@@ -483,13 +513,16 @@ def _retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], d
         if name in current or at is None or ctx.now >= at:
             continue  # past it: dropped, and Crossplane deleting it deletes the key
         meta = request.get("metadata") or {}
+        notes = {rotation.RETIRE_AT: rotation.rfc3339(at)}
+        if token_in_request(request) in ctx.exposed:
+            notes[EXPOSED] = "true"
         kept[name] = Desired(
             {
                 "apiVersion": request.get("apiVersion"),
                 "kind": request.get("kind"),
                 "metadata": {
                     **{k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
-                    "annotations": {rotation.RETIRE_AT: rotation.rfc3339(at)},
+                    "annotations": notes,
                 },
                 "spec": request.get("spec") or {},
             },
@@ -499,32 +532,21 @@ def _retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], d
     return kept, earliest
 
 
-def _spent(ctx: KeyContext, token: str) -> Decimal | None:
-    """What key `token` has spent: the most its Request's last answer or the poller saw."""
-    answered = rotation.answered_spend(ctx.observed.get(request_resource(token)))
-    polled = (
-        rotation.dollars(ctx.status.get("currentSpend"))
-        if ctx.status.get("tokenHash") == token
-        else None
-    )
-    known = [s for s in (answered, polled) if s is not None]
-    return max(known) if known else None
-
-
 def _carried(ctx: KeyContext, token: str, replaced: str | None) -> Decimal | None:
-    """The spend a key not created yet starts with: the most any replaced key had spent."""
+    """The spend a key not created yet starts with: the most any replaced key had spent.
+
+    Read from provider-http's answers for the keys it replaces, on the run
+    that replaces them, and kept from then on in the new key's own Request.
+    """
     found: list[Decimal] = []
-    remembered = ctx.status.get("carry")
-    if isinstance(remembered, dict) and remembered.get("tokenHash") == token:
-        found += [s for s in (rotation.dollars(remembered.get("spend")),) if s is not None]
+    create_only = payload_of(ctx.observed_request(token)).get("createOnly")
+    if isinstance(create_only, dict):
+        found += [s for s in (rotation.dollars(create_only.get("spend")),) if s is not None]
     if replaced is not None:
         for request in observed_requests(ctx.observed).values():
             spend = rotation.answered_spend(request)
             if token_in_request(request) != token and spend is not None:
                 found.append(spend)
-        polled = rotation.dollars(ctx.status.get("currentSpend"))
-        if polled is not None:
-            found.append(polled)
     return max(found) if found else None
 
 
@@ -533,10 +555,12 @@ def _holder(
 ) -> tuple[KeyState, frozenset[str], Decimal | None, dict[str, Desired]]:
     """What to do about other keys holding the alias, as the alias check lists them.
 
-    A key this VirtualKey made (its provenance names it: a reinstall) is
-    replaced: deleted, its spend carried over. Any other key only if a
-    granting TenancyPolicy rule sets keys.replaceForeignKeys. The check's
-    answer is provider-http's, never the XR's status (function.holders).
+    A key this VirtualKey made (its provenance names it, and the master key
+    made it: a reinstall) is replaced: deleted, its spend carried over. A key
+    without provenance, or made for another VirtualKey of the same
+    namespace, only if a granting TenancyPolicy rule sets
+    keys.replaceForeignKeys. A key made for another namespace never. The
+    check's answer is provider-http's (function.holders).
     """
     alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
     check = holders.alias_check(
@@ -548,7 +572,10 @@ def _holder(
         return state, frozenset(), carried, resources
     mine = (ctx.owner.namespace, ctx.owner.virtualkey)
     foreign = [h for h in found if h.owner != mine]
-    if not foreign or ctx.granted.replace_foreign_keys:
+    replaceable = ctx.granted.replace_foreign_keys and all(
+        h.owner is None or h.owner[0] == ctx.owner.namespace for h in foreign
+    )
+    if not foreign or replaceable:
         spend = max(h.spend for h in found)
         whose = (
             "that this VirtualKey made earlier (a reinstall)"
@@ -566,15 +593,18 @@ def _holder(
             max(spend, carried or Decimal(0)),
             resources,
         )
-    if any(h.owner is not None for h in foreign):
-        held = "by a key that another VirtualKey made, which this function never touches"
+    if any(h.owner is not None and h.owner[0] != ctx.owner.namespace for h in foreign):
+        held = "by a key made for another namespace, which this function never touches"
+    elif any(h.owner is not None for h in foreign):
+        held = "by a key that another VirtualKey of this namespace made"
     else:
-        held = "by a key made outside this function (it names no VirtualKey)"
+        held = "by a key made outside this function (no VirtualKey's provenance)"
     release = (
         "Aliases are unique per proxy. Use another keyAlias, or ask the platform team to "
         f"release the alias: delete that key (POST {where}/key/delete with "
-        f"{json.dumps({'key_aliases': [alias]})}), or let keys of this namespace replace it "
-        "with keys.replaceForeignKeys: true in the TenancyPolicy rule that grants it."
+        f"{json.dumps({'key_aliases': [alias]})}), or, for a key made outside this function "
+        "or by this namespace, let keys of this namespace replace it with "
+        "keys.replaceForeignKeys: true in the TenancyPolicy rule that grants it."
     )
     refused = KeyState(
         ready=False,

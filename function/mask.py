@@ -7,7 +7,7 @@ Were the Secret in the tenant's namespace, deleting it right after CREATE
 would leave the Request unable to make any call again, its REMOVE included:
 the key would outlive its VirtualKey. So the Secret lives in a namespace
 of the platform's (`Input.maskSecretNamespace`, default `crossplane-system`),
-named `litellm-mask-<digest of the Request's namespace and name>`. A Request
+named `litellm-generated-<digest of the Request's namespace and name>`. A Request
 cannot own a Secret in another namespace, so the poller deletes the mask
 Secrets whose Request is gone (`function.poller`, docs/poller.md). It has no
 labels: provider-http runs label values as jq.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 
 DEFAULT_NAMESPACE = "crossplane-system"
-PREFIX = "litellm-mask-"
+PREFIX = "litellm-generated-"
 
 
 def secret_name(namespace: str, request: str) -> str:

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from function.cache import BytesLRU
+from function.mask import DEFAULT_NAMESPACE as MASK_NAMESPACE
 from function.redact import redact
 
 # LiteLLM's own built-in key alias rule (key_management_endpoints.py,
@@ -99,6 +100,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "key": "a Secret data key: letters, digits, '-', '_' and '.'",
     "url": "an http:// or https:// URL with a host and no query, e.g. http://litellm.litellm:4000",
     "requestTimeout": 'seconds or minutes, e.g. "30s" or "2m"',
+    "maskSecretNamespace": "a Kubernetes namespace name of the platform's",
     "blocked": "true or false",
     "teamRef": "{name: <a Team in the same namespace>}",
     "every": 'a duration such as "30d" or "12h" (as for duration)',
@@ -423,6 +425,9 @@ class Input(_Model):
     request_timeout: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}(s|m)$")] = Field(
         default="30s", alias="requestTimeout"
     )
+    # Where provider-http keeps the Secrets that mask /key/generate's echo of a
+    # key (function.mask): a namespace tenants cannot write.
+    mask_secret_namespace: DnsLabel = Field(default=MASK_NAMESPACE, alias="maskSecretNamespace")
 
     @model_validator(mode="before")
     @classmethod

@@ -5,11 +5,12 @@ response body) costs more than composing the key. So for the kinds the
 function composes, only the fields `compose` reads are converted:
 
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
-  and of its status what the function remembers or reads there: the stray
-  keys (function/strays.py), rotation and carried spend (function/keyflow.py);
+  and nothing of its status: that is the function's output, for people, and
+  tenants may be able to write it (README, threat model);
 - a Secret: `data`;
-- a Request: its name, namespace, labels, annotations and `spec`, and the parts of
-  `status` that say what LiteLLM last answered.
+- a Request: its name, namespace, labels, annotations (the function's memory,
+  function/keyflow.py), creation time and `spec`, and the parts of `status`
+  that say what LiteLLM last answered.
 
 Anything else is converted whole.
 """
@@ -47,23 +48,8 @@ def _pick(struct: struct_pb2.Struct, *names: str) -> dict[str, Any]:
 
 
 def composite(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """The XR's identity and spec, and of its status only what the function remembers there."""
+    """The XR's identity and spec; never its status (a tenant may write it, however large)."""
     view = _pick(struct, "apiVersion", "kind", "spec")
-    status = struct.fields["status"] if "status" in struct.fields else None
-    if status is not None and status.WhichOneof("kind") == "struct_value":
-        view["status"] = _pick(
-            status.struct_value,
-            "strayTokens",
-            "reapedTokens",
-            "exposedTokens",
-            "userID",
-            "teamID",
-            "prunedMembers",
-            "tokenHash",
-            "currentSpend",
-            "rotation",
-            "carry",
-        )
     if "metadata" in struct.fields:
         meta = struct.fields["metadata"]
         if meta.WhichOneof("kind") == "struct_value":
@@ -92,7 +78,12 @@ def composed(struct: struct_pb2.Struct) -> dict[str, Any]:
             "struct_value"
         ):
             view["metadata"] = _pick(
-                struct.fields["metadata"].struct_value, "name", "namespace", "labels", "annotations"
+                struct.fields["metadata"].struct_value,
+                "name",
+                "namespace",
+                "labels",
+                "annotations",
+                "creationTimestamp",
             )
         return view
     return plain(struct)

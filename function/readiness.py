@@ -141,7 +141,7 @@ def _status_code(value: Any) -> int:
     return code if 100 <= code <= 599 else 0  # noqa: PLR2004 - HTTP's range.
 
 
-def _last_answer(request: dict[str, Any]) -> tuple[int, str, str]:
+def last_answer(request: dict[str, Any]) -> tuple[int, str, str]:
     """(status code, URL, lower-cased error text) of the last call provider-http stored."""
     status = _mapping(request.get("status"))
     response = _mapping(status.get("response"))
@@ -208,7 +208,7 @@ def _synced_message_has(request: dict[str, Any], text: str) -> bool:
 
 def created_just_now(request: dict[str, Any]) -> bool:
     """Whether the Request's stored answer is still /key/generate's (nothing observed since)."""
-    code, url, _ = _last_answer(request)
+    code, url, _ = last_answer(request)
     return code != 0 and "/key/generate" in url
 
 
@@ -216,7 +216,7 @@ def revoked(request: dict[str, Any] | None) -> bool:
     """Whether the Request's key existed and has since been deleted on the proxy."""
     if request is None or not created_once(request):
         return False
-    code, url, _ = _last_answer(request)
+    code, url, _ = last_answer(request)
     if "/key/info" not in url:
         return False
     if code == HTTP_NOT_FOUND:
@@ -351,7 +351,7 @@ _BY_CODE = {
 }
 
 
-def state_of(  # noqa: PLR0911 - one return per kind of answer.
+def state_of(  # noqa: C901, PLR0911 - one return per kind of answer.
     request: dict[str, Any] | None, connection: Connection, subject: str
 ) -> KeyState:
     """The state of a User's, Team's or member's Request; `subject` names it in messages.
@@ -365,7 +365,7 @@ def state_of(  # noqa: PLR0911 - one return per kind of answer.
     early = _before_answer(status, connection)
     if early is not None:
         return early
-    code, url, text = _last_answer(request)
+    code, url, text = last_answer(request)
     where = connection.base_url
     action = next((v for k, v in _ACTIONS.items() if k in url), "call LiteLLM")
     if "/user/new" in url and code in (HTTP_BAD_REQUEST, HTTP_CONFLICT) and "email" in text:
@@ -374,6 +374,15 @@ def state_of(  # noqa: PLR0911 - one return per kind of answer.
             f"Another user on {where} has this User's userEmail (it answered HTTP {code}); "
             "LiteLLM keeps e-mails unique per proxy. Use another userEmail, or ask the "
             "platform team to delete the other user.",
+        )
+    created_here = url.split("?")[0].endswith(("/user/new", "/team/new"))
+    if created_here and code in (HTTP_BAD_REQUEST, HTTP_CONFLICT) and "already exists" in text:
+        return _not_ready(
+            "IDConflict",
+            f"The LiteLLM ID of {subject} already exists on {where} (it answered HTTP {code}) "
+            "and was not made by this object, so it is never changed or deleted from here. "
+            "Use another ID (userID or teamID), or ask the platform team to delete the "
+            "existing one if it is nobody's.",
         )
     if code == 0:
         return _not_ready("Creating", "Waiting for LiteLLM's first answer.")

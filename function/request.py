@@ -27,6 +27,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from function import mask
 from function.connection import Connection
 from function.model import RESERVED_METADATA_KEYS, VirtualKeySpec
 from function.tenancy import Authorization
@@ -73,8 +74,8 @@ EXPECTED_RESPONSE = (
     f"{GUARDS} | if $r.statusCode != 200"
     ' or ($r.body | type) != "object"'
     ' or ($r.body.info | type) != "object" then true'
-    " else $r.body.info as $live | .payload | obj | .body | obj | .fields | obj"
-    " | to_entries | all("
+    " else $r.body.info as $live | (.payload | obj | .body | obj) as $p"
+    " | ($p.fields | obj | to_entries | all("
     ' if .key == "models" then (.value | arr | sort) == ($live.models | arr | sort)'
     ' elif .key == "tags" then (.value | arr | sort)'
     ' == ((if ($live.tags | type) == "array" then $live.tags'
@@ -84,7 +85,10 @@ EXPECTED_RESPONSE = (
     ' elif .key == "blocked" then .value == ($live.blocked == true)'
     ' elif .key == "metadata" then .value == ($live.metadata | obj'
     f" | with_entries(select(.key | IN({_LITELLM_METADATA_KEYS}) | not)))"
-    " else .value == $live[.key] end) end"
+    " else .value == $live[.key] end))"
+    # A rotated-out key is given an expiry once (updateOnly.duration): LiteLLM
+    # keeps `expires`, not the duration, so it is done once one is set.
+    " and (($p.updateOnly | obj | .duration) == null or $live.expires != null) end"
 )
 
 _INFO_URL = '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)'
@@ -161,21 +165,26 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
+    mask_namespace: str,
     created: bool = False,
     provenance: dict[str, str] | None = None,
     carried_spend: str | None = None,
     overrides: dict[str, Any] | None = None,
+    update_only: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Request for one key, fully determined by its arguments.
 
     `created`: the key has existed on the proxy, so CREATE only reads it.
     `overrides` replace managed fields (a rotated-out key's alias and budget).
+    `update_only` is sent with UPDATE and never compared (a retired key's expiry).
     """
     payload: dict[str, Any] = {
         "token": token,
         "fields": {**litellm_fields(spec, granted, provenance), **(overrides or {})},
         "createOnly": create_only_fields(spec, carried_spend),
     }
+    if update_only:
+        payload["updateOnly"] = update_only
     if created:
         payload["created"] = True
     raw_key = f"{{{{ {key_secret}:{namespace}:key }}}}"
@@ -203,7 +212,10 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
                 "action": "UPDATE",
                 "method": "POST",
                 "url": '(.payload.baseUrl + "/key/update")',
-                "body": '(.payload.body.fields + {"key": .payload.body.token})',
+                "body": (
+                    '(.payload.body.fields + (.payload.body.updateOnly | if type == "object"'
+                    ' then . else {} end) + {"key": .payload.body.token})'
+                ),
             },
             {
                 "action": "REMOVE",
@@ -217,8 +229,13 @@ def build_request(  # noqa: PLR0913 - each argument is one independent fact.
         extra={
             "secretInjectionConfigs": [
                 {
-                    "secretRef": {"name": echo_secret_name(name), "namespace": namespace},
-                    "setOwnerReference": True,
+                    # A namespace tenants cannot write (function.mask): deleting the
+                    # Secret would leave the Request unable to make any call, REMOVE too.
+                    "secretRef": {
+                        "name": mask.secret_name(namespace, name),
+                        "namespace": mask_namespace,
+                    },
+                    "setOwnerReference": False,
                     "keyMappings": [
                         {
                             "secretKey": "key",
@@ -307,9 +324,27 @@ def provider_has_it(request: dict[str, Any] | None) -> bool:
     return isinstance(status, dict) and isinstance(status.get("response"), dict)
 
 
-def echo_secret_name(request_name: str) -> str:
-    """The provider-owned Secret that holds /key/generate's echo of the key."""
-    return f"{request_name}-generated"
+def is_request(resource: dict[str, Any] | None) -> bool:
+    """Whether an observed resource is a provider-http Request, as the function composes.
+
+    Crossplane observes what the XR's resource references list, and the
+    tenant may be able to write those (and own Secrets named like anything):
+    a resource counts as one of our Requests by its kind, never by its name.
+    """
+    return (
+        isinstance(resource, dict)
+        and resource.get("kind") == REQUEST_KIND
+        and resource.get("apiVersion") == REQUEST_API_VERSION
+    )
+
+
+def annotations_of(request: dict[str, Any] | None) -> dict[str, str]:
+    """An observed resource's annotations (only string values)."""
+    meta = (request or {}).get("metadata")
+    found = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(v, str)}
 
 
 def payload_of(request: dict[str, Any] | None) -> dict[str, Any]:

@@ -4,9 +4,10 @@ A rotation replaces the key without a moment in which the Secret holds a key
 that does not work, and without resetting the budget (README, "Rotation,
 provenance and recovery"):
 
-1. Due (`due`): `spec.rotation.every` has passed since the schedule began,
-   or `spec.rotation.trigger` differs from the last one handled. The new
-   key goes into a second Secret, `<name>-litellm-key-next`.
+1. Due (`due`): `spec.rotation.every` has passed since the current key's
+   Request was created, or `spec.rotation.trigger` differs from the one
+   that Request was made for. The new key goes into a second Secret,
+   `<name>-litellm-key-next`, and its token onto the current key's Request.
 2. The current key's Request renames the key to a derived alias
    (`retired_alias`), since LiteLLM aliases are unique, and with maxBudget
    caps what it may still spend. Only once LiteLLM answered with that alias
@@ -125,63 +126,43 @@ def carry(spent: Decimal, max_budget: str | None, grace_budget: str | None) -> C
     return Carry(spent + allowance, spent + allowance)
 
 
-def due(rotation: Rotation | None, remembered: dict[str, Any], now: datetime) -> str | None:
-    """Why the key is to be rotated now ("requested" or "scheduled"), or None."""
+def due(
+    rotation: Rotation | None, handled: int | None, born: datetime, now: datetime
+) -> str | None:
+    """Why the key is to be rotated now ("requested" or "scheduled"), or None.
+
+    `handled` is the trigger the current key was made for, and `born` when
+    its Request was created: both read from that Request, which only
+    Crossplane writes, never from the XR's status.
+    """
     if rotation is None:
         return None
-    if rotation.trigger is not None and rotation.trigger != handled_trigger(rotation, remembered):
+    if rotation.trigger is not None and rotation.trigger != handled:
         return "requested"
-    next_at = next_rotation(rotation, remembered, now)
+    next_at = next_rotation(rotation, born)
     if next_at is not None and now >= next_at:
         return "scheduled"
     return None
 
 
-def handled_trigger(rotation: Rotation, remembered: dict[str, Any]) -> int | None:
-    """The last trigger acted on; a schedule starting with a trigger takes it as handled."""
-    value = whole(remembered.get("trigger"))
-    if value is not None:
-        return value
-    return rotation.trigger if "since" not in remembered else None
+def next_rotation(rotation: Rotation | None, born: datetime) -> datetime | None:
+    """When the next scheduled rotation of a key made at `born` is due, if there is a schedule."""
+    if rotation is None or rotation.every is None:
+        return None
+    return born + duration(rotation.every)
 
 
 def whole(value: Any) -> int | None:
-    """A whole number from a status, where protobuf made every number a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not value.is_integer():
+    """A whole number written as digits (an annotation), or None."""
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 16:  # noqa: PLR2004
         return None
     return int(value)
 
 
-def finished(remembered: dict[str, Any], pending: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """`status.rotation` once the key Secret holds the new key: the schedule restarts."""
-    done = {k: v for k, v in remembered.items() if k not in ("pending", "nextRotationAt")}
-    done["since"] = done["lastRotatedAt"] = rfc3339(now)
-    trigger = whole(pending.get("trigger"))
-    if trigger is not None:
-        done["trigger"] = trigger
-    return done
-
-
-def schedule_start(remembered: dict[str, Any], now: datetime) -> datetime:
-    """When the current schedule began: the last rotation, or when rotation was set."""
-    return parse_time(remembered.get("since")) or now
-
-
-def next_rotation(
-    rotation: Rotation | None, remembered: dict[str, Any], now: datetime
-) -> datetime | None:
-    """When the next scheduled rotation is due, if there is a schedule."""
-    if rotation is None or rotation.every is None:
-        return None
-    return schedule_start(remembered, now) + duration(rotation.every)
-
-
-def remembered_rotation(status: Any) -> dict[str, Any]:
-    """The XR's `status.rotation`, as the function last wrote it."""
-    found = status.get("rotation") if isinstance(status, dict) else None
-    return found if isinstance(found, dict) else {}
+def created_at(resource: dict[str, Any] | None) -> datetime | None:
+    """When the API server created an observed resource (`metadata.creationTimestamp`)."""
+    meta = (resource or {}).get("metadata")
+    return parse_time(meta.get("creationTimestamp")) if isinstance(meta, dict) else None
 
 
 def retire_at(request: dict[str, Any]) -> datetime | None:

@@ -3,35 +3,31 @@
 provider-http resolves the CREATE body's `{{ <key secret>:<ns>:key }}` when it
 sends it, but the Request names its key by the token the function computed
 earlier. A tenant who rewrites the key Secret in between gets a key of its
-own choosing created on the proxy, which the Request does not track (issue
-9, item 3). provider-http cannot be told to check, so the function finds
-such keys and deletes them:
+own choosing created on the proxy, which the Request does not track.
+provider-http cannot be told to check, so the function finds such keys and
+deletes them:
 
 - `stray_tokens(request)`: the token of a key `/key/generate` created for a
   Request when that token is not the Request's own (its answer carries the
   created key's `token`, which is never a secret).
 - `exposed(request)`: whether a raw key (`sk-...`) sits unmasked in the
-  Request's stored answer. provider-http masks the key `/key/generate`
-  echoes only if it can write `<request>-generated`; if it cannot (a quota,
-  admission, RBAC), its `patch.go` stores the answer unmasked (item 4).
-  The exposed token is remembered in `status.exposedTokens` until the key
-  is rotated, since provider-http's next OBSERVE replaces that answer.
-- `reaper(...)`: a Request that only observes and deletes one stray key.
-  The function composes it while the stray is remembered in the XR's
-  `status.strayTokens`, and drops it once it exists: Crossplane then deletes
-  it, and its REMOVE deletes the key, as for any Request.
-- `may_delete(reaper, alias, owner, foreign_ok)`: whether the key the reaper
-  observed may be deleted. The status that remembers strays may be written
-  by whoever may edit the VirtualKey (Crossplane's edit roles include it),
-  so a token there proves nothing: a key is deleted only if LiteLLM's own
-  answer shows this VirtualKey's alias and provenance (or, where the
-  TenancyPolicy opts in to replacing foreign keys, its alias). Otherwise the
-  reaper becomes Observe-only (`reaper(..., only_observe=True)`), and
-  dropping it deletes nothing.
+  Request's stored answer (provider-http could not write the Secret that
+  masks it: a quota, admission, RBAC).
+- `reaper(...)`: a Request for one such key. It starts Observe-only: its
+  `/key/info` answer must show the key is this VirtualKey's before it may
+  delete anything (`judge`). Only then is it made `[Observe, Delete]`, and
+  dropped once Crossplane applied that: deleting it runs its REMOVE.
+- `reaper_tokens(observed)`: the keys reapers are composed for, read back
+  from the reapers Crossplane observed: the memory of a stray found in an
+  answer provider-http has since replaced.
+
+Nothing here reads the XR's status, which Crossplane's edit roles let
+tenants write: a token there proves nothing, and deletes nothing.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from typing import Any
@@ -43,12 +39,17 @@ from function.request import (
     ONLY_OBSERVE,
     ONLY_REMOVE,
     http_request,
+    is_request,
+    payload_of,
     removal_mappings,
 )
 
 _NOT_FOUND = 404
 
 REAPER_PREFIX = "stray-"
+# Reapers composed in one run; more wait for the next runs (one tenant's
+# flood never makes a run, or its response, grow without bound).
+MAX_REAPERS = 8
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _RAW_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{20,}")
 _MAX_BODY = 64 * 1024
@@ -109,12 +110,9 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
     provider_config: dict[str, str],
     wait_timeout: str,
     labels: dict[str, str],
-    only_observe: bool = False,
+    may_delete: bool = False,
 ) -> dict[str, Any]:
-    """A Request that observes the key `token` and, when it is deleted, deletes that key.
-
-    `only_observe`: it deletes nothing when it is deleted (the key is not ours).
-    """
+    """A Request that observes the key `token`; with `may_delete`, deleting it deletes the key."""
     return http_request(
         name=name,
         namespace=namespace,
@@ -130,55 +128,65 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
         ),
         is_removed=OBSERVE_IS_REMOVED,
         expected="true",
-        management_policies=ONLY_OBSERVE if only_observe else ONLY_REMOVE,
+        management_policies=ONLY_REMOVE if may_delete else ONLY_OBSERVE,
     )
 
 
 def observes_only(request: dict[str, Any] | None) -> bool:
-    """Whether an observed reaper was made Observe-only (deleting it deletes nothing)."""
+    """Whether an observed reaper is Observe-only (deleting it deletes nothing)."""
     spec = _mapping(_mapping(request).get("spec"))
-    return spec.get("managementPolicies") == ONLY_OBSERVE
+    return spec.get("managementPolicies") != ONLY_REMOVE
 
 
-def may_delete(
+class Verdict(enum.Enum):
+    """What a reaper's own answer says about the key it observes."""
+
+    UNKNOWN = "unknown"  # no answer yet, or one that proves nothing
+    GONE = "gone"  # deleted already
+    OURS = "ours"  # this VirtualKey's, or one it may replace: it may be deleted
+    NOT_OURS = "not ours"  # someone else's: never deleted
+
+
+def judge(  # noqa: PLR0911 - one return per verdict and reason.
     request: dict[str, Any] | None, alias: str, owner: tuple[str, str], *, foreign_ok: bool
-) -> bool | None:
-    """Whether the key an observed reaper found may be deleted; None: not known yet.
+) -> Verdict:
+    """Whether the key an observed reaper found may be deleted.
 
-    True for a key that is gone already. Otherwise only a key with this
-    VirtualKey's alias whose provenance names it, or any key with its alias
-    where `foreign_ok` (keys.replaceForeignKeys).
+    Only a key with this VirtualKey's alias whose provenance names it (made
+    by the master key, `function.provenance.key_owner`), or, where
+    `foreign_ok` (keys.replaceForeignKeys), one with its alias and no
+    provenance or provenance from the same namespace.
     """
     answer = _mapping(_mapping(_mapping(request).get("status")).get("response"))
     if answer.get("statusCode") == _NOT_FOUND:
-        return True
+        return Verdict.GONE
     info = _mapping(_mapping(rotation.answer_body(request)).get("info"))  # only a 200's
     if not info:
-        return None
+        return Verdict.UNKNOWN
     if info.get("status") == "deleted":
-        return True
+        return Verdict.GONE
     if info.get("key_alias") != alias:
-        return False
-    return foreign_ok or provenance.owner(info.get("metadata")) == owner
+        return Verdict.NOT_OURS
+    made_for = provenance.key_owner(info)
+    if made_for == owner:
+        return Verdict.OURS
+    if foreign_ok and (made_for is None or made_for[0] == owner[0]):
+        return Verdict.OURS
+    return Verdict.NOT_OURS
 
 
-def _tokens(status: Any, field: str) -> set[str]:
-    listed = _mapping(status).get(field)
-    if not isinstance(listed, list):
-        return set()
-    return {t for t in listed if isinstance(t, str) and _TOKEN.fullmatch(t)}
+def reaper_tokens(observed: dict[str, dict[str, Any]]) -> set[str]:
+    """The tokens of the keys the observed reapers are for (their payload)."""
+    found = set()
+    for name, request in observed.items():
+        if not name.startswith(REAPER_PREFIX) or not is_request(request):
+            continue
+        token = payload_of(request).get("token")
+        if isinstance(token, str) and _TOKEN.fullmatch(token) and name == reaper_resource(token):
+            found.add(token)
+    return found
 
 
-def remembered(status: Any) -> set[str]:
-    """The stray tokens the XR's status remembers, still to be deleted."""
-    return _tokens(status, "strayTokens")
-
-
-def remembered_reaped(status: Any) -> set[str]:
-    """The stray tokens whose reaper has been handed to Crossplane to delete."""
-    return _tokens(status, "reapedTokens")
-
-
-def remembered_exposed(status: Any) -> set[str]:
-    """The tokens of keys once seen stored unmasked, until those keys are rotated."""
-    return _tokens(status, "exposedTokens")
+def reaper_resource(token: str) -> str:
+    """The composed resource name of the reaper of key `token`."""
+    return f"{REAPER_PREFIX}{token[:10]}"

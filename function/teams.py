@@ -30,8 +30,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from function import provenance
 from function.accounts import (
-    IS_GONE,
     MEMBER_IS_GONE,
     MEMBER_MATCHES,
     Calls,
@@ -39,9 +39,11 @@ from function.accounts import (
     account_request,
     dollars,
     fields_match,
+    gone_or_not_ours,
+    ownership,
 )
 from function.compose import MANAGED_BY, Composed, Desired, Owner, owner_of
-from function.identity import LocalID, litellm_id, resolve
+from function.identity import LocalID, litellm_id, request_name, resolve
 from function.model import (
     AccountSpec,
     Dollars,
@@ -55,7 +57,9 @@ from function.provenance import MASTER_KEY_USER
 from function.readiness import KeyState, state_of
 from function.request import (
     ONLY_REMOVE,
+    annotations_of,
     http_request,
+    is_request,
     payload_of,
     provider_has_it,
     removal_mappings,
@@ -103,16 +107,23 @@ def parse_team_spec(spec: Any) -> TeamSpec:
     )
 
 
-def team_fields(spec: TeamSpec) -> dict[str, Any]:
-    """The fields LiteLLM keeps on the team, by their LiteLLM names."""
-    fields: dict[str, Any] = {"team_alias": spec.team_alias, "models": list(spec.models)}
+def team_fields(spec: TeamSpec, stamp: dict[str, str]) -> dict[str, Any]:
+    """The fields LiteLLM keeps on the team, by their LiteLLM names.
+
+    `stamp` (function.provenance) joins the metadata, so the team always says
+    which Team made it.
+    """
+    fields: dict[str, Any] = {
+        "team_alias": spec.team_alias,
+        "models": list(spec.models),
+        "metadata": {**spec.metadata, **stamp},
+    }
     optional: dict[str, Any] = {
         "max_budget": dollars(spec.max_budget),
         "budget_duration": spec.budget_duration,
         "tpm_limit": spec.tpm_limit,
         "rpm_limit": spec.rpm_limit,
         "blocked": spec.blocked,
-        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return fields
@@ -141,8 +152,13 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
     namespace_labels: dict[str, str] | None,
     *,
     users: list[dict[str, Any]],
+    user_requests: list[dict[str, Any]] | None = None,
 ) -> Composed:
-    """The desired state for one Team (raises InvalidInputError)."""
+    """The desired state for one Team (raises InvalidInputError).
+
+    `users` are the namespace's Users and `user_requests` their Requests,
+    whose stored answers say which users exist on the proxy as theirs.
+    """
     settings = parse_input(raw_input)
     owner = owner_of(xr)
     spec = parse_team_spec(xr.get("spec"))
@@ -156,46 +172,29 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         settings.request_timeout,
         labels,
     )
-    fields = team_fields(spec)
-    team = account_request(
-        # Stable across incarnations, on purpose (see users.py): a Team made again
-        # waits for its old Request's REMOVE instead of being deleted by it.
-        name=f"{owner.base_name}-team",
-        ids={"teamId": team_id},
-        fields=fields,
-        calls=Calls(
-            create="/team/new",
-            info=f"/team/info?team_id={team_id}",
-            update="/team/update",
-            delete="/team/delete",
-            create_body={**fields, "team_id": team_id},
-            update_body={**fields, "team_id": team_id},
-            delete_body={"team_ids": [team_id]},
-        ),
-        is_removed=IS_GONE,
-        expected=fields_match("team_info"),
-        place=place,
+    fields = team_fields(
+        spec, provenance.account_stamp(provenance.TEAM, owner.namespace, owner.virtualkey)
     )
+    observed_team = observed.get(TEAM_RESOURCE)
     subject = f"Team {owner.namespace}/{owner.virtualkey} ({team_id})"
-    state = state_of(observed.get(TEAM_RESOURCE), grant.connection, subject)
-    remembered = (xr.get("status") or {}).get("teamID") == team_id
-    resources = {TEAM_RESOURCE: Desired(team, ready=state.ready)}
+    state = state_of(observed_team, grant.connection, subject)
     warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
     waiting: list[str] = []
     member_problems: list[str] = []
+    resources: dict[str, Desired] = {}
     for member in wanted_members(spec, owner.virtualkey, users):
         user = resolve(
             users,
+            user_requests or [],
             kind="User",
-            id_field="userID",
             name=member.user_ref.name,
             namespace=owner.namespace,
         )
         resource = f"{MEMBER_PREFIX}{_digest(member.user_ref.name)}"
-        if user.litellm_id is None or not (state.ready or remembered):
+        if user.litellm_id is None or not state.ready:
             # A member whose User still exists stays while its state is unknown;
             # one whose User is gone or going is dropped, and so removed.
-            if resource in observed and user.exists:
+            if resource in observed and user.exists and is_request(observed[resource]):
                 resources[resource] = Desired(_as_observed(observed[resource]), ready=False)
             waiting.append(member.user_ref.name)
             continue
@@ -210,18 +209,44 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         elif drift is not None:
             member_problems.append(f"{member.user_ref.name}: {drift}")
     warnings.extend(member_problems)
-    pruning = _Pruning({}, [])
+    pruning = _Pruning({}, [], 0)
     if state.ready:
         pruning = _prunes(
             observed,
             wanted=_wanted_ids(spec, owner, users),
-            remembered=_remembered_pruned(xr),
+            remembered=_remembered_pruned(observed_team),
             team_id=team_id,
             base_name=owner.base_name,
             place=place,
         )
         resources.update(pruning.resources)
         warnings.extend(pruning.warnings(team_id))
+    team = account_request(
+        # Stable across incarnations, on purpose (see users.py): a Team made again
+        # waits for its old Request's REMOVE instead of being deleted by it.
+        name=request_name("Team", owner.virtualkey),
+        ids={
+            "teamId": team_id,
+            **ownership(
+                provenance.TEAM, owner.namespace, owner.virtualkey, observed_team, "team_info"
+            ),
+        },
+        fields=fields,
+        calls=Calls(
+            create="/team/new",
+            info=f"/team/info?team_id={team_id}",
+            update="/team/update",
+            delete="/team/delete",
+            create_body={**fields, "team_id": team_id},
+            update_body={**fields, "team_id": team_id},
+            delete_body={"team_ids": [team_id]},
+        ),
+        is_removed=gone_or_not_ours("team_info"),
+        expected=fields_match("team_info"),
+        place=place,
+        annotations={PRUNED: ",".join(pruning.pruned)} if pruning.pruned else None,
+    )
+    resources = {TEAM_RESOURCE: Desired(team, ready=state.ready), **resources}
     if state.ready and (waiting or member_problems):
         state = KeyState(
             ready=False,
@@ -231,10 +256,8 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
             "joins once its User is ready; the Team's events say what holds the others.",
         )
     status: dict[str, Any] = {}
-    if state.ready or remembered or state.reason == "MembersPending":
+    if state.ready or state.reason == "MembersPending":
         status["teamID"] = team_id
-    if pruning.pruned:
-        status["prunedMembers"] = pruning.pruned
     return Composed(
         resources=resources,
         status=status,
@@ -245,7 +268,14 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
 
 
 PRUNE_PREFIX = "prune-"
+# Members handed over for removal, remembered on the team's Request (its stored
+# info lags by up to one poll); only the function writes that annotation.
+PRUNED = "auth.litellm.ai/pruned-members"
 _MAX_PRUNED = 64
+# Prunes composed in one run; a team with thousands of strangers sheds them a
+# few at a time, so no run, and no response, grows with what the proxy lists.
+MAX_PRUNES = 8
+_MAX_MEMBERS = 4096
 # What a user ID read from a proxy's answer must look like before it goes into a
 # Request: no braces (provider-http would resolve a placeholder) and no spaces.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,256}$")
@@ -270,21 +300,23 @@ def _wanted_ids(spec: TeamSpec, owner: Owner, users: list[dict[str, Any]]) -> se
 class _Pruning:
     resources: dict[str, Desired]
     pruned: list[str]  # handed to Crossplane to delete, still listed by the stored info
+    unwanted: int  # how many members the spec does not want, this run's or not
 
     def warnings(self, team_id: str) -> list[str]:
-        if not self.resources:
+        if not self.unwanted:
             return []
         message = (
-            f"{len(self.resources)} member(s) of LiteLLM team {team_id} are not in the Team's "
+            f"{self.unwanted} member(s) of LiteLLM team {team_id} are not in the Team's "
             "spec (added on the proxy directly); membership is a complete set, so they are "
-            "being removed. Add them as Users of this namespace to keep them."
+            f"being removed, {MAX_PRUNES} at a time. Add them as Users of this namespace to "
+            "keep them."
         )
         return [message]
 
 
-def _remembered_pruned(xr: dict[str, Any]) -> set[str]:
-    listed = (xr.get("status") or {}).get("prunedMembers")
-    return {u for u in listed if isinstance(u, str)} if isinstance(listed, list) else set()
+def _remembered_pruned(team: dict[str, Any] | None) -> set[str]:
+    listed = annotations_of(team).get(PRUNED, "")
+    return {u for u in listed.split(",") if _SAFE_ID.fullmatch(u)}
 
 
 def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
@@ -307,7 +339,9 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
     """
     found = {m.get("user_id") for m in _stored_members(observed.get(TEAM_RESOURCE))}
     leaving = {
-        payload_of(r).get("userId") for n, r in observed.items() if n.startswith(MEMBER_PREFIX)
+        payload_of(r).get("userId")
+        for n, r in observed.items()
+        if n.startswith(MEMBER_PREFIX) and is_request(r)
     }
     unwanted = sorted(
         u
@@ -321,6 +355,8 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
     pruning: dict[str, Desired] = {}
     pruned = sorted(remembered & set(unwanted))
     for user_id in unwanted:
+        if len(pruning) >= MAX_PRUNES:
+            break
         resource = f"{PRUNE_PREFIX}{_digest(user_id)}"
         if provider_has_it(observed.get(resource)):
             pruned.append(user_id)  # provider-http holds it: deleting it runs its REMOVE
@@ -349,7 +385,7 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
             management_policies=ONLY_REMOVE,
         )
         pruning[resource] = Desired(body, ready=True)
-    return _Pruning(pruning, sorted(set(pruned))[-_MAX_PRUNED:])
+    return _Pruning(pruning, sorted(set(pruned))[-_MAX_PRUNED:], len(unwanted))
 
 
 _MAX_BODY = 256 * 1024
@@ -369,7 +405,9 @@ def _stored_members(request: dict[str, Any] | None) -> list[dict[str, Any]]:
         members = json.loads(body).get("team_info").get("members_with_roles")
     except (ValueError, AttributeError, RecursionError):
         return []
-    return [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+    if not isinstance(members, list):
+        return []
+    return [m for m in members[:_MAX_MEMBERS] if isinstance(m, dict)]
 
 
 def _drift(request: dict[str, Any] | None, user_id: str, member: Member) -> str | None:

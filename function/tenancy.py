@@ -189,6 +189,18 @@ def _check_grace_period(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> N
         raise PolicyRefusedError(msg)
 
 
+def user_roles(ref: ConnectionRef, tenant: Tenant, policies: Policies) -> frozenset[str] | None:
+    """The roles a User reached through `ref` may have; None on a tenant's own proxy.
+
+    A key with userRef takes its user's role, so the function binds a key
+    only to a user whose role (as the proxy answers it) is one of these.
+    """
+    grant = connect(ref, tenant, policies)
+    if grant.tenant_proxy:
+        return None
+    return frozenset(r for rule in grant.rules for r in rule.spec.users.roles)
+
+
 def check_role(role: str, tenant: Tenant, grant: Grant) -> None:
     """Refuse a User role the rules granting its instance do not allow."""
     if grant.tenant_proxy:

@@ -28,9 +28,19 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, StringConstraints, model_validator
 
-from function.accounts import IS_GONE, Calls, Place, account_request, dollars, fields_match
+from function import provenance
+from function.accounts import (
+    ACCOUNT_KIND,
+    Calls,
+    Place,
+    account_request,
+    dollars,
+    fields_match,
+    gone_or_not_ours,
+    ownership,
+)
 from function.compose import MANAGED_BY, Composed, Desired, owner_of
-from function.identity import LocalID, litellm_id
+from function.identity import LocalID, litellm_id, request_name
 from function.model import (
     KEY_ALIAS_PATTERN,
     AccountSpec,
@@ -96,16 +106,18 @@ def parse_user_spec(spec: Any) -> UserSpec:
     )
 
 
-def user_fields(spec: UserSpec) -> dict[str, Any]:
+def user_fields(spec: UserSpec, stamp: dict[str, str]) -> dict[str, Any]:
     """The fields LiteLLM keeps on the user, by their LiteLLM names.
 
     `models` absent means all models (an empty list); other absent fields
-    are not managed.
+    are not managed. `stamp` (function.provenance) joins the metadata, so
+    the user always says which User made it.
     """
     fields: dict[str, Any] = {
         "user_email": spec.user_email,
         "user_role": spec.user_role,
         "models": list(spec.models),
+        "metadata": {**spec.metadata, **stamp},
     }
     optional: dict[str, Any] = {
         "user_alias": spec.user_alias,
@@ -114,7 +126,6 @@ def user_fields(spec: UserSpec) -> dict[str, Any]:
         "tpm_limit": spec.tpm_limit,
         "rpm_limit": spec.rpm_limit,
         "max_parallel_requests": spec.max_parallel_requests,
-        "metadata": dict(spec.metadata) if "metadata" in spec.model_fields_set else None,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return fields
@@ -163,20 +174,29 @@ def compose_user(
     check_role(spec.user_role, tenant, grant)
     user_id = litellm_id(owner.namespace, spec.user_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
-    fields = user_fields(spec)
+    fields = user_fields(
+        spec, provenance.account_stamp(provenance.USER, owner.namespace, owner.virtualkey)
+    )
+    observed_user = observed.get(USER_RESOURCE)
     request = account_request(
         # The same name for every incarnation of this User, on purpose: a User made
         # again while its old Request is still being deleted waits for that REMOVE,
         # which would otherwise delete the new user (the LiteLLM ID is the same).
-        name=f"{owner.base_name}-user",
+        name=request_name("User", owner.virtualkey),
         place=Place(
             owner.namespace,
             grant.connection,
             settings.provider_config_ref.model_dump(),
             settings.request_timeout,
-            labels,
+            # A Team asks Crossplane for every user Request by this label.
+            {**labels, ACCOUNT_KIND: "user"},
         ),
-        ids={"userId": user_id},
+        ids={
+            "userId": user_id,
+            **ownership(
+                provenance.USER, owner.namespace, owner.virtualkey, observed_user, "user_info"
+            ),
+        },
         fields=fields,
         calls=Calls(
             create="/user/new",
@@ -187,16 +207,15 @@ def compose_user(
             update_body={**fields, "user_id": user_id},
             delete_body={"user_ids": [user_id]},
         ),
-        is_removed=IS_GONE,
+        is_removed=gone_or_not_ours("user_info"),
         expected=fields_match("user_info"),
     )
     subject = f"User {owner.namespace}/{owner.virtualkey} ({user_id})"
-    state = state_of(observed.get(USER_RESOURCE), grant.connection, subject)
-    remembered = (xr.get("status") or {}).get("userID") == user_id
+    state = state_of(observed_user, grant.connection, subject)
     resources = {USER_RESOURCE: Desired(request, ready=state.ready)}
     warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
-    if spec.auto_create_key and (remembered or KEY_RESOURCE in observed):
-        # Only once the user's ID is in status: the key's userRef waits for it.
+    if spec.auto_create_key and (state.ready or KEY_RESOURCE in observed):
+        # Only once the user exists on the proxy: the key's userRef waits for it.
         key = {
             "apiVersion": VIRTUALKEY_API_VERSION,
             "kind": "VirtualKey",
@@ -217,7 +236,7 @@ def compose_user(
                 f"{owner.namespace}/{owner.base_name}-key to be ready.",
             )
     status: dict[str, Any] = {}
-    if state.ready or remembered or state.reason == "KeyCreating":
+    if state.ready or state.reason == "KeyCreating":
         status["userID"] = user_id
     if spec.auto_create_key:
         status["virtualKeyRef"] = f"{owner.base_name}-key"

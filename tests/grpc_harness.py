@@ -5,7 +5,7 @@ its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
 `make_request` builds a RunFunctionRequest from plain dicts, with the
 required resources Crossplane would have fetched (by default the shipped
 TenancyPolicy, examples/tenancy-policy.yaml, the tenant's Namespace, and for
-each observed Request the `<request>-generated` Secret provider-http wrote).
+each observed key Request the mask Secret provider-http wrote, function.mask).
 Tests and the benchmark share this module.
 """
 
@@ -23,8 +23,18 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
-from function.compose import mask_secrets, owner_of
-from function.fn import MASK_PREFIX, NAMESPACE, POLICIES, TEAMS, USERS, FunctionRunner
+from function import mask
+from function.compose import key_requests, owner_of
+from function.fn import (
+    MASK_PREFIX,
+    NAMESPACE,
+    POLICIES,
+    TEAM_REQUESTS,
+    TEAMS,
+    USER_REQUESTS,
+    USERS,
+    FunctionRunner,
+)
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -91,10 +101,12 @@ def mask_secrets_found(
     """The mask Secrets Crossplane fetches: those `exists(namespace, name)` says exist."""
     namespace = owner_of(xr).namespace
     found: dict[str, list[dict[str, Any]]] = {}
-    for resource_name, secret in mask_secrets(observed).items():
-        meta = {"name": secret, "namespace": namespace}
+    for resource_name, request in key_requests(observed).items():
+        secret = mask.secret_name(namespace, request)
+        meta = {"name": secret, "namespace": mask.DEFAULT_NAMESPACE}
         body = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
-        found[MASK_PREFIX + resource_name] = [body] if exists(namespace, secret) else []
+        exists_now = exists(mask.DEFAULT_NAMESPACE, secret)
+        found[MASK_PREFIX + resource_name] = [body] if exists_now else []
     return found
 
 
@@ -105,15 +117,20 @@ def required_resources(
     *,
     users: list[dict[str, Any]] | None = None,
     teams: list[dict[str, Any]] | None = None,
+    requests: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """What Crossplane fetches for the function: the policies, the XR's Namespace, and
-    the namespace's Users and Teams (`users`, `teams`; none by default)."""
+    the namespace's Users and Teams (`users`, `teams`; none by default) with their
+    Requests (`requests`, as provider-http left them)."""
     namespace = owner_of(xr).namespace
+    found = [r for r in requests or [] if r.get("kind") == "Request"]
     return {
         POLICIES: example_policies() if policies is None else policies,
         NAMESPACE: [namespace_object(namespace, labels)],
         USERS: users or [],
         TEAMS: teams or [],
+        USER_REQUESTS: [r for r in found if str(r["metadata"]["name"]).endswith("-user")],
+        TEAM_REQUESTS: [r for r in found if str(r["metadata"]["name"]).endswith("-team")],
     }
 
 

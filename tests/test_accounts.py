@@ -25,8 +25,10 @@ MASTER = "{{ litellm-example-secrets:litellm:masterkey }}"
 
 
 def user(name: str = "alice", status: Obj | None = None, **spec: Any) -> Obj:
+    """A User; `status` is what a tenant may have written there, which proves nothing."""
     xr = copy.deepcopy(load_example("user.yaml"))
     xr["metadata"]["name"] = name
+    xr["metadata"]["uid"] = f"uid-user-{name}"
     xr["spec"].update(spec)
     xr["spec"] = {k: v for k, v in xr["spec"].items() if v is not None}
     if status is not None:
@@ -36,10 +38,39 @@ def user(name: str = "alice", status: Obj | None = None, **spec: Any) -> Obj:
 
 def team(status: Obj | None = None, **spec: Any) -> Obj:
     xr = copy.deepcopy(load_example("team.yaml"))
+    xr["metadata"]["uid"] = "uid-team-research"
     xr["spec"].update(spec)
     if status is not None:
         xr["status"] = status
     return xr
+
+
+def on_proxy(xr: Obj, code: int = 200, path: str | None = None, body: Any = None) -> Obj:
+    """The Request of a User or Team as provider-http left it once it made the user or team.
+
+    What the function reads to know that the user or team exists on the proxy
+    as that object's: LiteLLM's answer, never the object's status.
+    """
+    kind = xr["kind"].lower()
+    name = xr["metadata"]["name"]
+    local = xr["spec"].get(f"{kind}ID") or name
+    litellm_id = f"{xr['metadata']['namespace']}.{local}"
+    return {
+        "apiVersion": "http.m.crossplane.io/v1alpha2",
+        "kind": "Request",
+        "metadata": {
+            "name": f"{name}-{kind}",
+            "namespace": xr["metadata"]["namespace"],
+            "ownerReferences": [
+                {"controller": True, "uid": xr["metadata"]["uid"], "kind": xr["kind"]}
+            ],
+        },
+        "spec": {"forProvider": {"payload": {"body": json.dumps({f"{kind}Id": litellm_id})}}},
+        "status": {
+            "response": {"statusCode": code, "body": json.dumps(body or {})},
+            "requestDetails": {"url": f"http://litellm:4000{path or f'/{kind}/new'}"},
+        },
+    }
 
 
 def answered(code: int, path: str, body: Any = None) -> Obj:
@@ -74,10 +105,13 @@ class Case:
     policies: list[Obj] | None = None
     users: list[Obj] = field(default_factory=list)
     teams: list[Obj] = field(default_factory=list)
+    requests: list[Obj] = field(default_factory=list)  # the Users' and Teams' Requests
 
 
 def run(server: FunctionServer, case: Case) -> fnv1.RunFunctionResponse:
-    required = required_resources(case.xr, case.policies, users=case.users, teams=case.teams)
+    required = required_resources(
+        case.xr, case.policies, users=case.users, teams=case.teams, requests=case.requests
+    )
     return server.run(make_request(case.xr, case.observed, required=required))
 
 
@@ -108,7 +142,8 @@ def condition(rsp: fnv1.RunFunctionResponse, kind: str) -> fnv1.Condition:
     return found
 
 
-ALICE_READY = user(status={"userID": "team-a.alice"})
+ALICE_READY = user()
+ALICE_ON_PROXY = on_proxy(ALICE_READY)
 USER_IN_PLACE = answered(200, "/user/info?user_id=team-a.alice", {"user_id": "team-a.alice"})
 TEAM_IN_PLACE = answered(200, "/team/info?team_id=team-a.research", {"team_id": "x"})
 
@@ -162,7 +197,7 @@ def test_a_users_key_is_kept_while_the_proxy_is_down(function_server: FunctionSe
     down = {**USER_IN_PLACE, "status": {"error": "dial tcp: connection refused"}}
     rsp = run(function_server, Case(ALICE_READY, {"user": down, "virtualkey": {"kind": "X"}}))
     assert "virtualkey" in rsp.desired.resources
-    assert status(rsp)["userID"] == "team-a.alice"
+    assert "userID" not in status(rsp)  # status says what is known now, for people
     assert condition(rsp, "UserReady").reason == "ProxyUnreachable"
 
 
@@ -172,7 +207,11 @@ def test_a_users_key_is_kept_while_the_proxy_is_down(function_server: FunctionSe
         pytest.param(
             {"userRole": "proxy_admin"},
             None,
-            ["spec.userRole", "'proxy_admin' is not allowed", "roles they allow: internal_user"],
+            [
+                "spec.userRole",
+                "'proxy_admin' is not allowed",
+                "roles they allow: internal_user_viewer)",
+            ],
             id="proxy-admin-refused-by-default",
         ),
         pytest.param(
@@ -249,6 +288,13 @@ def test_a_team_is_created_with_its_id_in_the_namespace(function_server: Functio
         "models": ["gpt-4o"],
         "max_budget": 20.0,
         "budget_duration": "30d",
+        # Provenance: a team with this ID that does not say so is never changed or deleted.
+        "metadata": {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/team": "research"},
+    }
+    assert body["owner"] == {
+        "namespace": "team-a",
+        "key": "auth.litellm.ai/team",
+        "name": "research",
     }
     assert body["delete"] == {"team_ids": ["team-a.research"]}
     assert condition(rsp, "TeamReady").reason == "Creating"
@@ -257,9 +303,14 @@ def test_a_team_is_created_with_its_id_in_the_namespace(function_server: Functio
 
 def test_members_join_once_the_team_and_user_exist(function_server: FunctionServer) -> None:
     members = [{"userRef": {"name": "bob"}, "role": "user", "maxBudgetInTeam": "2"}]
-    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
-    alice_not_yet = user(teams=[{"name": "research"}])
-    case = Case(team(members=members), {"team": TEAM_IN_PLACE}, users=[bob, alice_not_yet])
+    bob = user("bob", teams=None)
+    alice_not_yet = user(teams=[{"name": "research"}], status={"userID": "team-a.alice"})
+    case = Case(
+        team(members=members),
+        {"team": TEAM_IN_PLACE},
+        users=[bob, alice_not_yet],
+        requests=[on_proxy(bob), on_proxy(alice_not_yet, 500)],
+    )
     rsp = run(function_server, case)
     names = sorted(n for n in rsp.desired.resources if n.startswith("member-"))
     assert len(names) == 1  # alice is not on the proxy yet
@@ -272,10 +323,10 @@ def test_members_join_once_the_team_and_user_exist(function_server: FunctionServ
     assert body["delete"] == {"team_id": "team-a.research", "user_id": "team-a.bob"}
     reason = condition(rsp, "TeamReady")
     assert reason.reason == "MembersPending"
-    assert "alice" in reason.message
+    assert "alice" in reason.message  # her forged status.userID proves nothing
     assert status(rsp) == {"teamID": "team-a.research"}
     # Once alice is on the proxy, her spec.teams makes her a member too.
-    case.users = [bob, user(teams=[{"name": "research"}], status={"userID": "team-a.alice"})]
+    case.requests = [on_proxy(bob), on_proxy(alice_not_yet)]
     rsp = run(function_server, case)
     assert len([n for n in rsp.desired.resources if n.startswith("member-")]) == 2
 
@@ -284,8 +335,10 @@ def test_a_member_removed_or_deleted_is_no_longer_desired(
     function_server: FunctionServer,
 ) -> None:
     members = [{"userRef": {"name": "bob"}}]
-    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
-    case = Case(team(members=members), {"team": TEAM_IN_PLACE}, users=[bob])
+    bob = user("bob", teams=None)
+    case = Case(
+        team(members=members), {"team": TEAM_IN_PLACE}, users=[bob], requests=[on_proxy(bob)]
+    )
     rsp = run(function_server, case)
     (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
     case.observed[member] = desired(rsp, member)
@@ -298,8 +351,9 @@ def test_a_member_removed_or_deleted_is_no_longer_desired(
     going["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z"
     case.users = [going]
     assert member not in run(function_server, case).desired.resources
-    # bob's User lost its status for a moment (not on the proxy yet): his membership stays.
-    case.users = [user("bob", teams=None)]
+    # bob's Request got a 500 for a moment (unknown for now): his membership stays.
+    case.users = [bob]
+    case.requests = [on_proxy(bob, 500, "/user/info?user_id=team-a.bob")]
     assert member in run(function_server, case).desired.resources
 
 
@@ -319,14 +373,16 @@ def key(**spec: Any) -> Obj:
 
 
 def test_a_key_takes_its_users_id(function_server: FunctionServer) -> None:
-    rsp = run(function_server, Case(key(userRef={"name": "alice"}), users=[ALICE_READY]))
+    case = Case(key(userRef={"name": "alice"}), users=[ALICE_READY], requests=[ALICE_ON_PROXY])
+    rsp = run(function_server, case)
     request = next(n for n in rsp.desired.resources if n.startswith("request-"))
     assert payload(rsp, request)["fields"]["user_id"] == "team-a.alice"
 
 
 def test_a_key_takes_its_teams_id(function_server: FunctionServer) -> None:
-    research = team(status={"teamID": "team-a.research"})
-    rsp = run(function_server, Case(key(teamRef={"name": "research"}), teams=[research]))
+    research = team()
+    case = Case(key(teamRef={"name": "research"}), teams=[research], requests=[on_proxy(research)])
+    rsp = run(function_server, case)
     request = next(n for n in rsp.desired.resources if n.startswith("request-"))
     assert payload(rsp, request)["fields"]["team_id"] == "team-a.research"
 
@@ -361,7 +417,7 @@ def test_a_key_takes_its_teams_id(function_server: FunctionServer) -> None:
         pytest.param(
             {"teamRef": {"name": "research"}},
             [],
-            [team(status={"teamID": "team-a.research"})],
+            [team()],
             bound("platform-team"),
             ["spec.teamRef", "bound to LiteLLM team(s) platform-team"],
             id="a-team-ref-where-the-platform-binds-a-team",
@@ -384,7 +440,15 @@ def test_a_reference_is_refused(  # noqa: PLR0917 - one table column each.
     policies: list[Obj] | None,
     says: list[str],
 ) -> None:
-    case = Case(key(**spec), policies=policies, users=users, teams=teams)
+    case = Case(
+        key(**spec),
+        policies=policies,
+        users=users,
+        teams=teams,
+        requests=[on_proxy(o) for o in users + teams],
+    )
+    if spec.get("userRef") and users:
+        case.requests = []  # the User exists; its user is not on the proxy
     message = fatal(run(function_server, case))
     for text in says:
         assert text in message
@@ -415,8 +479,12 @@ def test_a_member_litellm_will_not_change_is_reported(
 ) -> None:
     """The admin role needs Enterprise: LiteLLM refuses each update, and its last stored
     answer (the team's info, 200) shows the old role; our words say so, never its text."""
-    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
-    case = Case(team(members=[{"userRef": {"name": "bob"}, "role": "admin"}]), users=[bob])
+    bob = user("bob", teams=None)
+    case = Case(
+        team(members=[{"userRef": {"name": "bob"}, "role": "admin"}]),
+        users=[bob],
+        requests=[on_proxy(bob)],
+    )
     case.observed["team"] = TEAM_IN_PLACE
     rsp = run(function_server, case)
     (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
@@ -437,12 +505,17 @@ def test_members_added_on_the_proxy_directly_are_removed(
 ) -> None:
     """Membership is a complete set: a member the spec does not want is removed, except the
     master key's own user; an ID that could carry a placeholder is never put in a Request."""
-    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
+    bob = user("bob", teams=None)
     hostile = "{{ team-b-secret:team-b:key }}"
     listed = ["default_user_id", "team-a.bob", "team-a.mallory", hostile]
     info = {"team_info": {"members_with_roles": [{"user_id": u, "role": "user"} for u in listed]}}
     team_answer = answered(200, "/team/info?team_id=team-a.research", info)
-    case = Case(team(members=[{"userRef": {"name": "bob"}}]), {"team": team_answer}, users=[bob])
+    case = Case(
+        team(members=[{"userRef": {"name": "bob"}}]),
+        {"team": team_answer},
+        users=[bob],
+        requests=[on_proxy(bob)],
+    )
     rsp = run(function_server, case)
     prunes = [n for n in rsp.desired.resources if n.startswith("prune-")]
     assert len(prunes) == 1
@@ -468,22 +541,32 @@ def test_members_added_on_the_proxy_directly_are_removed(
     case.observed[prunes[0]] = {**request, "status": {"response": {"statusCode": 200}}}
     rsp = run(function_server, case)
     assert prunes[0] not in rsp.desired.resources
-    assert status(rsp)["prunedMembers"] == ["team-a.mallory"]
+    remembered = desired(rsp, "team")["metadata"]["annotations"]
+    assert remembered == {"auth.litellm.ai/pruned-members": "team-a.mallory"}
+    # The team's own Request remembers it (only Crossplane writes it, never the tenant).
     del case.observed[prunes[0]]
-    case.xr["status"] = {"teamID": "team-a.research", "prunedMembers": ["team-a.mallory"]}
+    case.observed["team"] = {**team_answer, "metadata": {"name": "x", "annotations": remembered}}
     rsp = run(function_server, case)
     assert not [n for n in rsp.desired.resources if n.startswith("prune-")]
-    assert status(rsp)["prunedMembers"] == ["team-a.mallory"]
+    assert desired(rsp, "team")["metadata"]["annotations"] == remembered
     # Once the proxy no longer lists it, it is forgotten.
     info["team_info"]["members_with_roles"] = [{"user_id": "team-a.bob", "role": "user"}]
-    case.observed["team"] = answered(200, "/team/info?team_id=team-a.research", info)
-    assert "prunedMembers" not in status(run(function_server, case))
+    case.observed["team"] = {
+        **answered(200, "/team/info?team_id=team-a.research", info),
+        "metadata": {"name": "x", "annotations": remembered},
+    }
+    assert "annotations" not in desired(run(function_server, case), "team")["metadata"]
 
 
 def test_a_member_being_removed_is_not_pruned_too(function_server: FunctionServer) -> None:
     """bob left spec.members: his member Request, being deleted, removes him already."""
-    bob = user("bob", status={"userID": "team-a.bob"}, teams=None)
-    case = Case(team(members=[{"userRef": {"name": "bob"}}]), {"team": TEAM_IN_PLACE}, users=[bob])
+    bob = user("bob", teams=None)
+    case = Case(
+        team(members=[{"userRef": {"name": "bob"}}]),
+        {"team": TEAM_IN_PLACE},
+        users=[bob],
+        requests=[on_proxy(bob)],
+    )
     rsp = run(function_server, case)
     (member,) = [n for n in rsp.desired.resources if n.startswith("member-")]
     case.observed[member] = desired(rsp, member)
@@ -501,7 +584,7 @@ def test_turning_auto_create_key_off_lets_its_virtualkey_go(
     case = Case(ALICE_READY, {"user": USER_IN_PLACE})
     rsp = run(function_server, case)
     case.observed["virtualkey"] = desired(rsp, "virtualkey")
-    case.xr = user(status={"userID": "team-a.alice"}, autoCreateKey=False)
+    case.xr = user(autoCreateKey=False)
     rsp = run(function_server, case)
     assert sorted(rsp.desired.resources) == ["user"]
     assert "virtualKeyRef" not in status(rsp)
@@ -516,3 +599,128 @@ def test_every_incarnation_has_the_same_request_names(function_server: FunctionS
         xr["metadata"]["uid"] = uid
         names.append(desired(run(function_server, Case(xr)), "user")["metadata"]["name"])
     assert names == ["alice-user", "alice-user"]
+
+
+# --- Hostile tenants: IDs that collide with the platform's, forged statuses ----------------
+
+PLATFORM_ADMIN = {
+    "user_info": {"user_id": "team-a.alice", "user_role": "proxy_admin", "metadata": {}}
+}
+
+
+@pytest.mark.parametrize(
+    ("users", "requests", "says"),
+    [
+        pytest.param(
+            [user(status={"userID": "team-a.alice"})],
+            [],
+            "not on the proxy yet",
+            id="a-forged-status-userID-without-a-request",
+        ),
+        pytest.param(
+            [user()],
+            [on_proxy(user(), 409, "/user/new", {"error": {"message": "already exists"}})],
+            "not on the proxy yet",
+            id="the-id-belongs-to-someone-else-create-refused",
+        ),
+        pytest.param(
+            [user()],
+            [on_proxy(user(), 200, "/user/info?user_id=team-a.alice", PLATFORM_ADMIN)],
+            "not on the proxy yet",
+            id="an-answer-for-a-user-without-this-users-provenance",
+        ),
+        pytest.param(
+            [user()],
+            [
+                on_proxy(
+                    user(),
+                    200,
+                    "/user/info?user_id=team-a.alice",
+                    {
+                        "user_info": {
+                            "user_role": "proxy_admin",
+                            "metadata": {
+                                "auth.litellm.ai/namespace": "team-a",
+                                "auth.litellm.ai/user": "alice",
+                            },
+                        }
+                    },
+                )
+            ],
+            "has role 'proxy_admin' on the proxy, which this namespace may not use",
+            id="its-own-user-with-a-role-the-namespace-may-not-use",
+        ),
+        pytest.param(
+            [user()],
+            [
+                {
+                    **on_proxy(user()),
+                    "metadata": {**on_proxy(user())["metadata"], "ownerReferences": []},
+                }
+            ],
+            "not on the proxy yet",
+            id="a-request-another-object-controls",
+        ),
+    ],
+)
+def test_a_key_is_bound_only_to_a_user_the_proxy_says_is_this_users(
+    function_server: FunctionServer, users: list[Obj], requests: list[Obj], says: str
+) -> None:
+    """A tenant may write a User's status (Crossplane's edit roles include it) and pick a
+    userID that spells a platform user's ID: neither binds a key to that user."""
+    case = Case(key(userRef={"name": "alice"}), users=users, requests=requests)
+    message = fatal(run(function_server, case))
+    assert "spec.userRef" in message
+    assert says in message
+
+
+def test_an_id_that_exists_and_is_not_ours_is_never_updated_or_deleted(
+    function_server: FunctionServer,
+) -> None:
+    """namespace `john` with userID `doe@corp.example` spells the platform's
+    `john.doe@corp.example`: the Request's checks call that user removed, so provider-http
+    never UPDATEs or REMOVEs it, and the User says why."""
+    xr = user(userID="doe@corp.example")
+    refused = answered(409, "/user/new", {"error": {"message": "User with id x already exists"}})
+    rsp = run(function_server, Case(xr, {"user": refused}))
+    body = payload(rsp, "user")
+    assert body["owner"] == {"namespace": "team-a", "key": "auth.litellm.ai/user", "name": "alice"}
+    assert "trustExisting" not in body
+    ready = condition(rsp, "UserReady")
+    assert ready.reason == "IDConflict"
+    assert "never changed or deleted" in ready.message
+    check = desired(rsp, "user")["spec"]["forProvider"]["isRemovedCheck"]["logic"]
+    assert "auth.litellm.ai/namespace" in check
+
+
+def test_a_user_made_before_provenance_is_trusted_until_stamped(
+    function_server: FunctionServer,
+) -> None:
+    """An upgrade: a Request whose payload names no owner had made its user; it keeps it
+    (trustExisting) until LiteLLM's answer shows the stamp its first UPDATE writes."""
+    before = answered(200, "/user/info?user_id=team-a.alice", {"user_info": {"metadata": {}}})
+    before["spec"] = {"forProvider": {"payload": {"body": json.dumps({"userId": "team-a.alice"})}}}
+    rsp = run(function_server, Case(user(), {"user": before}))
+    body = payload(rsp, "user")
+    assert body["trustExisting"] is True
+    stamped = {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/user": "alice"}
+    after = answered(200, "/user/info", {"user_info": {"metadata": stamped}})
+    after["spec"] = {"forProvider": {"payload": {"body": json.dumps(body)}}}
+    assert "trustExisting" not in payload(
+        run(function_server, Case(user(), {"user": after})), "user"
+    )
+    # A new User never trusts what it finds.
+    assert "trustExisting" not in payload(run(function_server, Case(user())), "user")
+
+
+def test_a_team_with_thousands_of_strangers_prunes_a_few_at_a_time(
+    function_server: FunctionServer,
+) -> None:
+    listed = [{"user_id": f"team-a.stranger-{i}", "role": "user"} for i in range(4500)]
+    info = {"team_info": {"members_with_roles": listed}}
+    case = Case(team(), {"team": answered(200, "/team/info?team_id=team-a.research", info)})
+    rsp = run(function_server, case)
+    prunes = [n for n in rsp.desired.resources if n.startswith("prune-")]
+    assert len(prunes) == 8
+    assert rsp.ByteSize() < 256 * 1024
+    assert any("4096 member(s)" in r.message for r in rsp.results)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function import fn, rotation
+from function import fn, keyflow, rotation
 from function.compose import Composed, compose
 from function.keys import token_of
 from function.model import KEY_ALIAS_PATTERN, InvalidInputError, Rotation
@@ -38,6 +38,7 @@ POLICIES = load_policies([load_example("tenancy-policy.yaml")])
 
 
 def xr(rotation_spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    """The seed VirtualKey; `status` is whatever a tenant wrote there, which counts for nothing."""
     found = copy.deepcopy(load_example("virtualkey.yaml"))
     if rotation_spec is not None:
         found["spec"]["rotation"] = rotation_spec
@@ -45,8 +46,23 @@ def xr(rotation_spec: dict[str, Any] | None = None, **status: Any) -> dict[str, 
     return found
 
 
-def info(key: str, alias: str = "example-service", spend: float = 2.0) -> dict[str, Any]:
-    return observed_request(key, body={"info": {"key_alias": alias, "spend": spend}})
+BORN = "2026-11-01T00:00:00Z"  # when the current key's Request was created
+
+
+def info(
+    key: str,
+    alias: str = "example-service",
+    spend: float = 2.0,
+    *,
+    born: str = BORN,
+    notes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Request of `key` after LiteLLM's /key/info answered, with the function's memory."""
+    found = observed_request(key, body={"info": {"key_alias": alias, "spend": spend}})
+    found["metadata"]["creationTimestamp"] = born
+    if notes:
+        found["metadata"]["annotations"] = dict(notes)
+    return found
 
 
 def run(
@@ -69,12 +85,16 @@ def payload(composed: Composed, name: str) -> dict[str, Any]:
     return found
 
 
+def notes(composed: Composed, name: str) -> dict[str, str]:
+    found: dict[str, str] = body(composed, name)["metadata"].get("annotations") or {}
+    return found
+
+
 def secret_key(composed: Composed, name: str) -> str:
     return base64.b64decode(body(composed, name)["data"]["key"]).decode()
 
 
 STEADY = {"key": observed_secret(), request_resource_name(): info(FIXED_KEY)}
-SINCE = "2026-11-01T00:00:00Z"
 
 
 # --- pure helpers --------------------------------------------------------------------------
@@ -116,26 +136,25 @@ def test_a_retired_alias_is_a_valid_alias_and_differs(alias: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "remembered", "now", "why"),
+    ("spec", "handled", "born", "why"),
     [
-        ({"every": "30d"}, {"since": SINCE}, NOW, "scheduled"),
-        ({"every": "60d"}, {"since": SINCE}, NOW, None),
-        ({"trigger": 1}, {}, NOW, None),  # first seen: the trigger is where it starts
-        ({"trigger": 2}, {"since": SINCE, "trigger": 1}, NOW, "requested"),
-        ({"trigger": 1}, {"since": SINCE, "trigger": 1}, NOW, None),
-        ({"trigger": 0}, {"since": SINCE}, NOW, "requested"),  # a trigger added later
-        ({"every": "1h"}, {"since": "not a time"}, NOW, None),  # unreadable: starts now
+        ({"every": "30d"}, None, datetime(2026, 11, 1, tzinfo=UTC), "scheduled"),
+        ({"every": "60d"}, None, datetime(2026, 11, 1, tzinfo=UTC), None),
+        ({"trigger": 1}, 1, NOW, None),  # the trigger the key was made for
+        ({"trigger": 2}, 1, NOW, "requested"),
+        ({"trigger": 0}, None, NOW, "requested"),  # a trigger the key was not made for
+        ({"every": "1h"}, None, NOW, None),
     ],
 )
-def test_due(spec: dict[str, Any], remembered: dict[str, Any], now: datetime, why: str) -> None:
-    assert rotation.due(Rotation.model_validate(spec), remembered, now) == why
+def test_due(spec: dict[str, Any], handled: int | None, born: datetime, why: str) -> None:
+    assert rotation.due(Rotation.model_validate(spec), handled, born, NOW) == why
 
 
 # --- the phases of a rotation --------------------------------------------------------------
 
 
 def test_a_due_rotation_starts_with_the_new_key_in_its_own_secret() -> None:
-    composed = run(xr({"every": "30d"}, rotation={"since": SINCE}), STEADY)
+    composed = run(xr({"every": "30d"}), STEADY)
     new_key = secret_key(composed, "next-key")
     assert new_key != FIXED_KEY
     assert body(composed, "next-key")["metadata"]["name"] == "example-service-litellm-key-next"
@@ -143,6 +162,13 @@ def test_a_due_rotation_starts_with_the_new_key_in_its_own_secret() -> None:
     old = payload(composed, request_resource_name())
     assert old["fields"]["key_alias"] == RETIRED
     assert old["fields"]["max_budget"] == 3.0  # spend 2 + a tenth of 10
+    # A budget reset would hand the old key its cap again: it loses the period.
+    assert old["fields"]["budget_duration"] is None
+    # The old key's Request remembers which key replaces it (not the status).
+    assert notes(composed, request_resource_name()) == {
+        keyflow.NEXT_KEY: token_of(new_key),
+        keyflow.ROTATION: "scheduled",
+    }
     # The new key's Request waits until LiteLLM has moved the old key's alias.
     assert request_resource_name(new_key) not in composed.resources
     pending = composed.status["rotation"]["pending"]
@@ -154,57 +180,58 @@ def test_a_due_rotation_starts_with_the_new_key_in_its_own_secret() -> None:
     assert new_key not in json.dumps(composed.status)
 
 
-def pending(**extra: Any) -> dict[str, Any]:
+ROTATING_NOTES = {keyflow.NEXT_KEY: NEXT, keyflow.ROTATION: "scheduled"}
+
+
+def rotating(alias: str = "example-service", **more: Any) -> dict[str, Any]:
+    """A rotation under way: the old key's Request names the new key; it waits in its Secret."""
+    old = info(FIXED_KEY, alias=alias, notes=ROTATING_NOTES)
+    if alias == RETIRED:  # the cap was applied when the rotation started
+        old["spec"]["forProvider"]["payload"]["body"] = json.dumps(
+            {"token": TOKEN, "fields": {"key_alias": RETIRED, "max_budget": 3.0}}
+        )
     return {
-        "since": SINCE,
-        "pending": {
-            "tokenHash": NEXT,
-            "reason": "scheduled",
-            "startedAt": "2026-12-05T11:59:00Z",
-            "carriedSpend": "3",
-            "oldKeyBudget": "3",
-            **extra,
-        },
+        "key": observed_secret(),
+        "next-key": observed_secret(NEXT_KEY, "example-service-litellm-key-next"),
+        request_resource_name(): old,
+        **more,
     }
 
 
-ROTATING = {**STEADY, "next-key": observed_secret(NEXT_KEY, "example-service-litellm-key-next")}
-
-
 def test_the_new_key_is_created_once_the_old_alias_moved() -> None:
-    observed = {**ROTATING, request_resource_name(): info(FIXED_KEY, alias=RETIRED)}
-    composed = run(xr({"every": "30d"}, rotation=pending()), observed)
+    composed = run(xr({"every": "30d"}), rotating(RETIRED))
     new = payload(composed, request_resource_name(NEXT_KEY))
     assert new["fields"]["key_alias"] == "example-service"
     assert new["createOnly"]["spend"] == 3.0
     create = body(composed, request_resource_name(NEXT_KEY))["spec"]["forProvider"]["mappings"][0]
     assert "example-service-litellm-key-next:team-a:key" in create["body"]
+    assert notes(composed, request_resource_name(NEXT_KEY)) == {keyflow.ROTATION: "scheduled"}
     assert secret_key(composed, "key") == FIXED_KEY
     assert composed.status["tokenHash"] == TOKEN
 
 
 def test_before_the_alias_moved_no_new_key_is_created() -> None:
-    composed = run(xr({"every": "30d"}, rotation=pending()), ROTATING)
+    composed = run(xr({"every": "30d"}), rotating())
     assert request_resource_name(NEXT_KEY) not in composed.resources
     assert payload(composed, request_resource_name())["fields"]["key_alias"] == RETIRED
+    assert secret_key(composed, "next-key") == NEXT_KEY
 
 
 def test_once_the_new_key_exists_the_secret_switches_and_the_old_key_retires() -> None:
-    observed = {
-        **ROTATING,
-        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
-        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
-    }
-    composed = run(xr({"every": "30d", "gracePeriod": "2h"}, rotation=pending()), observed)
+    observed = rotating(RETIRED, **{request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0)})
+    composed = run(xr({"every": "30d", "gracePeriod": "2h"}), observed)
     assert secret_key(composed, "key") == NEXT_KEY
     assert secret_key(composed, "next-key") == NEXT_KEY  # dropped once the switch is observed
     old = body(composed, request_resource_name())
     assert old["metadata"]["annotations"][rotation.RETIRE_AT] == "2026-12-05T14:00:00Z"
-    assert payload(composed, request_resource_name())["fields"]["key_alias"] == RETIRED
+    old_payload = payload(composed, request_resource_name())
+    assert old_payload["fields"]["key_alias"] == RETIRED
+    # It also expires on the proxy then, should its REMOVE never run.
+    assert old_payload["updateOnly"] == {"duration": "7200s"}
     assert composed.status["tokenHash"] == NEXT
     status = composed.status["rotation"]
     assert "pending" not in status
-    assert status["lastRotatedAt"] == status["since"] == "2026-12-05T12:00:00Z"
+    assert status["lastRotatedAt"] == "2026-12-05T12:00:00Z"
     assert status["nextRotationAt"] == "2027-01-04T12:00:00Z"
     assert status["oldKeyExpiresAt"] == "2026-12-05T14:00:00Z"
     (event,) = composed.events
@@ -218,94 +245,86 @@ def switched(retire_at: str) -> dict[str, Any]:
     old = info(FIXED_KEY, alias=RETIRED)
     old["metadata"]["annotations"] = {rotation.RETIRE_AT: retire_at}
     old["spec"]["forProvider"]["mappings"] = [{"action": "OBSERVE"}]
+    new = info(
+        NEXT_KEY, spend=3.0, born="2026-12-05T11:00:00Z", notes={keyflow.ROTATION: "scheduled"}
+    )
     return {
         "key": observed_secret(NEXT_KEY),
         "next-key": observed_secret(NEXT_KEY, "example-service-litellm-key-next"),
         request_resource_name(): old,
-        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
+        request_resource_name(NEXT_KEY): new,
     }
 
 
-DONE = {"since": "2026-12-05T11:00:00Z", "lastRotatedAt": "2026-12-05T11:00:00Z"}
-
-
 def test_during_the_grace_period_the_old_request_stays_as_it_is() -> None:
-    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
-    composed = run(vk, switched("2026-12-05T13:00:00Z"))
+    composed = run(xr({"every": "30d"}), switched("2026-12-05T13:00:00Z"))
     assert "next-key" not in composed.resources
     kept = body(composed, request_resource_name())
     assert kept["spec"]["forProvider"]["mappings"] == [{"action": "OBSERVE"}]
     assert kept["metadata"]["annotations"] == {rotation.RETIRE_AT: "2026-12-05T13:00:00Z"}
     assert composed.status["rotation"]["oldKeyExpiresAt"] == "2026-12-05T13:00:00Z"
+    assert composed.status["rotation"]["lastRotatedAt"] == "2026-12-05T11:00:00Z"
     assert composed.revisit_at == datetime(2026, 12, 5, 13, tzinfo=UTC)
     assert secret_key(composed, "key") == NEXT_KEY
     assert composed.state.ready
 
 
 def test_after_the_grace_period_the_old_request_is_dropped_which_deletes_the_key() -> None:
-    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
-    composed = run(vk, switched("2026-12-05T11:30:00Z"))
+    composed = run(xr({"every": "30d"}), switched("2026-12-05T11:30:00Z"))
     assert request_resource_name() not in composed.resources
     assert request_resource_name(NEXT_KEY) in composed.resources
     assert "oldKeyExpiresAt" not in composed.status["rotation"]
     assert composed.revisit_at == datetime(2027, 1, 4, 11, tzinfo=UTC)  # the next rotation
 
 
-def test_a_switch_whose_status_was_lost_is_finished_on_the_next_run() -> None:
-    vk = xr({"every": "30d"}, tokenHash=NEXT, rotation=pending())
-    composed = run(vk, switched("2026-12-05T13:00:00Z"))
-    status = composed.status["rotation"]
-    assert "pending" not in status
-    assert status["lastRotatedAt"] == "2026-12-05T12:00:00Z"
-    assert "next-key" not in composed.resources
-
-
 def test_a_bumped_trigger_rotates_once() -> None:
-    remembered = {"since": "2026-12-05T11:00:00Z", "trigger": 1}
-    composed = run(xr({"trigger": 2}, rotation=remembered), STEADY)
+    made_for_1 = {**STEADY, request_resource_name(): info(FIXED_KEY, notes={keyflow.TRIGGER: "1"})}
+    composed = run(xr({"trigger": 2}), made_for_1)
     assert composed.status["rotation"]["pending"]["reason"] == "requested"
-    assert composed.status["rotation"]["pending"]["trigger"] == 2
-    unchanged = run(xr({"trigger": 1}, rotation=remembered), STEADY)
+    assert notes(composed, request_resource_name())[keyflow.ROTATION] == "requested"
+    unchanged = run(xr({"trigger": 1}), made_for_1)
     assert "next-key" not in unchanged.resources
+    # The new key's Request is made for the trigger that asked for it.
+    observed = rotating(RETIRED)
+    observed[request_resource_name()]["metadata"]["annotations"][keyflow.TRIGGER] = "1"
+    made = run(xr({"trigger": 2}), observed)
+    assert notes(made, request_resource_name(NEXT_KEY))[keyflow.TRIGGER] == "2"
 
 
 def test_a_new_virtualkey_with_a_trigger_does_not_rotate() -> None:
     composed = run(xr({"trigger": 7}), STEADY)
     assert "next-key" not in composed.resources
-    assert composed.status["rotation"]["trigger"] == 7
+    assert notes(composed, request_resource_name()) == {keyflow.TRIGGER: "7"}
 
 
 @pytest.mark.parametrize(
-    ("why", "vk", "observed"),
+    ("why", "observed"),
     [
         (
             "a retired key is still in its grace period",
-            xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}, tokenHash=NEXT),
             {k: v for k, v in switched("2026-12-05T13:00:00Z").items() if k != "next-key"},
         ),
         (
             "the key is not in place",
-            xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}),
             {**STEADY, request_resource_name(): observed_request(code=500)},
         ),
         (
             "its spend is not known",
-            {
-                **xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1}),
-                "status": {"rotation": {"since": SINCE, "trigger": 1}},
-            },
             {**STEADY, request_resource_name(): observed_request(body={"info": {}})},
         ),
     ],
 )
-def test_a_rotation_waits_when(why: str, vk: dict[str, Any], observed: dict[str, Any]) -> None:
-    assert "next-key" not in run(vk, observed).resources, why
+def test_a_rotation_waits_when(why: str, observed: dict[str, Any]) -> None:
+    for name, request in observed.items():
+        if name.startswith("request-"):
+            request.setdefault("metadata", {}).setdefault("annotations", {})[keyflow.TRIGGER] = "1"
+    assert "next-key" not in run(xr({"trigger": 2}), observed).resources, why
 
 
 def test_no_rotation_without_spec_rotation() -> None:
-    composed = run(xr(rotation={"since": SINCE, "lastRotatedAt": SINCE}), STEADY)
+    composed = run(xr(rotation={"lastRotatedAt": "2026-11-01T00:00:00Z"}), STEADY)
     assert "next-key" not in composed.resources
-    assert composed.status["rotation"] == {"lastRotatedAt": SINCE}
+    assert "rotation" not in composed.status  # a status is never read back
     assert composed.revisit_at is None
 
 
@@ -319,12 +338,10 @@ def test_a_lost_secret_carries_the_old_keys_spend() -> None:
     assert new_token != TOKEN
     name = f"request-{new_token[:10]}"
     assert payload(composed, name)["createOnly"]["spend"] == 4.25
-    assert composed.status["carry"] == {"tokenHash": new_token, "spend": "4.25"}
-    # The next run keeps it, from the status, though the old Request is gone.
-    again = run(
-        xr(carry=composed.status["carry"], tokenHash=new_token),
-        {"key": observed_secret(secret_key(composed, "key"))},
-    )
+    # The next run keeps it, from the new key's own Request, though the old one is gone.
+    kept = copy.deepcopy(body(composed, name))
+    kept["status"] = {}
+    again = run(xr(), {"key": observed_secret(secret_key(composed, "key")), name: kept})
     assert payload(again, name)["createOnly"]["spend"] == 4.25
 
 
@@ -339,16 +356,25 @@ CONFLICT = {
 }
 
 
+def stamp(namespace: str, name: str = "example-service") -> dict[str, str]:
+    return {"auth.litellm.ai/namespace": namespace, "auth.litellm.ai/virtualkey": name}
+
+
+MASTER = {"created_by": "default_user_id", "updated_by": "default_user_id"}
+# Who made a key holding the alias, as LiteLLM's listing shows it.
 OWNERS = {
-    "this": {
-        "auth.litellm.ai/namespace": "team-a",
-        "auth.litellm.ai/virtualkey": "example-service",
+    "this": {"metadata": stamp("team-a"), **MASTER},
+    "sibling": {"metadata": stamp("team-a", "other-service"), **MASTER},
+    "other": {"metadata": stamp("team-b"), **MASTER},
+    "unknown": {"metadata": {}, **MASTER},
+    # A user whose role may call /key/generate minted it, naming this VirtualKey.
+    "minted": {"metadata": stamp("team-a"), "created_by": "team-a.mallory"},
+    # The master key made it, but a user's own key changed it since.
+    "rewritten": {
+        "metadata": stamp("team-a"),
+        "created_by": "default_user_id",
+        "updated_by": "team-a.mallory",
     },
-    "other": {
-        "auth.litellm.ai/namespace": "team-b",
-        "auth.litellm.ai/virtualkey": "example-service",
-    },
-    "unknown": {},
 }
 
 
@@ -365,15 +391,13 @@ def held(owner: str, token: str = HOLDER, spend: float = 6.5, **extra: Any) -> d
         "token": token,
         "key_alias": "example-service",
         "spend": spend,
-        "metadata": OWNERS[owner],
+        **OWNERS[owner],
         **extra,
     }
 
 
 def conflicting(**status: Any) -> dict[str, Any]:
-    vk = xr(**status)
-    vk["status"].pop("currentSpend")
-    return vk
+    return xr(**status)
 
 
 def test_an_alias_conflict_is_looked_into_with_a_request_that_only_observes() -> None:
@@ -397,29 +421,39 @@ def test_a_key_this_virtualkey_made_before_is_replaced_with_its_spend() -> None:
     reaper = body(composed, f"stray-{HOLDER[:10]}")
     assert json.loads(reaper["spec"]["forProvider"]["payload"]["body"]) == {"token": HOLDER}
     assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
-    assert composed.status["carry"]["spend"] == "6.5"
-    assert composed.status["strayTokens"] == [HOLDER]
+    # The reaper only observes until its own answer shows the key is this VirtualKey's.
+    assert reaper["spec"]["managementPolicies"] == ["Observe"]
 
 
-@pytest.mark.parametrize("owner", ["other", "unknown"])
+@pytest.mark.parametrize("owner", ["other", "unknown", "sibling", "minted", "rewritten"])
 def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str) -> None:
     composed = run(conflicting(), checked(held(owner)))
     assert composed.state.reason == "AliasConflict"
     message = composed.state.message
     assert "'example-service'" in message
-    assert ("another VirtualKey" in message) is (owner == "other")
+    assert ("another namespace" in message) is (owner == "other")
     assert '{"key_aliases": ["example-service"]}' in message
     assert "keys.replaceForeignKeys: true" in message
     assert not [n for n in composed.resources if n.startswith("stray-")]
-    assert "strayTokens" not in composed.status
 
 
-def test_a_foreign_key_is_replaced_when_the_policy_opts_in() -> None:
+@pytest.mark.parametrize(
+    ("owner", "replaced"),
+    [
+        pytest.param("unknown", True, id="a-key-made-outside-the-function"),
+        pytest.param("sibling", True, id="a-key-of-another-virtualkey-of-this-namespace"),
+        pytest.param("other", False, id="never-a-key-made-for-another-namespace"),
+        pytest.param("minted", True, id="a-squat-with-forged-provenance-counts-as-none"),
+    ],
+)
+def test_the_policys_opt_in_replaces_only_keys_of_no_one_or_of_this_namespace(
+    owner: str, replaced: bool
+) -> None:
     policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
     policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
-    composed = run(conflicting(), checked(held("other", spend=1)), policies=load_policies([policy]))
-    assert composed.state.reason == "ReplacingOldKey"
-    assert f"stray-{HOLDER[:10]}" in composed.resources
+    composed = run(conflicting(), checked(held(owner, spend=1)), policies=load_policies([policy]))
+    assert (composed.state.reason == "ReplacingOldKey") is replaced
+    assert (f"stray-{HOLDER[:10]}" in composed.resources) is replaced
 
 
 @pytest.mark.parametrize(
@@ -442,24 +476,30 @@ def test_nothing_is_replaced_on_an_answer_that_does_not_prove_it(
 
 def test_a_forged_status_points_the_function_at_no_key() -> None:
     # Crossplane's generated edit roles include status: the status is no evidence.
-    forged = conflicting(aliasHolder={"owner": "this", "tokenHash": HOLDER, "spend": "0"})
+    forged = conflicting(
+        aliasHolder={"owner": "this", "tokenHash": HOLDER, "spend": "0"},
+        strayTokens=[HOLDER],
+        reapedTokens=[],
+        carry={"tokenHash": TOKEN, "spend": "0"},
+    )
     composed = run(forged, CONFLICT)
     assert not [n for n in composed.resources if n.startswith("stray-")]
     # Nor does it lower the spend a replacing key starts with.
-    composed = run(conflicting(carry={"tokenHash": TOKEN, "spend": "0"}), checked(held("this")))
+    composed = run(forged, checked(held("this")))
     assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
 
 
-def test_a_forged_pending_rotation_cannot_lower_the_carried_spend() -> None:
-    capped = info(FIXED_KEY, alias=RETIRED)
-    capped["spec"]["forProvider"]["payload"]["body"] = json.dumps(
-        {"token": TOKEN, "fields": {"key_alias": RETIRED, "max_budget": 3.0}}
-    )
-    observed = {**ROTATING, request_resource_name(): capped}
-    forged = pending(carriedSpend="0", oldKeyBudget="10")
-    composed = run(xr({"every": "30d"}, rotation=forged), observed)
-    assert payload(composed, request_resource_name(NEXT_KEY))["createOnly"]["spend"] == 3.0
-    assert payload(composed, request_resource_name())["fields"]["max_budget"] == 3.0
+def test_a_forged_pending_rotation_changes_nothing() -> None:
+    forged = {
+        "pending": {"tokenHash": NEXT, "reason": "{{ a:b:c }}", "carriedSpend": "0"},
+        "lastRotatedAt": "2020-01-01T00:00:00Z",
+        "trigger": 99,
+    }
+    with_status = run(xr({"every": "30d"}, rotation=forged), rotating(RETIRED))
+    without = run(xr({"every": "30d"}), rotating(RETIRED))
+    assert with_status.resources.keys() == without.resources.keys()
+    assert payload(with_status, request_resource_name(NEXT_KEY))["createOnly"]["spend"] == 3.0
+    assert payload(with_status, request_resource_name())["fields"]["max_budget"] == 3.0
 
 
 def test_every_key_carries_its_provenance() -> None:
@@ -475,18 +515,14 @@ def test_every_key_carries_its_provenance() -> None:
 
 
 def test_the_switch_is_a_normal_event_and_the_ttl_ends_with_the_grace_period() -> None:
-    observed = {
-        **ROTATING,
-        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
-        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
-    }
-    vk = xr({"every": "30d", "gracePeriod": "90s"}, rotation=pending())
+    observed = rotating(RETIRED, **{request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0)})
+    vk = xr({"every": "30d", "gracePeriod": "90s"})
     rsp = fn.run(make_request(vk, observed), now=NOW)
     normal = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_NORMAL]
     assert len(normal) == 1
     assert "keeps working until 2026-12-05T12:01:30Z" in normal[0]
     assert rsp.meta.ttl.seconds == 60
-    vk = xr({"every": "30d", "gracePeriod": "20s"}, rotation=pending())
+    vk = xr({"every": "30d", "gracePeriod": "20s"})
     assert fn.run(make_request(vk, observed), now=NOW).meta.ttl.seconds == 21
 
 
@@ -494,8 +530,7 @@ def test_a_cached_response_is_not_served_past_the_time_it_changes(
     function_server: FunctionServer,
 ) -> None:
     retire = rotation.rfc3339(datetime.now(UTC) + timedelta(seconds=2))
-    vk = xr({"every": "30d"}, rotation=DONE, tokenHash=NEXT)
-    request = make_request(vk, switched(retire))
+    request = make_request(xr({"every": "30d"}), switched(retire))
     first = function_server.run(request)
     assert request_resource_name() in first.desired.resources  # in its grace period
     assert first.meta.ttl.seconds <= 3
@@ -522,50 +557,54 @@ def test_a_schedule_more_often_than_the_policy_allows_is_refused() -> None:
 
 
 def test_rotations_on_demand_wait_for_the_minimum_interval() -> None:
-    last = "2026-12-05T11:30:00Z"
-    remembered = {"since": last, "lastRotatedAt": last, "trigger": 1}
-    held = run(xr({"trigger": 2}, rotation=remembered), STEADY)
+    """Counted from when the current key's Request was made (the API server's time)."""
+    made = {
+        **STEADY,
+        request_resource_name(): info(
+            FIXED_KEY, born="2026-12-05T11:30:00Z", notes={keyflow.TRIGGER: "1"}
+        ),
+    }
+    held = run(xr({"trigger": 2}), made)
     assert "next-key" not in held.resources
     assert held.revisit_at == datetime(2026, 12, 5, 12, 30, tzinfo=UTC)
-    later = run(xr({"trigger": 2}, rotation=remembered), STEADY, now=NOW + timedelta(hours=1))
+    later = run(xr({"trigger": 2}), made, now=NOW + timedelta(hours=1))
     assert "next-key" in later.resources
     sooner = with_keys(minRotationInterval="10m")
-    assert (
-        "next-key"
-        in run(xr({"trigger": 2}, rotation=remembered), STEADY, policies=sooner).resources
-    )
+    assert "next-key" in run(xr({"trigger": 2}), made, policies=sooner).resources
+    # A status that says the last rotation was long ago changes nothing.
+    forged = xr({"trigger": 2}, rotation={"lastRotatedAt": "2020-01-01T00:00:00Z"})
+    assert "next-key" not in run(forged, made).resources
+
+
+def test_a_grace_period_longer_than_the_policy_allows_is_refused() -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        run(xr({"every": "30d", "gracePeriod": "999mo"}), STEADY)
+    message = str(refused.value)
+    assert "spec.rotation.gracePeriod: '999mo'" in message
+    assert "rule 'team-a' of TenancyPolicy 'litellm-example'" in message
+    assert "keys.maxGracePeriod" in message
+    assert "24h" in message
+    assert run(xr({"gracePeriod": "48h"}), STEADY, policies=with_keys(maxGracePeriod="2d"))
 
 
 def test_a_next_key_secret_rewritten_by_someone_else_is_not_used() -> None:
-    chosen = "sk-" + "TenantChoseThisNextKey0123456789abcdefghij"
-    observed = {**STEADY, "next-key": observed_secret(chosen, "example-service-litellm-key-next")}
-    composed = run(xr({"every": "30d"}, rotation=pending()), observed)
+    """Not even a revoked key the tenant kept: only the key the old key's Request names."""
+    chosen = "sk-" + "TenantChoseThisNextKey0123456789abcdefghijk"
+    observed = rotating()
+    observed["next-key"] = observed_secret(chosen, "example-service-litellm-key-next")
+    composed = run(xr({"every": "30d"}), observed)
     made = secret_key(composed, "next-key")
     assert made not in (chosen, NEXT_KEY)
-    assert composed.status["rotation"]["pending"]["tokenHash"] == token_of(made)
+    assert notes(composed, request_resource_name())[keyflow.NEXT_KEY] == token_of(made)
+    assert any("never used" in w for w in composed.warnings)
+    # A forged status naming the tenant's key changes nothing.
+    forged = xr({"every": "30d"}, rotation={"pending": {"tokenHash": token_of(chosen)}})
+    assert secret_key(run(forged, observed), "next-key") not in (chosen, NEXT_KEY)
     # The key the function put there is used as it is.
-    kept = run(xr({"every": "30d"}, rotation=pending()), ROTATING)
-    assert secret_key(kept, "next-key") == NEXT_KEY
-
-
-def test_a_forged_pending_rotation_puts_no_text_of_its_own_in_the_condition_or_event() -> None:
-    forged = pending(reason="{{ kube-system:token:key }}", carriedSpend="lots <b>")
-    composed = run(xr({"every": "30d"}, rotation=forged), ROTATING)
-    assert composed.state.reason == "Rotating"
-    assert "{{" not in composed.state.message
-    assert "resumed" in composed.state.message  # recomputed, as if lost
-    assert composed.status["rotation"]["pending"]["carriedSpend"] == "3"
-    # The switch's Event, from a pending rotation with a foreign reason.
-    observed = {
-        **ROTATING,
-        request_resource_name(): info(FIXED_KEY, alias=RETIRED),
-        request_resource_name(NEXT_KEY): info(NEXT_KEY, spend=3.0),
-    }
-    forged = pending(reason="pwned {{ a:b:c }}", startedAt="<now>")
-    (event,) = run(xr({"every": "30d"}, rotation=forged), observed).events
-    assert "{{" not in event
-    assert "pwned" not in event
-    assert "starts at $3 spent" in event
+    assert secret_key(run(xr({"every": "30d"}), rotating()), "next-key") == NEXT_KEY
+    # And a next-key Secret with no rotation under way starts none.
+    idle = {**STEADY, "next-key": observed_secret(chosen, "example-service-litellm-key-next")}
+    assert "next-key" not in run(xr({"every": "60d"}), idle).resources
 
 
 @pytest.mark.parametrize(
@@ -582,6 +621,8 @@ def test_a_hostile_spend_in_a_proxy_answer_is_no_spend(answer: Any) -> None:
             rotation.answered_alias(observed_request(body={"info": {"key_alias": answer}})) is None
         )
     # With a budget, no rotation starts on a spend it cannot read.
-    vk = xr({"trigger": 2}, rotation={"since": SINCE, "trigger": 1})
-    vk["status"].pop("currentSpend")
-    assert "next-key" not in run(vk, {**STEADY, request_resource_name(): request}).resources
+    request["metadata"]["annotations"] = {keyflow.TRIGGER: "1"}
+    assert (
+        "next-key"
+        not in run(xr({"trigger": 2}), {**STEADY, request_resource_name(): request}).resources
+    )

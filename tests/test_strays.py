@@ -1,15 +1,18 @@
 """Keys made from a changed Secret are deleted; raw keys stored unmasked are reported.
 
-Issue 9, items 3 and 4, over the function's real gRPC server. The stories run
+Over the function's real gRPC server, with the tenant playing against it: a
+status it wrote, Secrets it named like Requests, a flood of strays. The stories run
 against the real proxy in tests/e2e/test_keys_hardening.py and on the real
 control plane in tests/cluster/.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+import pytest
 from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
@@ -24,7 +27,7 @@ STRAY = token_of(TENANTS_KEY)
 def generate_answer(created: str) -> dict[str, Any]:
     """A /key/generate answer as provider-http stores it: the key masked, its token plain."""
     return {
-        "key": "{{ example-service-5f742b98-generated:team-a:key }}",
+        "key": "{{ litellm-generated-5f742b98:crossplane-system:key }}",
         "key_name": f"sk-...{created[-4:]}",
         "token": token_of(created),
         "key_alias": "example-service",
@@ -32,11 +35,14 @@ def generate_answer(created: str) -> dict[str, Any]:
 
 
 OURS = {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/virtualkey": "example-service"}
+MASTER = {"created_by": "default_user_id", "updated_by": "default_user_id"}
 
 
-def info_answer(alias: str, metadata: dict[str, str], code: int = 200) -> dict[str, Any]:
+def info_answer(
+    alias: str, metadata: dict[str, str], code: int = 200, made_by: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A reaper's stored /key/info answer about the key it would delete."""
-    info = {"key_alias": alias, "metadata": metadata, "token": STRAY}
+    info = {"key_alias": alias, "metadata": metadata, "token": STRAY, **(made_by or MASTER)}
     return {"response": {"statusCode": code, "body": json.dumps({"info": info})}}
 
 
@@ -49,37 +55,46 @@ def status(rsp: fnv1.RunFunctionResponse) -> dict[str, Any]:
     return found
 
 
-def test_a_key_made_from_a_changed_secret_is_reaped(
+def desired(rsp: fnv1.RunFunctionResponse, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = resource.struct_to_dict(rsp.desired.resources[name].resource)
+    return found
+
+
+REAPER = f"stray-{STRAY[:10]}"
+
+
+def test_a_key_made_from_a_changed_secret_is_reaped_once_proved_ours(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
     made = observed_request(code=200, path="/key/generate", body=generate_answer(TENANTS_KEY))
     observed = {"key": observed_secret(), request_resource_name(): made}
     rsp = run(function_server, seed_xr, observed)
-    reaper_name = f"stray-{STRAY[:10]}"
-    assert reaper_name in rsp.desired.resources
-    reaper = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
+    reaper = desired(rsp, REAPER)
     for_provider = reaper["spec"]["forProvider"]
     assert json.loads(for_provider["payload"]["body"]) == {"token": STRAY}
     assert [m["action"] for m in for_provider["mappings"]] == ["OBSERVE", "REMOVE"]
-    assert reaper["spec"]["managementPolicies"] == ["Observe", "Delete"]
-    assert status(rsp)["strayTokens"] == [STRAY]
+    # It starts Observe-only: deleting it (or the VirtualKey) now deletes nothing.
+    assert reaper["spec"]["managementPolicies"] == ["Observe"]
     assert any("changed after the function wrote it" in r.message for r in rsp.results)
     assert TENANTS_KEY not in str(rsp)
-    # Next run: the reaper exists, so it is dropped (Crossplane deletes it, REMOVE the key).
-    xr = {**seed_xr, "status": {"strayTokens": [STRAY]}}
-    observed[reaper_name] = reaper  # created, but provider-http has not reconciled it yet
-    rsp = run(function_server, xr, observed)
-    assert reaper_name in rsp.desired.resources  # dropped now, it would go without its REMOVE
-    observed[reaper_name] = {**reaper, "status": info_answer("example-service", OURS)}
-    rsp = run(function_server, xr, observed)
-    assert reaper_name not in rsp.desired.resources
-    assert "strayTokens" not in status(rsp)
-    assert status(rsp)["reapedTokens"] == [STRAY]
-    # The stale answer is still stored: it never brings the reaper back.
-    xr = {**seed_xr, "status": {"reapedTokens": [STRAY]}}
-    del observed[reaper_name]
-    rsp = run(function_server, xr, observed)
-    assert reaper_name not in rsp.desired.resources
+    # provider-http's next OBSERVE replaced the generate answer: the reaper remembers.
+    observed[request_resource_name()] = observed_request()
+    observed[REAPER] = reaper  # created, but provider-http has not reconciled it yet
+    rsp = run(function_server, seed_xr, observed)
+    assert desired(rsp, REAPER)["spec"]["managementPolicies"] == ["Observe"]
+    # Its own answer shows this VirtualKey's alias and provenance: now it may delete...
+    observed[REAPER] = {**reaper, "status": info_answer("example-service", OURS)}
+    rsp = run(function_server, seed_xr, observed)
+    flipped = desired(rsp, REAPER)
+    assert flipped["spec"]["managementPolicies"] == ["Observe", "Delete"]
+    # ...and once Crossplane applied that, it is dropped: Crossplane deletes it, REMOVE the key.
+    observed[REAPER] = {**flipped, "status": info_answer("example-service", OURS)}
+    rsp = run(function_server, seed_xr, observed)
+    assert REAPER not in rsp.desired.resources
+    # Gone from what Crossplane observes, and from the stored answers: never made again.
+    del observed[REAPER]
+    rsp = run(function_server, seed_xr, observed)
+    assert REAPER not in rsp.desired.resources
     assert not any("changed after" in r.message for r in rsp.results)
 
 
@@ -87,24 +102,27 @@ def test_its_own_key_is_no_stray(function_server: FunctionServer, seed_xr: dict[
     made = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
     rsp = run(function_server, seed_xr, {"key": observed_secret(), request_resource_name(): made})
     assert sorted(rsp.desired.resources) == ["key", request_resource_name()]
-    assert "strayTokens" not in status(rsp)
 
 
 def _exposure_warnings(rsp: fnv1.RunFunctionResponse) -> list[str]:
     return [r.message for r in rsp.results if "unmasked" in r.message]
 
 
+EXPOSED = "auth.litellm.ai/exposed"
+
+
 def test_a_raw_key_stored_unmasked_is_reported_without_the_key(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
-    body = {**generate_answer(FIXED_KEY), "key": FIXED_KEY}  # the -generated Secret failed
+    body = {**generate_answer(FIXED_KEY), "key": FIXED_KEY}  # the mask Secret failed
     made = observed_request(code=200, path="/key/generate", body=body)
     rsp = run(function_server, seed_xr, {"key": observed_secret(), request_resource_name(): made})
     messages = [r.message for r in rsp.results]
     assert any("unmasked" in m and "rotate the key" in m for m in messages), messages
     assert all(FIXED_KEY not in m for m in messages)
     assert all(FIXED_KEY not in c.message for c in rsp.conditions)
-    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
+    # Remembered on the key's own Request, which only Crossplane writes.
+    assert desired(rsp, request_resource_name())["metadata"]["annotations"] == {EXPOSED: "true"}
 
 
 def test_an_exposed_key_is_reported_until_it_is_rotated(
@@ -113,40 +131,33 @@ def test_an_exposed_key_is_reported_until_it_is_rotated(
     # provider-http's next OBSERVE replaces the unmasked answer, often before
     # Crossplane composes again: the warning must not last only that long.
     observed_now = observed_request(code=200, path="/key/info", body={"info": {}})
-    xr = {**seed_xr, "status": {"exposedTokens": [token_of(FIXED_KEY)]}}
+    observed_now["metadata"]["annotations"] = {EXPOSED: "true"}
     observed = {"key": observed_secret(), request_resource_name(): observed_now}
-    rsp = run(function_server, xr, observed)
+    rsp = run(function_server, seed_xr, observed)
     assert _exposure_warnings(rsp)
-    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
+    # A status claiming it (tenants may write it) reports nothing: it is not memory.
+    forged = {**seed_xr, "status": {"exposedTokens": [token_of(FIXED_KEY)]}}
+    quiet = {"key": observed_secret(), request_resource_name(): observed_request()}
+    assert not _exposure_warnings(run(function_server, forged, quiet))
     # Rotated (the key Secret deleted, the old Request gone): the exposed key
     # no longer exists, so neither does the warning.
-    rotated = run(function_server, xr, {})
-    assert not _exposure_warnings(rotated)
-    assert "exposedTokens" not in status(rotated)
+    assert not _exposure_warnings(run(function_server, seed_xr, {}))
 
 
-def test_a_replaced_request_lingers_until_observed_and_creates_nothing(
+def test_a_replaced_request_is_dropped_at_once(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
-    # The Secret is lost right after CREATE: provider-http's stored answer is
-    # still /key/generate's, whose masked key names the -generated Secret. A
-    # Request deleted now (in the foreground: that Secret first) could never
-    # run REMOVE, so it stays, reading its key instead of creating one.
+    """The mask Secret lives where tenants cannot delete it (function.mask), and is no
+    Request's to delete first: a Request replaced right after CREATE keeps its REMOVE."""
     first = run(function_server, seed_xr, {"key": observed_secret()})
-    old = resource.struct_to_dict(first.desired.resources[request_resource_name()].resource)
+    old = desired(first, request_resource_name())
     stored = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
     old["status"] = stored["status"]
     rsp = run(function_server, seed_xr, {request_resource_name(): old})
-    names = sorted(rsp.desired.resources)
-    assert request_resource_name() in names
-    assert len(names) == 3, names  # the Secret, the new Request, the old one lingering
-    kept = resource.struct_to_dict(rsp.desired.resources[request_resource_name()].resource)
-    create = next(m for m in kept["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
-    assert (create["method"], create.get("body")) == ("GET", None)
-    # Once provider-http has observed it, it goes.
-    old["status"] = observed_request(code=200, path="/key/info", body={"info": {}})["status"]
-    rsp = run(function_server, seed_xr, {request_resource_name(): old})
     assert request_resource_name() not in rsp.desired.resources
+    injection = old["spec"]["forProvider"]["secretInjectionConfigs"][0]
+    assert injection["secretRef"]["namespace"] == "crossplane-system"
+    assert injection["setOwnerReference"] is False
 
 
 def test_a_key_one_of_our_requests_names_is_never_a_stray(
@@ -154,7 +165,6 @@ def test_a_key_one_of_our_requests_names_is_never_a_stray(
 ) -> None:
     # An old Request's CREATE read the rewritten Secret, now holding the current
     # key: that key is ours, never to be reaped.
-    current = run(function_server, seed_xr, {"key": observed_secret()})
     made = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
     other_key = "sk-" + "AnOldKeyWhoseRequestIsReplaced0123456789abc"
     old = observed_request(
@@ -164,30 +174,23 @@ def test_a_key_one_of_our_requests_names_is_never_a_stray(
     observed[request_resource_name(other_key)] = old
     rsp = run(function_server, seed_xr, observed)
     assert not any(n.startswith("stray-") for n in rsp.desired.resources)
-    assert "strayTokens" not in status(rsp)
-    del current
 
 
 def test_a_missing_mask_secret_reports_the_key_as_exposed(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
     # By the time Crossplane composes, provider-http may already have replaced
-    # the unmasked answer; the missing `<request>-generated` Secret stays.
+    # the unmasked answer; the missing mask Secret stays.
     observed = {"key": observed_secret(), request_resource_name(): observed_request()}
     first = run_with(function_server, seed_xr, observed, {})
     wanted = first.requirements.resources[f"generated-{request_resource_name()}"]
-    assert (wanted.kind, wanted.namespace) == ("Secret", "team-a")
-    assert wanted.match_name.endswith("-generated")
+    assert (wanted.kind, wanted.namespace) == ("Secret", "crossplane-system")
+    assert wanted.match_name.startswith("litellm-generated-")
     missing: dict[str, list[dict[str, Any]]] = {f"generated-{request_resource_name()}": []}
     rsp = run_with(function_server, seed_xr, observed, missing)
     assert _exposure_warnings(rsp)
-    assert status(rsp)["exposedTokens"] == [token_of(FIXED_KEY)]
     present = run(function_server, seed_xr, observed)
     assert not _exposure_warnings(present)
-    assert "exposedTokens" not in status(present)
-    # Not yet created (no answer): no Secret is expected yet.
-    waiting = {"key": observed_secret(), request_resource_name(): observed_request(code=None)}
-    assert not _exposure_warnings(run_with(function_server, seed_xr, waiting, missing))
 
 
 def run_with(
@@ -200,38 +203,102 @@ def run_with(
     return server.run(make_request(xr, observed, None, "", required))
 
 
-def test_a_token_the_status_names_is_deleted_only_if_the_key_is_this_virtualkeys(
+def test_a_token_in_the_status_makes_no_reaper(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
-    # Whoever may edit the VirtualKey may write its status: a token there proves nothing.
-    xr = {**seed_xr, "status": {"strayTokens": [STRAY]}}
+    """Whoever may edit the VirtualKey may write its status: a token there proves nothing,
+    composes nothing, and hides nothing (a forged reapedTokens never stops a reaper)."""
     observed = {"key": observed_secret(), request_resource_name(): observed_request()}
+    xr = {**seed_xr, "status": {"strayTokens": [STRAY], "reapedTokens": [], "exposedTokens": []}}
     rsp = run(function_server, xr, observed)
-    reaper_name = f"stray-{STRAY[:10]}"
-    reaper = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
-    for answer, deleted in [
-        (info_answer("another-tenants-key", OURS), False),
-        (info_answer("example-service", {"auth.litellm.ai/namespace": "team-b"}), False),
-        (info_answer("example-service", {}), False),
-        ({"response": {"statusCode": 404, "body": "{}"}}, True),  # gone already
-    ]:
-        observed[reaper_name] = {**reaper, "status": answer}
-        rsp = run(function_server, xr, observed)
-        if deleted:
-            assert reaper_name not in rsp.desired.resources
-            continue
-        # Not this VirtualKey's: the reaper becomes Observe-only...
-        kept = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
-        assert kept["spec"]["managementPolicies"] == ["Observe"], answer
-        assert any("not its own" in r.message for r in rsp.results)
-        # ...and only then is it dropped, which deletes nothing, and never made again.
-        observed[reaper_name] = {**kept, "status": answer}
-        rsp = run(function_server, xr, observed)
-        assert reaper_name not in rsp.desired.resources
-        assert status(rsp)["reapedTokens"] == [STRAY]
-        assert "strayTokens" not in status(rsp)
-    # An answer that says nothing yet (the proxy is down) keeps the reaper as it is.
-    observed[reaper_name] = {**reaper, "status": {"response": {"statusCode": 503, "body": ""}}}
-    rsp = run(function_server, xr, observed)
-    kept = resource.struct_to_dict(rsp.desired.resources[reaper_name].resource)
-    assert kept["spec"]["managementPolicies"] == ["Observe", "Delete"]
+    assert sorted(rsp.desired.resources) == ["key", request_resource_name()]
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(TENANTS_KEY))
+    hiding = {**seed_xr, "status": {"reapedTokens": [STRAY]}}
+    rsp = run(function_server, hiding, {"key": observed_secret(), request_resource_name(): made})
+    assert REAPER in rsp.desired.resources
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (info_answer("another-tenants-key", OURS), "another alias"),
+        (info_answer("example-service", {**OURS, "auth.litellm.ai/namespace": "team-b"}), "b's"),
+        (info_answer("example-service", {}), "no provenance"),
+        (info_answer("example-service", OURS, made_by={"created_by": "team-a.mallory"}), "minted"),
+        (
+            info_answer(
+                "example-service",
+                OURS,
+                made_by={"created_by": "default_user_id", "updated_by": "team-a.mallory"},
+            ),
+            "rewritten by a user's own key",
+        ),
+    ],
+)
+def test_a_reaper_deletes_only_a_key_proved_this_virtualkeys(
+    function_server: FunctionServer, seed_xr: dict[str, Any], answer: dict[str, Any], why: str
+) -> None:
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(TENANTS_KEY))
+    observed = {"key": observed_secret(), request_resource_name(): made}
+    reaper = desired(run(function_server, seed_xr, observed), REAPER)
+    observed[REAPER] = {**reaper, "status": answer}
+    rsp = run(function_server, seed_xr, observed)
+    # Not this VirtualKey's: never made able to delete; dropped, which deletes nothing.
+    assert REAPER not in rsp.desired.resources, why
+    assert any("someone else's" in r.message for r in rsp.results), why
+    # Had it been flipped already, it is first made Observe-only again, then dropped.
+    flipped = {**reaper, "spec": {**reaper["spec"], "managementPolicies": ["Observe", "Delete"]}}
+    observed[REAPER] = {**flipped, "status": answer}
+    rsp = run(function_server, seed_xr, observed)
+    assert desired(rsp, REAPER)["spec"]["managementPolicies"] == ["Observe"], why
+
+
+def test_gone_already_is_dropped_and_an_answer_that_says_nothing_keeps_it(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    made = observed_request(code=200, path="/key/generate", body=generate_answer(TENANTS_KEY))
+    observed = {"key": observed_secret(), request_resource_name(): made}
+    reaper = desired(run(function_server, seed_xr, observed), REAPER)
+    observed[REAPER] = {**reaper, "status": {"response": {"statusCode": 404, "body": "{}"}}}
+    assert REAPER not in run(function_server, seed_xr, observed).desired.resources
+    observed[REAPER] = {**reaper, "status": {"response": {"statusCode": 503, "body": ""}}}
+    kept = desired(run(function_server, seed_xr, observed), REAPER)
+    assert kept["spec"]["managementPolicies"] == ["Observe"]
+
+
+def test_a_flood_of_strays_is_handled_a_few_at_a_time(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    """However many reapers Crossplane observes, a run composes at most eight."""
+    observed: dict[str, Any] = {
+        "key": observed_secret(),
+        request_resource_name(): observed_request(),
+    }
+    for i in range(200):
+        token = hashlib.sha256(str(i).encode()).hexdigest()
+        stray = observed_request(body={})
+        stray["metadata"]["name"] = f"example-service-stray-{token[:8]}"
+        stray["spec"]["forProvider"]["payload"]["body"] = json.dumps({"token": token})
+        observed[f"stray-{token[:10]}"] = stray
+    rsp = run(function_server, seed_xr, observed)
+    assert len([n for n in rsp.desired.resources if n.startswith("stray-")]) == 8
+    assert any("8 are handled at a time" in r.message for r in rsp.results)
+
+
+def test_secrets_named_like_requests_are_not_requests(
+    function_server: FunctionServer, seed_xr: dict[str, Any]
+) -> None:
+    """The tenant may own Secrets Crossplane observes under any resource name: only a
+    provider-http Request counts as one, so they neither ask for mask Secrets nor reap."""
+    observed: dict[str, Any] = {"key": observed_secret()}
+    for i in range(100):
+        fake = observed_secret(name=f"fake-{i}")
+        fake["status"] = {
+            "response": {"statusCode": 200, "body": json.dumps(generate_answer(TENANTS_KEY))}
+        }
+        observed[f"request-{i:010x}"] = fake
+        observed[f"stray-{i:010x}"] = fake
+    first = run_with(function_server, seed_xr, observed, {})
+    assert not [n for n in first.requirements.resources if n.startswith("generated-")]
+    rsp = run(function_server, seed_xr, observed)
+    assert sorted(n for n in rsp.desired.resources) == ["key", request_resource_name()]
