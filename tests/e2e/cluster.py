@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from crossplane.function import resource
@@ -116,6 +117,10 @@ class Cluster:
         elif old is not None:
             body = {**body, "status": old.get("status", {})}
             body["metadata"] = {**old.get("metadata", {}), **body["metadata"]}
+        else:
+            # The API server's own stamp, which the function reads a key's age from.
+            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body["metadata"] = {**body["metadata"], "creationTimestamp": created}
         self.composed[name] = body
 
     def _drop(self, name: str) -> None:

@@ -80,6 +80,13 @@ def rotate_until(cluster: Cluster, done: Callable[[], bool], rounds: int = 8) ->
     pytest.fail(f"not done after {rounds} rounds: {cluster.condition()} {status(cluster)}")
 
 
+def often(proxy: Proxy) -> list[dict[str, Any]]:
+    """The shipped policy, letting keys rotate a second after they were made."""
+    policies = platform_policies(proxy.url)
+    policies[0]["spec"]["rules"][0]["keys"] = {"minRotationInterval": "1s"}
+    return policies
+
+
 def bump(cluster: Cluster, trigger: int) -> None:
     assert cluster.xr is not None
     cluster.xr["spec"]["rotation"]["trigger"] = trigger
@@ -88,7 +95,7 @@ def bump(cluster: Cluster, trigger: int) -> None:
 def test_on_demand_rotation_keeps_the_old_key_for_its_grace_period(
     proxy: Proxy, make_cluster: Callable[..., Cluster]
 ) -> None:
-    cluster = make_cluster(rotation={"trigger": 0, "gracePeriod": "6s"})
+    cluster = make_cluster(policies=often(proxy), rotation={"trigger": 0, "gracePeriod": "6s"})
     old_key, old_token, spent = spent_key(proxy, cluster)
     bump(cluster, 1)
     rotate_until(cluster, lambda: cluster.key() != old_key)
@@ -96,7 +103,9 @@ def test_on_demand_rotation_keeps_the_old_key_for_its_grace_period(
     new_token = status(cluster)["tokenHash"]
     assert new_token == token_of(new_key_value) != old_token
     rotated = status(cluster)["rotation"]
-    assert rotated["trigger"] == 1
+    # The new key's Request remembers the trigger it was made for (never the status).
+    new_request = cluster.composed[f"request-{new_token[:10]}"]
+    assert new_request["metadata"]["annotations"]["auth.litellm.ai/rotation-trigger"] == "1"
     assert "lastRotatedAt" in rotated
     assert "oldKeyExpiresAt" in rotated
     (event,) = [m for s, m in cluster.results if "keeps working until" in m]
@@ -144,6 +153,7 @@ def test_rotating_never_escapes_the_budget(
 ) -> None:
     # Each chat costs $0.0048 on the test proxy: two fit in $0.012, three do not.
     cluster = make_cluster(
+        policies=often(proxy),
         maxBudget="0.012",
         rotation={"trigger": 0, "gracePeriod": "1m", "gracePeriodBudget": "0.001"},
     )
