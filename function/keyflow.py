@@ -576,21 +576,28 @@ def _holder(
         h.owner is None or h.owner[0] == ctx.owner.namespace for h in foreign
     )
     if not foreign or replaceable:
-        spend = max(h.spend for h in found)
+        # Only this VirtualKey's own keys carry their spend: a foreign key's spend is
+        # whatever its maker chose, and must not eat into this key's budget.
+        own = [h.spend for h in found if h.owner == mine]
+        spend = max(own, default=Decimal(0))
         whose = (
             "that this VirtualKey made earlier (a reinstall)"
             if not foreign
             else "that this VirtualKey did not make, which its TenancyPolicy allows it to replace"
         )
+        carried_over = (
+            f"its spend (${rotation.money(spend)}) carried over to the new one"
+            if not foreign
+            else "its spend, not this VirtualKey's, is not carried over"
+        )
         message = (
             f"keyAlias {alias!r} is held on {where} by a key {whose}. LiteLLM keeps no raw "
-            "key, so a new key is being made: the old key is deleted and its spend "
-            f"(${rotation.money(spend)}) carried over to the new one."
+            f"key, so a new key is being made: the old key is deleted and {carried_over}."
         )
         return (
             KeyState(ready=False, reason=REPLACING, message=message),
             frozenset(h.token for h in found),
-            max(spend, carried or Decimal(0)),
+            max([*own, *([carried] if carried is not None else [])], default=None),
             resources,
         )
     if any(h.owner is not None and h.owner[0] != ctx.owner.namespace for h in foreign):

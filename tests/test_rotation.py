@@ -451,9 +451,13 @@ def test_the_policys_opt_in_replaces_only_keys_of_no_one_or_of_this_namespace(
 ) -> None:
     policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
     policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
-    composed = run(conflicting(), checked(held(owner, spend=1)), policies=load_policies([policy]))
+    composed = run(
+        conflicting(), checked(held(owner, spend=9.99)), policies=load_policies([policy])
+    )
     assert (composed.state.reason == "ReplacingOldKey") is replaced
     assert (f"stray-{HOLDER[:10]}" in composed.resources) is replaced
+    # A squatter chose that spend: it is not this VirtualKey's, so it is not carried over.
+    assert "spend" not in payload(composed, request_resource_name())["createOnly"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -126,7 +127,15 @@ def the_user_gets_its_key(plane: Plane, proxy: Proxy) -> str:
     assert live["max_budget"] == 5.0
     code, info = proxy_get(proxy, "/user/info", user_id=USER_ID)
     assert code == 200
-    assert info["user_info"]["user_role"] == "internal_user"
+    # The default role calls models but cannot mint keys of its own (LiteLLM answers 401).
+    assert info["user_info"]["user_role"] == "internal_user_viewer"
+    minted = httpx.post(
+        f"{proxy.url}/key/generate",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"key_alias": "alice-minted", "models": []},
+        timeout=30,
+    )
+    assert minted.status_code == 401, minted.text
     assert info["user_info"]["max_budget"] == 5.0
     # auto_create_key: false: the user's only key is the one the VirtualKey tracks.
     assert [k["key_alias"] for k in info["keys"]] == ["alice-key"]

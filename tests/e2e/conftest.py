@@ -68,7 +68,8 @@ def make_cluster(
         xr = load_example(example)
         xr["metadata"]["name"] = f"{xr['metadata']['name']}-{unique}-{len(made)}"
         xr["metadata"]["namespace"] = namespace or xr["metadata"]["namespace"]
-        xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{unique}-{len(made)}"
+        if "keyAlias" in xr["spec"]:
+            xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{unique}-{len(made)}"
         xr["spec"].update(spec)
         fn_input = {"apiVersion": "litellm.fn.crossplane.io/v1beta1", "kind": "Input"}
         stored = {INSTANCE: {"masterkey": proxy.master_key}, **(secrets or {})}
