@@ -141,7 +141,7 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
     pending = Referenced(
         kind, name, namespace, None, f"{kind} {namespace}/{name} is not on the proxy yet"
     )
-    request = _request_of(requests, request_name(kind, name), meta.get("uid"))
+    request = _request_of(requests, request_name(kind, name), obj)
     if request is None or payload_of(request).get(how.payload_id) != expected:
         return pending
     code, url, _ = last_answer(request)
@@ -166,20 +166,34 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
     return Referenced(kind, name, namespace, expected, None)
 
 
-def _request_of(requests: list[dict[str, Any]], name: str, owner_uid: Any) -> dict[str, Any] | None:
-    """The Request named `name` that the object with `owner_uid` controls, if observed."""
+def _request_of(
+    requests: list[dict[str, Any]], name: str, owner: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The Request named `name` that the object `owner` controls, unless it is being deleted.
+
+    A v2 XR controls its Requests itself; a legacy claim through its XR, which
+    its `spec.resourceRef` names. A Request of an earlier incarnation (being
+    deleted, or another object's) says nothing about this one.
+    """
+    meta = _mapping(owner.get("metadata"))
+    ref = _mapping(_mapping(owner.get("spec")).get("resourceRef"))
     for request in requests:
-        meta = _mapping(request.get("metadata"))
-        if not is_request(request) or meta.get("name") != name:
+        request_meta = _mapping(request.get("metadata"))
+        if not is_request(request) or request_meta.get("name") != name:
             continue
-        owners = meta.get("ownerReferences")
-        if owner_uid is None or not isinstance(owners, list):
+        if request_meta.get("deletionTimestamp"):
             continue
-        if any(
-            isinstance(o, dict) and o.get("controller") is True and o.get("uid") == owner_uid
-            for o in owners
-        ):
-            return request
+        owners = request_meta.get("ownerReferences")
+        controllers = [
+            o
+            for o in (owners if isinstance(owners, list) else [])
+            if isinstance(o, dict) and o.get("controller") is True
+        ]
+        for controller in controllers:
+            by_uid = meta.get("uid") is not None and controller.get("uid") == meta.get("uid")
+            by_claim = ref.get("name") is not None and controller.get("name") == ref.get("name")
+            if by_uid or by_claim:
+                return request
     return None
 
 

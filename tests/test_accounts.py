@@ -724,3 +724,22 @@ def test_a_team_with_thousands_of_strangers_prunes_a_few_at_a_time(
     assert len(prunes) == 8
     assert rsp.ByteSize() < 256 * 1024
     assert any("4096 member(s)" in r.message for r in rsp.results)
+
+
+def test_a_legacy_claim_resolves_through_its_xr_and_an_old_incarnation_never(
+    function_server: FunctionServer,
+) -> None:
+    """A claim's Requests belong to its XR (spec.resourceRef); a Request still being
+    deleted belongs to an earlier incarnation, whose answer says nothing about this one."""
+    claim = user()
+    claim["spec"]["resourceRef"] = {"name": "alice-x7k2p", "kind": "XUser"}
+    request = on_proxy(claim)
+    request["metadata"]["ownerReferences"] = [
+        {"controller": True, "uid": "uid-of-the-xr", "name": "alice-x7k2p", "kind": "XUser"}
+    ]
+    case = Case(key(userRef={"name": "alice"}), users=[claim], requests=[request])
+    rsp = run(function_server, case)
+    name = next(n for n in rsp.desired.resources if n.startswith("request-"))
+    assert payload(rsp, name)["fields"]["user_id"] == "team-a.alice"
+    request["metadata"]["deletionTimestamp"] = "2026-12-05T00:00:00Z"
+    assert "not on the proxy yet" in fatal(run(function_server, case))

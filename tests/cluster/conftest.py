@@ -300,11 +300,11 @@ def poller_kubeconfig(platform: Plane, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
-def poll_once(kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+def poll_once(kubeconfig: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own command.
         [
             sys.executable, "-m", "function.main", "poll", "--once",
-            "--kubeconfig", str(kubeconfig), "--metrics-address", "",
+            "--kubeconfig", str(kubeconfig), "--metrics-address", "", *flags,
         ],
         cwd=ROOT,
         capture_output=True,

@@ -6,8 +6,8 @@
 2. A key deleted on the proxy by an admin never comes back with the same value.
 3. A key Secret rewritten by the tenant between compose and CREATE: the key
    the tenant chose is deleted.
-4. provider-http cannot write `<request>-generated` (a ResourceQuota on
-   Secrets): it stores the raw key unmasked, and the function says so.
+4. provider-http cannot write the mask Secret (a ResourceQuota on Secrets in the
+   mask namespace): it stores the raw key unmasked, and the function says so.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
@@ -121,9 +120,11 @@ def test_a_key_the_tenant_chose_is_deleted(tenant: Tenant, proxy: Proxy, platfor
 
 @pytest.fixture
 def quota_namespace(platform: Plane, proxy: Proxy, unique: str) -> Iterator[str]:
-    """A namespace granted the instance, whose quota allows exactly one Secret."""
-    namespace = f"team-q-{unique}"
-    platform.kubectl("create", "namespace", namespace)
+    """A tenant namespace granted the instance, whose keys a Composition of their own masks
+    in a namespace whose quota allows no Secret at all (where provider-http cannot write)."""
+    namespace, masks = f"team-q-{unique}", f"masks-q-{unique}"
+    for name in (namespace, masks):
+        platform.kubectl("create", "namespace", name)
     policy = platform_policy(proxy.url)
     policy["metadata"]["name"] = f"quota-{unique}"
     policy["spec"]["rules"] = [
@@ -133,15 +134,16 @@ def quota_namespace(platform: Plane, proxy: Proxy, unique: str) -> Iterator[str]
             "instances": [{"name": "litellm-example", "namespace": "litellm"}],
         }
     ]
-    platform.apply(policy)
-    platform.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "one-secret", "namespace": namespace},
-            "spec": {"hard": {"count/secrets": "1"}},
-        }
-    )
+    composition = yaml.safe_load((EXAMPLES / "composition.yaml").read_text())
+    composition["metadata"]["name"] = f"quota-{unique}"
+    composition["spec"]["pipeline"][0]["input"]["maskSecretNamespace"] = masks
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-secrets", "namespace": masks},
+        "spec": {"hard": {"count/secrets": "0"}},
+    }
+    platform.apply(policy, composition, quota)
     yield namespace
     # The Requests finish their REMOVE before the namespace goes: in a terminating
     # namespace provider-http can no longer record its ProviderConfig usage.
@@ -152,7 +154,15 @@ def quota_namespace(platform: Plane, proxy: Proxy, unique: str) -> Iterator[str]
         180,
     )
     platform.kubectl("delete", "tenancypolicy", f"quota-{unique}", "--wait=false")
-    platform.kubectl("delete", "namespace", namespace, "--wait=false")
+    platform.kubectl("delete", "composition", f"quota-{unique}", "--wait=false")
+    for name in (namespace, masks):
+        platform.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def _exposed_note(platform: Plane, namespace: str, name: str) -> str:
+    (request,) = _requests(platform, namespace, name)
+    annotations = request["metadata"].get("annotations") or {}  # type: ignore[attr-defined]
+    return str(annotations.get("auth.litellm.ai/exposed") or "")
 
 
 def test_a_raw_key_stored_unmasked_is_reported(
@@ -161,6 +171,7 @@ def test_a_raw_key_stored_unmasked_is_reported(
     xr = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
     xr["metadata"].update(name=f"quota-{tenant.unique}", namespace=quota_namespace)
     xr["spec"]["keyAlias"] = f"quota-{tenant.unique}"
+    xr["spec"]["crossplane"] = {"compositionRef": {"name": f"quota-{tenant.unique}"}}
     platform.apply(xr)
     tenant.made.append((quota_namespace, xr["metadata"]["name"]))
     meta = xr["metadata"]
@@ -176,16 +187,17 @@ def test_a_raw_key_stored_unmasked_is_reported(
     assert "Fix provider-http's access" in events
     key = platform.secret_value(quota_namespace, f"{meta['name']}-litellm-key", "key")
     assert key not in events
-
-    # The warning lasts until the key is rotated: the XR remembers the exposed token.
-    def status(field: str) -> Any:
-        found = platform.get("virtualkey", meta["name"], quota_namespace) or {}
-        return found.get("status", {}).get(field)
-
-    token = until(lambda: status("tokenHash"), "the token hash")
-    assert until(lambda: status("exposedTokens"), "status.exposedTokens") == [token]
+    # The warning lasts until the key is rotated: the key's Request remembers it.
+    note = until(
+        lambda: _exposed_note(platform, quota_namespace, meta["name"]),
+        "the exposed key's Request to say so",
+    )
+    assert note == "true"
     # The fault was real: the quota kept provider-http from writing the Secret
     # that masks the key (the unmasked answer itself is replaced at its next OBSERVE).
     (request,) = _requests(platform, quota_namespace, meta["name"])
-    generated = f"{request['metadata']['name']}-generated"  # type: ignore[index]
-    assert platform.get("secret", generated, quota_namespace) is None
+    injection = request["spec"]["forProvider"]["secretInjectionConfigs"][0]  # type: ignore[index]
+    assert injection["secretRef"]["namespace"] == f"masks-q-{tenant.unique}"
+    assert (
+        platform.get("secret", injection["secretRef"]["name"], f"masks-q-{tenant.unique}") is None
+    )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.cluster.conftest import (
     condition,
     key_info,
     keys_with_alias,
+    platform_policy,
     poll_once,
     until,
 )
@@ -47,6 +49,18 @@ def events_of(plane: Plane, xr: dict[str, Any]) -> str:
     ).stdout  # fmt: skip
 
 
+@pytest.fixture
+def rotating_often(platform: Plane, proxy: Proxy) -> Iterator[None]:
+    """The shipped policy, letting a key rotate a second after its Request was made
+    (keys.minRotationInterval counts from then; its default is an hour)."""
+    policy = platform_policy(proxy.url)
+    policy["spec"]["rules"][0]["keys"] = {"minRotationInterval": "1s"}
+    platform.apply(policy)
+    yield
+    platform.apply(platform_policy(proxy.url))
+
+
+@pytest.mark.usefixtures("rotating_often")
 def test_a_bumped_trigger_rotates_with_a_grace_period(
     tenant: Tenant, proxy: Proxy, poller_kubeconfig: Path
 ) -> None:
@@ -70,8 +84,21 @@ def test_a_bumped_trigger_rotates_with_a_grace_period(
         lambda: (s := status_of(tenant.plane, xr)).get("tokenHash") == token_of(new) and s,
         "the status to name the new key",
     )
-    assert status["rotation"]["trigger"] == 1
     assert status["rotation"]["lastRotatedAt"]
+    # What the function remembers is on the new key's Request, never in the status.
+    (new_request,) = [
+        r
+        for r in tenant.plane.items("requests.http.m.crossplane.io", meta["namespace"])
+        if token_of(new)[:8] in r["metadata"]["name"]
+    ]
+    assert new_request["metadata"]["annotations"]["auth.litellm.ai/rotation-trigger"] == "1"
+    # The old key expires on the proxy too, and no budget reset hands it its cap again.
+    retired = until(
+        lambda: (info := key_info(proxy, old_token)).get("expires") and info,
+        "the old key's expiry on the proxy",
+        60,
+    )
+    assert retired["budget_reset_at"] is None
     until(lambda: "keeps working until" in events_of(tenant.plane, xr), "the rotation event")
     # The poller follows the switch.
     done = poll_once(poller_kubeconfig)
