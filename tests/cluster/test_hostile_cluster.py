@@ -82,10 +82,11 @@ def tenants(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
     )
     policy = platform_policy(proxy.url)
     policy["metadata"]["name"] = POLICY
-    (rule,) = policy["spec"]["rules"]
+    rule = policy["spec"]["rules"][0]
     rule["name"] = "other-tenants"
     rule["namespaces"] = {"names": ["team-b", "john"]}
     rule.pop("teams", None)
+    policy["spec"]["rules"] = [rule]
     platform.apply(policy)
     yield platform
     platform.kubectl("delete", "tenancypolicy", POLICY, check=False)
