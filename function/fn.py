@@ -309,14 +309,15 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
     async def RunFunction(
         self, req: fnv1.RunFunctionRequest, _: grpc.aio.ServicerContext
     ) -> fnv1.RunFunctionResponse:
-        """Compose the resources for one XR, in a worker thread (never on the event loop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.serve, req)
+        """Compose the resources for one XR: from the cache, or in a worker thread.
 
-    def serve(self, req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:
-        """One RunFunction, answered from the cache where the request was seen before."""
+        A cache hit is answered on the event loop (a hash and a lookup, bounded by
+        gRPC's message size); composing runs in a worker thread, so one tenant's
+        heavy run never holds up another's RunFunction.
+        """
+        loop = asyncio.get_running_loop()
         if self.cache_bytes <= 0:
-            return run(req)
+            return await loop.run_in_executor(self._pool, run, req)
         key = hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
         now = datetime.now(UTC)
         cached = self._cache.get(key)
@@ -324,7 +325,7 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
             hit = fnv1.RunFunctionResponse()
             hit.ParseFromString(cached[0])
             return hit
-        rsp, until = _run(req, now)
+        rsp, until = await loop.run_in_executor(self._pool, _run, req, now)
         data = rsp.SerializeToString()
         # A response that time changes is kept only until then.
         self._cache.put(key, (data, until), len(data) + len(key))
