@@ -194,3 +194,17 @@ def test_one_slow_run_does_not_hold_up_another(
     slow.join(timeout=60)
     assert answers == ["fast", "slow"]
     assert FIXED_KEY  # the fixtures' key, for the slow run's observed Secret
+
+
+def test_deeply_nested_json_in_metadata_is_a_clean_refusal(
+    function_server: FunctionServer,
+) -> None:
+    """4 KB of JSON nested 2,000 deep in a metadata value (the XRD admits any string) once gave
+    a generic internal error: it is refused, naming the field, like any JSON object there."""
+    deep = '{"a":' + "[" * 2000 + "]" * 2000 + "}"
+    assert len(deep) <= 4096
+    xr = _virtualkey(metadata={"note": deep})
+    rsp = function_server.run(make_request(xr, {}))
+    (fatal,) = [r.message for r in rsp.results if r.severity == fnv1.SEVERITY_FATAL]
+    assert "spec.metadata.note is a JSON object in a string" in fatal
+    assert "internal error" not in fatal
