@@ -8,7 +8,11 @@ and blocked flag replaced.
 - `GET /key/list?return_full_object=true&size=&page=` (sample 08/09): full
   objects with `token`, `total_count`, `current_page`, `total_pages`;
   `sort_by=created_at&sort_order=asc` honoured, else newest first, as the
-  proxy does. Deleted keys are not listed.
+  proxy does; `key_alias=` lists only the keys holding exactly that alias.
+  Deleted keys are not listed. Each key has `created_by` and `updated_by`
+  (the master key's `default_user_id` unless a test says otherwise) and, for
+  a key made with `owner=(namespace, name)`, the function's provenance
+  metadata naming that VirtualKey.
 - `POST /v2/key/info` (sample 11/13): `{"key": [as sent], "info": [...]}`,
   info in database (creation) order, without `token`, unknown and deleted
   keys silently left out.
@@ -74,6 +78,10 @@ class FakeKey:
         soft_budget: float | None = None,
         budget_reset_at: str | None = None,
         created: int = 0,
+        owner: tuple[str, str] | None = None,
+        created_by: str | None = "default_user_id",
+        updated_by: str | None = "default_user_id",
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.token = token
         self.alias = alias
@@ -85,6 +93,14 @@ class FakeKey:
         self.budget_reset_at = budget_reset_at
         self.created = created
         self.deleted = False
+        self.created_by = created_by
+        self.updated_by = updated_by
+        self.metadata = dict(metadata or {})
+        if owner is not None:
+            # What function.provenance.stamp writes on every key the function makes.
+            self.metadata.update(
+                {"auth.litellm.ai/namespace": owner[0], "auth.litellm.ai/virtualkey": owner[1]}
+            )
 
 
 class FakeLiteLLM:
@@ -93,7 +109,9 @@ class FakeLiteLLM:
     def __init__(self, master_key: str = "sk-fake-master", port: int = 0) -> None:
         self.master_key = master_key
         self.keys: dict[str, FakeKey] = {}
+        self._by_alias: dict[str, list[str]] = {}  # alias -> tokens (an alias is fixed at add)
         self.requests: Counter[str] = Counter()
+        self.alias_queries: list[str] = []  # the key_alias of each /key/list that had one
         self.fail_status: int | None = None
         self.delay = 0.0
         self.malformed = False
@@ -130,6 +148,7 @@ class FakeLiteLLM:
         with self._lock:
             key = FakeKey(token, alias, created=len(self.keys), **fields)
             self.keys[token] = key
+            self._by_alias.setdefault(alias, []).append(token)
             return key
 
     def bump(self, count: int, by: float = 0.01) -> int:
@@ -161,7 +180,9 @@ class FakeLiteLLM:
             budget_reset_at=key.budget_reset_at,
             created_at=stamp,
             updated_at=stamp,
-            metadata={},
+            created_by=key.created_by,
+            updated_by=key.updated_by,
+            metadata=key.metadata,
         )
         if key.soft_budget is not None:
             obj["litellm_budget_table"] = {
@@ -228,7 +249,13 @@ class FakeLiteLLM:
     def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
         size = int(query.get("size", ["10"])[0])
         page = int(query.get("page", ["1"])[0])
-        live = [k for k in self.keys.values() if not k.deleted]
+        if "key_alias" in query:
+            alias = query["key_alias"][0]
+            self.alias_queries.append(alias)
+            live = [self.keys[t] for t in self._by_alias.get(alias, [])]
+            live = [k for k in live if not k.deleted and k.alias == alias]
+        else:
+            live = [k for k in self.keys.values() if not k.deleted]
         ascending = query.get("sort_by") == ["created_at"] and query.get("sort_order") == ["asc"]
         live.sort(key=lambda k: k.created, reverse=not ascending)
         chunk = live[(page - 1) * size : page * size]
@@ -307,6 +334,7 @@ if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     with FakeLiteLLM(port=4010) as fake:
         for i in range(count):
-            fake.add(hashlib.sha256(f"sk-{i}".encode()).hexdigest(), f"key-{i}", spend=i / 1000)
+            token = hashlib.sha256(f"sk-{i}".encode()).hexdigest()
+            fake.add(token, f"key-{i}", spend=i / 1000, owner=("default", f"key-{i}"))
         print(f"fake LiteLLM on {fake.url} with {count} keys; master key {fake.master_key}")
         threading.Event().wait()

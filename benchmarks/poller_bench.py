@@ -9,6 +9,11 @@ runs each approach in its own subprocess so that its peak RSS is its own:
 - cycle 1 (cold): every VirtualKey's status is new, so every key is written;
 - cycle 2 (steady): 1% of the keys spent more; only they must be written.
 
+Every key is made by the master key (`created_by`, `updated_by`) and carries
+the function's provenance naming its VirtualKey, so the poller matches it by
+alias and provenance, as on a real proxy. `per-key` asks
+`/key/list?key_alias=` once per VirtualKey.
+
 The Kubernetes side is `MemoryCluster`, an in-memory stand-in with the same
 interface as `function.poller.kube.KubeCluster` (merge patch of status,
 resourceVersion checks) that counts writes. Prints one table, bulk and
@@ -102,6 +107,16 @@ class MemoryCluster:
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:  # noqa: ARG002
         return self.secret
 
+    def list_secret_metadata(self, namespace: str) -> list[dict[str, Any]]:  # noqa: ARG002
+        return []  # no mask Secrets: the benchmark measures keys
+
+    def list_request_names(self, label_selector: str) -> list[tuple[str, str]]:  # noqa: ARG002
+        return []
+
+    def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str) -> None:
+        msg = f"{namespace}/{name} {uid} {resource_version}"
+        raise KubeNotFoundError(msg)
+
     def emit_event(self, target: dict[str, Any], event: Event) -> None:  # noqa: ARG002
         self.events += 1
 
@@ -145,11 +160,16 @@ def policy(urls: list[str]) -> dict[str, Any]:
     }
 
 
+def owner(i: int) -> tuple[str, str]:
+    """The VirtualKey (namespace, name) of key i, as its provenance names it."""
+    return f"team-{i % 50}", f"vk-{i:05d}"
+
+
 def virtualkeys(urls: list[str], keys: int) -> dict[XRRef, dict[str, Any]]:
     objects = {}
     for i in range(keys):
-        name = f"vk-{i:05d}"
-        ref = XRRef("virtualkeys", name, f"team-{i % 50}")
+        namespace, name = owner(i)
+        ref = XRRef("virtualkeys", name, namespace)
         objects[ref] = {
             "apiVersion": "auth.litellm.ai/v1alpha1",
             "kind": "VirtualKey",
@@ -265,8 +285,14 @@ def main() -> int:
     fakes = [FakeLiteLLM(master_key=MASTER_KEY).start() for _ in range(args.instances)]
     try:
         for i in range(args.keys):
+            # Made by the master key, with the provenance naming its VirtualKey: the poller
+            # matches a key by alias and provenance (the status's tokenHash plays no part).
             fakes[i % len(fakes)].add(
-                token(i), f"bench-{i}", spend=round((i % 900) / 100, 2), max_budget=10.0
+                token(i),
+                f"bench-{i}",
+                spend=round((i % 900) / 100, 2),
+                max_budget=10.0,
+                owner=owner(i),
             )
         results = {mode: run(mode, fakes, args.keys) for mode in ("bulk", "per-key")}
     finally:

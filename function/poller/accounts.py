@@ -7,15 +7,25 @@ the same rules as for keys:
   function's own rules (`function.tenancy.connect`); one the function
   would refuse is skipped;
 - per instance, one paged listing of users (`GET /user/list`, only the IDs
-  wanted) and one of teams (`GET /v2/team/list`), never one call per object;
+  wanted) and one of teams (`GET /v2/team/list`), never one call per object,
+  within the instance's deadline and page cap, stopping on the stop signal;
 - an error from LiteLLM or a malformed answer writes nothing: every status
-  keeps its last values, and the instance backs off with its keys;
+  keeps its last values, and the instance backs off with its keys; one
+  user or team whose object cannot be read (a spend of 1e300, NaN, a
+  string) is `Account.problem` for that object alone;
+- a LiteLLM user or team counts for a User or Team only if its ID is
+  `<namespace>.<id>`, computed from the object itself (`function.identity`),
+  AND its metadata's provenance names that object
+  (`function.provenance.owner(metadata, USER or TEAM)`): a tenant whose
+  `<namespace>.<userID>` happens to be a platform user's ID (namespace
+  `john`, userID `doe@corp.example`, and the platform's
+  `john.doe@corp.example`) never gets that user's spend. Nothing in the
+  object's status takes part;
 - only fields that changed are written, as a merge patch of the status
-  subresource, and the IDs are matched against `<namespace>.<id>` computed
-  from the object itself (`function.identity`), never from its status.
+  subresource.
 
 - `account_targets(objects, policies, labels)` -> what to read and where.
-- `read_accounts(client, targets, max_pages)` -> each target's `Account`.
+- `read_accounts(client, targets, max_pages, deadline)` -> each target's `Account`.
 - `account_patch(status, account)` -> the status merge patch, or None.
 """
 
@@ -26,14 +36,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from function import provenance
 from function.compose import owner_of
 from function.connection import Connection
 from function.identity import litellm_id
-from function.model import InvalidInputError
 from function.policy import Policies, Tenant
+from function.poller.deadline import Deadline
 from function.poller.kube import XRRef
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
-from function.poller.records import MalformedKeyError, parse_time
+from function.poller.records import MAX_MONEY, MalformedKeyError, parse_time
 from function.poller.state import dollars, rfc3339
 from function.teams import parse_team_spec
 from function.tenancy import connect
@@ -43,8 +54,6 @@ PAGE_SIZE = 100
 TEAM_PLURAL = "teams"
 TEAM_PLURALS = (TEAM_PLURAL, "xteams")
 LEGACY_KINDS = ("XUser", "XTeam")
-# LiteLLM's own admin member of every team it creates: not the tenant's.
-MASTER_KEY_USER = "default_user_id"
 
 
 @dataclass
@@ -55,6 +64,10 @@ class AccountTarget:
     obj: dict[str, Any]
     litellm_id: str
     connection: Connection
+    # The (namespace, name) the user's or team's provenance must name.
+    owner: tuple[str, str] = ("", "")
+    # On a tenant-owned proxy (connectionRef.url), not a platform instance.
+    tenant_proxy: bool = False
 
     @property
     def is_team(self) -> bool:
@@ -69,13 +82,20 @@ class Account:
     spend: Decimal
     budget_reset_at: str | None
     members: tuple[tuple[str, str], ...] = ()  # (user ID, role), teams only
+    # Why LiteLLM's object for it cannot be read (None: it can); nothing is written then.
+    problem: str | None = None
+
+    @classmethod
+    def unreadable(cls, problem: str) -> Account:
+        """A user or team LiteLLM listed whose object is malformed."""
+        return cls(Decimal(0), None, problem=problem)
 
 
 def account_targets(
     objects: list[tuple[XRRef, dict[str, Any]]],
     policies: Policies,
     labels: dict[str, dict[str, str]],
-    skip: Callable[[XRRef, InvalidInputError], None],
+    skip: Callable[[XRRef, Exception], None],
 ) -> list[AccountTarget]:
     """Every User and Team the function would reach, with its instance; `skip` hears of others."""
     found = []
@@ -92,11 +112,20 @@ def account_targets(
                 local, connection_ref = user.user_id, user.connection_ref
             tenant = Tenant(owner.namespace, labels.get(owner.namespace))
             connection = connect(connection_ref, tenant, policies).connection
-        except InvalidInputError as e:
+        except Exception as e:  # a refusal, or anything else: this object alone
             skip(ref, e)
             continue
         ident = litellm_id(owner.namespace, local or owner.virtualkey)
-        found.append(AccountTarget(ref, obj, ident, connection))
+        found.append(
+            AccountTarget(
+                ref,
+                obj,
+                ident,
+                connection,
+                owner=(owner.namespace, owner.virtualkey),
+                tenant_proxy=connection_ref.instance_ref is None,
+            )
+        )
     return found
 
 
@@ -106,50 +135,72 @@ def _is_claim(obj: dict[str, Any]) -> bool:
     return isinstance(resource_ref, dict) and resource_ref.get("kind") in LEGACY_KINDS
 
 
-def _money(value: Any, what: str) -> Decimal:
+def _money(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        msg = f"{what}: 'spend' is not a number"
-        raise LiteLLMTemporaryError(msg)
+        msg = "spend is not a number"
+        raise MalformedKeyError(msg)
     try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        msg = f"{what}: 'spend' is not a number"
-        raise LiteLLMTemporaryError(msg) from None
-    if not amount.is_finite() or amount < 0:
-        msg = f"{what}: 'spend' is not a finite amount"
-        raise LiteLLMTemporaryError(msg)
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):  # a string, or an int too long to convert
+        msg = "spend is not a number"
+        raise MalformedKeyError(msg) from None
+    if not amount.is_finite() or not 0 <= amount <= MAX_MONEY:
+        msg = "spend is not a finite amount between $0 and $10^15"
+        raise MalformedKeyError(msg)
     return amount
 
 
-def _account(obj: dict[str, Any], what: str, *, team: bool) -> Account:
+def _account(obj: dict[str, Any], *, team: bool) -> Account:
+    """One user's or team's object, or `Account.unreadable` (this object alone)."""
     try:
-        reset = parse_time(obj.get("budget_reset_at"), "budget_reset_at")
+        return _parse_account(obj, team=team)
     except MalformedKeyError as e:
-        msg = f"{what}: {e}"
-        raise LiteLLMTemporaryError(msg) from None
+        return Account.unreadable(str(e))
+    except Exception as e:  # whatever a proxy sends stays with its object
+        return Account.unreadable(f"an internal error ({type(e).__name__})")
+
+
+def _parse_account(obj: dict[str, Any], *, team: bool) -> Account:
+    reset = parse_time(obj.get("budget_reset_at"), "budget_reset_at")
+    spend = _money(obj.get("spend", 0))
     members: list[tuple[str, str]] = []
     if team:
-        for member in obj.get("members_with_roles") or []:
+        listed = obj.get("members_with_roles")
+        for member in listed if isinstance(listed, list) else []:
             if not isinstance(member, dict):
                 continue
             user, role = member.get("user_id"), member.get("role")
-            if isinstance(user, str) and isinstance(role, str) and user != MASTER_KEY_USER:
+            if (
+                isinstance(user, str)
+                and isinstance(role, str)
+                and user != provenance.MASTER_KEY_USER
+            ):
                 members.append((user, role))
     return Account(
-        spend=_money(obj.get("spend", 0), what),
+        spend=spend,
         budget_reset_at=rfc3339(reset) if reset else None,
         members=tuple(sorted(members)),
     )
 
 
 def _pages(
-    client: LiteLLMClient, path: str, field: str, params: dict[str, Any], max_pages: int
+    client: LiteLLMClient,
+    path: str,
+    field: str,
+    params: dict[str, Any],
+    *,
+    limits: tuple[int, Deadline],
 ) -> list[dict[str, Any]]:
-    """Every object of a paged LiteLLM listing (`field` holds the page's objects)."""
+    """Every object of a paged LiteLLM listing (`field` holds the page's objects).
+
+    `limits`: the most pages read, and the deadline checked before each one.
+    """
+    max_pages, deadline = limits
     found: list[dict[str, Any]] = []
     page = 1
     while True:
         what = f"GET {path} page {page}"
+        deadline.check(what)
         body = client.get(path, what, params={**params, "page": page, "page_size": PAGE_SIZE})
         items = body.get(field) if isinstance(body, dict) else None
         total = body.get("total_pages") if isinstance(body, dict) else None
@@ -165,31 +216,61 @@ def _pages(
         page += 1
 
 
-def read_accounts(
-    client: LiteLLMClient, targets: list[AccountTarget], max_pages: int
-) -> list[Account | None]:
-    """Each target's user or team on the proxy (None: not there).
+def _matched(
+    objects: list[dict[str, Any]],
+    id_field: str,
+    name_key: str,
+    targets: list[tuple[int, AccountTarget]],
+    found: list[Account | None],
+) -> None:
+    """Fill `found` for the targets whose ID an object has AND whose provenance it names."""
+    by_id: dict[str, list[tuple[int, AccountTarget]]] = {}
+    for index, target in targets:
+        by_id.setdefault(target.litellm_id, []).append((index, target))
+    for obj in objects:
+        ident = obj.get(id_field)
+        candidates = by_id.get(ident) if isinstance(ident, str) else None
+        if not candidates:
+            continue
+        named = provenance.owner(obj.get("metadata"), name_key)
+        for index, target in candidates:
+            if named == target.owner and found[index] is None:
+                found[index] = _account(obj, team=target.is_team)
 
-    One listing of teams, and one of users per 100 wanted, however many there are.
+
+def read_accounts(
+    client: LiteLLMClient,
+    targets: list[AccountTarget],
+    max_pages: int,
+    deadline: Deadline | None = None,
+) -> list[Account | None]:
+    """Each target's user or team on the proxy (None: not there, or not made for it).
+
+    One listing of teams, and one of users per 100 wanted, however many there
+    are. Raises LiteLLMError (the whole proxy), or Interrupted on stop.
     """
-    wanted_users = sorted({t.litellm_id for t in targets if not t.is_team})
-    users: dict[str, Account] = {}
-    # The IDs go in the query string: 100 at a time keeps it short (a few kB).
-    chunks = [wanted_users[i : i + PAGE_SIZE] for i in range(0, len(wanted_users), PAGE_SIZE)]
-    for chunk in chunks:
-        params = {"user_ids": ",".join(chunk)}
-        for obj in _pages(client, "/user/list", "users", params, max_pages):
-            ident = obj.get("user_id")
-            if isinstance(ident, str) and ident in chunk:
-                users[ident] = _account(obj, f"user {ident}", team=False)
-    teams: dict[str, Account] = {}
-    if any(t.is_team for t in targets):
-        wanted_teams = {t.litellm_id for t in targets if t.is_team}
-        for obj in _pages(client, "/v2/team/list", "teams", {}, max_pages):
-            ident = obj.get("team_id")
-            if isinstance(ident, str) and ident in wanted_teams:
-                teams[ident] = _account(obj, f"team {ident}", team=True)
-    return [(teams if t.is_team else users).get(t.litellm_id) for t in targets]
+    deadline = deadline or Deadline(float("inf"))
+    client.until = deadline.until if deadline.until != float("inf") else None
+    client.until_text = deadline.limit
+    limits = (max_pages, deadline)
+    try:
+        found: list[Account | None] = [None] * len(targets)
+        users = [(i, t) for i, t in enumerate(targets) if not t.is_team]
+        wanted_users = sorted({t.litellm_id for _, t in users})
+        # The IDs go in the query string: 100 at a time keeps it short (a few kB).
+        for start in range(0, len(wanted_users), PAGE_SIZE):
+            chunk = wanted_users[start : start + PAGE_SIZE]
+            params = {"user_ids": ",".join(chunk)}
+            listed = _pages(client, "/user/list", "users", params, limits=limits)
+            in_chunk = [(i, t) for i, t in users if t.litellm_id in chunk]
+            _matched(listed, "user_id", provenance.USER, in_chunk, found)
+        teams = [(i, t) for i, t in enumerate(targets) if t.is_team]
+        if teams:
+            listed = _pages(client, "/v2/team/list", "teams", {}, limits=limits)
+            _matched(listed, "team_id", provenance.TEAM, teams, found)
+        return found
+    finally:
+        client.until = None
 
 
 def account_patch(
@@ -200,7 +281,7 @@ def account_patch(
     A user or team LiteLLM does not have (yet) changes nothing: the
     function's condition says why, and the last values stay.
     """
-    if account is None:
+    if account is None or account.problem is not None:
         return None
     wanted: dict[str, Any] = {
         "spend": dollars(account.spend),

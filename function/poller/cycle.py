@@ -1,40 +1,53 @@
-"""One poll cycle: list VirtualKeys, fetch their keys per instance, write status.
+"""One poll cycle: list VirtualKeys, Users and Teams, read them per instance, write status.
 
 `Poller(cluster, settings, metrics).cycle()` -> `CycleReport`:
 
-1. List both kinds of VirtualKey. A listing error is the API server's
-   problem: it raises `KubeError` and the loop backs off.
+1. List both kinds of VirtualKey, and the Users and Teams. A VirtualKey
+   listing error is the API server's problem: it raises `KubeError` and the
+   loop backs off.
 2. Read every TenancyPolicy and the Namespaces' labels, and decide each
-   VirtualKey's instance with the function's own rules
+   object's instance with the function's own rules
    (`function.compose.owner_of`, `function.model.parse_spec`,
-   `function.tenancy.authorize`). One that the function would refuse is
-   skipped, so no master key is ever sent where the function would not
-   send it; the function already reports it.
+   `function.tenancy.authorize`). One that the function would refuse, or
+   that cannot be read at all, is skipped, so no master key is ever sent
+   where the function would not send it; the function already reports it.
+   A namespace's tenant-owned proxies are read up to its rules'
+   `tenantProxies.maxInstances` (the first ones, sorted by instance id);
+   VirtualKeys on the others get a `TooManyTenantProxies` condition.
 3. Per instance, in parallel (`--concurrency`), unless it is backing off:
    read the master key from its Secret, fetch every key in bulk
-   (`fetch.KeyFetcher`), and compute each key's observation
-   (`state.observe`). Any error there marks all of that instance's keys
-   LiteLLMUnavailable, which keeps their last known values, and backs the
-   instance off; other instances go on.
+   (`fetch.KeyFetcher`, matching by alias and provenance, never by status)
+   and the Users and Teams (`accounts.read_accounts`), and compute each
+   key's observation (`state.observe`). Any error there marks all of that
+   instance's keys LiteLLMUnavailable, which keeps their last known values,
+   and backs the instance off; other instances go on.
 4. Write each status that changed: a merge patch of the status subresource
    with `metadata.resourceVersion`; a 409 re-reads the object and
    recomputes; 5xx, 429 and transport errors are retried a few times.
    Events follow a write that was accepted, so a conflict cannot repeat one.
 
+**Time.** A cycle ends by `--cycle-deadline` whatever the proxies do:
+every request is cut at it, and nothing is written after it, so what the
+cycle did not reach keeps its last values. Platform instances are started
+first (sorted), then the mask Secrets' collection, then tenant-owned
+proxies, in an order that takes turns between cycles. One tenant proxy may
+take at most `TENANT_PROXY_SHARE` of the cycle (or `--litellm-deadline`,
+if shorter), so slow tenant proxies neither delay nor starve platform keys.
+
 Clients are kept per instance between cycles, and replaced when the master
 key in the Secret changes. The master key never leaves this module's
-`_client_for` and the client's headers.
+`_client_for` and the client's headers. An error while handling one object
+stays with that object.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +55,8 @@ from typing import Any
 from function.compose import owner_of
 from function.connection import Connection
 from function.model import InvalidInputError, parse_spec
-from function.policy import Tenant, load_policies
+from function.policy import Policies, Tenant, load_policies
+from function.poller import masks
 from function.poller.accounts import (
     Account,
     AccountTarget,
@@ -51,6 +65,7 @@ from function.poller.accounts import (
     read_accounts,
 )
 from function.poller.backoff import Backoff
+from function.poller.deadline import Deadline, Interrupted
 from function.poller.fetch import KeyFetcher, Wanted
 from function.poller.kube import (
     LEGACY_KIND,
@@ -76,14 +91,16 @@ from function.poller.state import (
     events,
     observe,
     status_patch,
+    too_many_proxies,
     unavailable,
 )
 from function.tenancy import authorize
 
 log = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"[0-9a-f]{64}")
 ClientFactory = Callable[[str, str, Settings], LiteLLMClient]
+# The most of a cycle one tenant-owned proxy may take.
+TENANT_PROXY_SHARE = 0.25
 
 
 @dataclass
@@ -96,6 +113,7 @@ class Target:
     connection: Connection
     tenant: tuple[str, str]  # (namespace, name) as the tenant sees it
     replace_foreign: bool = False  # its TenancyPolicy lets it replace keys it did not make
+    tenant_proxy: bool = False  # on a tenant-owned proxy (connectionRef.url)
 
 
 @dataclass
@@ -112,15 +130,33 @@ class CycleReport:
     write_errors: int = 0
     accounts: int = 0
     seconds: float = 0.0
+    # Instances the cycle's deadline (or the stop signal) left unread.
+    not_reached: list[str] = field(default_factory=list)
+    # Objects on tenant proxies beyond their namespace's tenantProxies.maxInstances.
+    over_limit: int = 0
+    masks_deleted: int = 0
+
+
+@dataclass
+class _Group:
+    """Everything one instance is read for."""
+
+    instance_id: str
+    connection: Connection
+    tenant_proxy: bool
+    keys: list[Target] = field(default_factory=list)
+    accounts: list[AccountTarget] = field(default_factory=list)
 
 
 @dataclass
 class _InstanceResult:
     instance_id: str
     observed: list[tuple[Target, KeyRecord | None, Observation]] = field(default_factory=list)
+    accounts: list[tuple[AccountTarget, Account | None]] = field(default_factory=list)
     writes: int = 0
     requests: int = 0
     unavailable: bool = False
+    reached: bool = True
 
 
 @dataclass
@@ -146,11 +182,6 @@ def _is_claim(ref: XRRef, obj: dict[str, Any]) -> bool:
     )
 
 
-def _wanted(obj: dict[str, Any], alias: str) -> Wanted:
-    token = (obj.get("status") or {}).get("tokenHash")
-    return Wanted(token if isinstance(token, str) and _TOKEN.fullmatch(token) else None, alias)
-
-
 def _event_target(obj: dict[str, Any]) -> dict[str, Any]:
     """Where tenants look: the XR itself, or a legacy XR's claim."""
     meta = obj.get("metadata") or {}
@@ -172,6 +203,25 @@ def _prepare(
         return None
     body = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch}
     return body, events(status, record, obs)
+
+
+def _skip_reason(error: Exception) -> str:
+    """Why an object is skipped, for the log: a refusal's text, else only its kind."""
+    if isinstance(error, InvalidInputError):
+        return redact(error)
+    return f"it cannot be read ({type(error).__name__})"
+
+
+def tenant_proxy_limit(policies: Policies, tenant: Tenant) -> int:
+    """How many tenant-owned proxies a namespace's objects may have read: the rules' largest."""
+    return max(
+        (
+            r.spec.tenant_proxies.max_instances
+            for r in policies.rules_for(tenant)
+            if r.spec.tenant_proxies.allow
+        ),
+        default=0,
+    )
 
 
 def default_client(base_url: str, master_key: str, settings: Settings) -> LiteLLMClient:
@@ -205,6 +255,8 @@ class Poller:
         self._events_sent = 0
         self._write_errors = 0
         self._lock = threading.Lock()
+        self._tenant_turn = 0  # where the next cycle starts among the tenant proxies
+        self._last_masks: float | None = None  # when the mask Secrets were last collected
 
     def close(self) -> None:
         """Close every LiteLLM client."""
@@ -223,34 +275,57 @@ class Poller:
 
     def targets(self) -> tuple[list[Target], int]:
         """Every VirtualKey this poller can poll, and how many it skipped."""
-        found: list[Target] = []
-        skipped = 0
         virtualkeys = self.cluster.list_virtualkeys()
         policies = load_policies(self.cluster.list_policies())
-        labels = self.cluster.namespace_labels()
+        return self._key_targets(virtualkeys, policies, self.cluster.namespace_labels())
+
+    def _key_targets(
+        self,
+        virtualkeys: list[tuple[XRRef, dict[str, Any]]],
+        policies: Policies,
+        labels: dict[str, dict[str, str]],
+    ) -> tuple[list[Target], int]:
+        found: list[Target] = []
+        skipped = 0
         for ref, obj in virtualkeys:
-            if _is_claim(ref, obj):
-                continue  # its XR is polled; Crossplane copies the XR's status to it
             try:
+                if _is_claim(ref, obj):
+                    continue  # its XR is polled; Crossplane copies the XR's status to it
                 tenant = _tenant_namespace(obj)
                 spec = parse_spec(obj.get("spec"))
                 granted = authorize(spec, Tenant(tenant[0], labels.get(tenant[0])), policies)
-                connection = granted.connection
-            except InvalidInputError as e:
-                log.debug("skipping %s: %s", ref, redact(e))
+            except Exception as e:  # a refusal, or anything else: this object alone
+                log.debug("skipping %s: %s", ref, _skip_reason(e))
                 skipped += 1
                 continue
             found.append(
                 Target(
                     ref,
                     obj,
-                    _wanted(obj, spec.key_alias),
-                    connection,
+                    Wanted(spec.key_alias, tenant),
+                    granted.connection,
                     tenant,
                     replace_foreign=granted.replace_foreign_keys,
+                    tenant_proxy=spec.connection_ref.instance_ref is None,
                 )
             )
         return found, skipped
+
+    def _account_targets(
+        self, policies: Policies, labels: dict[str, dict[str, str]]
+    ) -> list[AccountTarget]:
+        try:
+            objects = self.cluster.list_accounts()
+        except KubeError as e:
+            # Keys go on without them (an older RBAC may not grant users and teams).
+            log.warning("cannot list Users and Teams: %s; their status is not updated", redact(e))
+            return []
+        return account_targets(
+            objects,
+            policies,
+            labels,
+            lambda ref, e: log.debug("skipping %s: %s", ref, _skip_reason(e)),
+        )
 
     def cycle(
         self,
@@ -259,100 +334,117 @@ class Poller:
     ) -> CycleReport:
         """One cycle. Raises KubeError only when the listing fails."""
         started = time.monotonic()
+        cycle_end = started + self.settings.cycle_seconds
         report = CycleReport()
-        targets, report.skipped = self.targets()
-        report.keys = len(targets)
-        groups: dict[str, list[Target]] = {}
-        for target in targets:
-            groups.setdefault(target.connection.instance_id, []).append(target)
+        virtualkeys = self.cluster.list_virtualkeys()
+        policies = load_policies(self.cluster.list_policies())
+        labels = self.cluster.namespace_labels()
+        keys, report.skipped = self._key_targets(virtualkeys, policies, labels)
+        # Each target holds its object, replaced by the API server's answer once written:
+        # holding the listing too would keep two copies of every written object.
+        del virtualkeys
+        accounts = self._account_targets(policies, labels)
+        keys, accounts, over, report.over_limit = _limit_tenant_proxies(
+            keys, accounts, policies, labels
+        )
+        report.keys, report.accounts = len(keys), len(accounts)
+        groups = _groups(keys, accounts)
         report.instances = len(groups)
         now = self._now()
-        key_metrics: dict[tuple[str, str, str], tuple[float | None, float | None, bool]] = {}
-        workers = max(1, min(self.settings.concurrency, len(groups)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instance") as pool:
-            futures = [
-                pool.submit(self._poll_instance, instance_id, group, now, should_write, stop)
-                for instance_id, group in groups.items()
-            ]
-            results = [f.result() for f in futures]
+        results, report.masks_deleted = self._run(groups, now, cycle_end, should_write, stop)
         for result in results:
             report.writes += result.writes
             report.requests += result.requests
             if result.unavailable:
                 report.unavailable.append(result.instance_id)
-            for target, record, obs in result.observed:
-                labels = (*target.tenant, result.instance_id)
-                if obs.reason in KEEPS_LAST:
-                    last = (target.obj.get("status") or {}).get("isActive")
-                    key_metrics[labels] = (None, None, last is True)
-                else:
-                    key_metrics[labels] = (
-                        float(record.spend) if record else None,
-                        float(record.max_budget)
-                        if record and record.max_budget is not None
-                        else None,
-                        obs.fields.get("isActive") is True,
-                    )
-        self.metrics.set_keys(key_metrics)
-        report.accounts, account_writes, account_requests = self._poll_accounts(should_write)
-        report.writes += account_writes
-        report.requests += account_requests
+            if not result.reached:
+                report.not_reached.append(result.instance_id)
+        report.writes += self._write_over_limit(over, now, cycle_end, should_write, stop)
+        self.metrics.set_keys(_key_metrics(results))
+        if report.not_reached:
+            self.metrics.not_reached.inc(len(report.not_reached))
+            log.warning(
+                "the cycle's deadline (%.0f s) left %d instances unread; their objects keep "
+                "their last values",
+                self.settings.cycle_seconds,
+                len(report.not_reached),
+            )
         with self._lock:
             report.events, self._events_sent = self._events_sent, 0
             report.write_errors, self._write_errors = self._write_errors, 0
         report.seconds = time.monotonic() - started
         return report
 
-    def _poll_accounts(self, should_write: Callable[[], bool]) -> tuple[int, int, int]:
-        """Users' and Teams' spend, per instance: (how many, writes, LiteLLM requests).
+    def _run(
+        self,
+        groups: dict[str, _Group],
+        now: datetime,
+        cycle_end: float,
+        should_write: Callable[[], bool],
+        stop: threading.Event | None,
+    ) -> tuple[list[_InstanceResult], int]:
+        """Every instance read and written, platform instances first; and the masks deleted."""
+        platform = sorted((g for g in groups.values() if not g.tenant_proxy), key=_by_id)
+        tenants = sorted((g for g in groups.values() if g.tenant_proxy), key=_by_id)
+        if tenants:  # take turns: the first one left unread last time goes first
+            turn = self._tenant_turn % len(tenants)
+            tenants = tenants[turn:] + tenants[:turn]
+        workers = max(1, min(self.settings.concurrency, len(groups) + 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instance") as pool:
 
-        An instance backing off, or failing now, writes nothing: every
-        status keeps its last values (and the instance backs off).
-        """
-        try:
-            objects = self.cluster.list_accounts()
-        except KubeError as e:
-            # Keys go on without them (an older RBAC may not grant users and teams).
-            log.warning("cannot list Users and Teams: %s; their status is not updated", redact(e))
-            return 0, 0, 0
-        if not objects:
-            return 0, 0, 0
-        targets = account_targets(
-            objects,
-            load_policies(self.cluster.list_policies()),
-            self.cluster.namespace_labels(),
-            lambda ref, e: log.debug("skipping %s: %s", ref, redact(e)),
-        )
-        groups: dict[str, list[AccountTarget]] = {}
-        for target in targets:
-            groups.setdefault(target.connection.instance_id, []).append(target)
-        writes = requests = 0
-        for instance_id, group in groups.items():
-            state = self.instance(instance_id)
-            if not state.backoff.ready():
-                continue
-            before = state.client.requests if state.client else 0
+            def submit(group: _Group) -> Future[_InstanceResult]:
+                return pool.submit(self._poll_instance, group, now, cycle_end, should_write, stop)
+
+            # The queue is first in, first out: platform instances start first.
+            platform_futures = [submit(g) for g in platform]
+            masks_future = pool.submit(self._collect_masks, cycle_end, should_write)
+            tenant_futures = [submit(g) for g in tenants]
+            results = [f.result() for f in platform_futures + tenant_futures]
+            deleted = masks_future.result()
+        if tenants:
+            reached = sum(1 for r in results[len(platform) :] if r.reached)
+            self._tenant_turn = (self._tenant_turn + reached) % len(tenants)
+        return results, deleted
+
+    def _write_over_limit(
+        self,
+        over: list[tuple[Target, int]],
+        now: datetime,
+        cycle_end: float,
+        should_write: Callable[[], bool],
+        stop: threading.Event | None,
+    ) -> int:
+        """The TooManyTenantProxies condition on each VirtualKey whose proxy is not read."""
+        writes = 0
+        for target, limit in over:
+            if (stop is not None and stop.is_set()) or time.monotonic() >= cycle_end:
+                break
             try:
-                self._client_for(state, group[0].connection)
-                assert state.client is not None  # noqa: S101 - _client_for made it.
-                found = read_accounts(state.client, group, self.settings.litellm_max_pages)
-            except Exception as e:
-                summary = e.summary if isinstance(e, LiteLLMError) else _summary(e)
-                state.backoff.failed(summary)
-                log.warning(
-                    "LiteLLM at %s: %s; %d users and teams keep their last values",
-                    instance_id,
-                    redact(e) if isinstance(e, LiteLLMError | KubeError) else summary,
-                    len(group),
-                )
-                continue
-            finally:
-                if state.client is not None:
-                    requests += max(0, state.client.requests - before)
-            writes += sum(
-                self._write_account(t, a, should_write) for t, a in zip(group, found, strict=True)
+                writes += self._write(target, None, too_many_proxies(limit), now, should_write)
+            except Exception:
+                log.exception("could not write the status of %s", target.ref)
+                with self._lock:
+                    self._write_errors += 1
+        return writes
+
+    def _collect_masks(self, cycle_end: float, should_write: Callable[[], bool]) -> int:
+        """Delete mask Secrets whose Request is gone, every --mask-gc-interval; how many."""
+        namespace = self.settings.mask_namespace
+        due = self._last_masks is None or (
+            time.monotonic() - self._last_masks >= self.settings.mask_gc_interval
+        )
+        if not namespace or not due or not should_write():
+            return 0
+        self._last_masks = time.monotonic()
+        try:
+            report = masks.collect(
+                self.cluster, namespace, self._now(), until=cycle_end, should_write=should_write
             )
-        return len(targets), writes, requests
+        except Exception:
+            log.exception("collecting mask Secrets failed; the next run tries again")
+            return 0
+        self.metrics.masks_deleted.inc(report.deleted)
+        return report.deleted
 
     def _write_account(
         self, target: AccountTarget, account: Account | None, should_write: Callable[[], bool]
@@ -362,6 +454,13 @@ class Poller:
         No resourceVersion: the fields are the poller's alone, and a stale
         value is replaced by the next cycle.
         """
+        if account is not None and account.problem is not None:
+            log.warning(
+                "LiteLLM's object for %s cannot be read (%s); its status keeps its last values",
+                target.ref,
+                account.problem,
+            )
+            return False
         status = target.obj.get("status") or {}
         patch = account_patch(status, account, team=target.is_team)
         if patch is None or not should_write():
@@ -396,67 +495,159 @@ class Poller:
             state.key_digest = digest
         return state.fetcher
 
+    def _deadline(self, group: _Group, cycle_end: float, stop: threading.Event | None) -> Deadline:
+        """How long this instance may be read: a tenant proxy gets a share of the cycle."""
+        seconds = self.settings.litellm_deadline
+        if group.tenant_proxy:
+            seconds = min(seconds, self.settings.cycle_seconds * TENANT_PROXY_SHARE)
+        return Deadline.within(seconds, cycle_end, stop)
+
     def _poll_instance(
         self,
-        instance_id: str,
-        group: list[Target],
+        group: _Group,
         now: datetime,
+        cycle_end: float,
         should_write: Callable[[], bool],
         stop: threading.Event | None,
     ) -> _InstanceResult:
+        """Read one instance and write what changed; never raises."""
+        result = _InstanceResult(group.instance_id)
+        try:
+            self._read_instance(group, result, now, cycle_end, stop)
+        except Interrupted:
+            result.reached = False
+            result.observed = []
+            return result
+        except Exception as e:
+            log.exception("unexpected error polling %s", group.instance_id)
+            result.accounts = []
+            _mark_unavailable(result, group.keys, _summary(e))
+        if result.reached:
+            self._write_instance(result, now, cycle_end, should_write, stop)
+        return result
+
+    def _write_instance(
+        self,
+        result: _InstanceResult,
+        now: datetime,
+        cycle_end: float,
+        should_write: Callable[[], bool],
+        stop: threading.Event | None,
+    ) -> None:
+        """Write what one instance's read found, until the cycle's end; never raises."""
+        for target, record, obs in result.observed:
+            if (stop is not None and stop.is_set()) or time.monotonic() >= cycle_end:
+                return
+            try:
+                result.writes += self._write(target, record, obs, now, should_write)
+            except Exception:
+                log.exception("could not write the status of %s", target.ref)
+                with self._lock:
+                    self._write_errors += 1
+        for account_target, account in result.accounts:
+            if (stop is not None and stop.is_set()) or time.monotonic() >= cycle_end:
+                return
+            try:
+                result.writes += self._write_account(account_target, account, should_write)
+            except Exception:
+                log.exception("could not write the status of %s", account_target.ref)
+                with self._lock:
+                    self._write_errors += 1
+
+    def _read_instance(
+        self,
+        group: _Group,
+        result: _InstanceResult,
+        now: datetime,
+        cycle_end: float,
+        stop: threading.Event | None,
+    ) -> None:
+        """Fetch an instance's keys, then its Users and Teams, into `result`."""
+        instance_id = group.instance_id
         state = self.instance(instance_id)
         metrics = self.metrics
-        metrics.keys.labels(instance_id).set(len(group))
-        result = _InstanceResult(instance_id)
+        metrics.keys.labels(instance_id).set(len(group.keys))
+        if (stop is not None and stop.is_set()) or time.monotonic() >= cycle_end:
+            result.reached = False
+            return
         if not state.backoff.ready():
-            _mark_unavailable(result, group, state.backoff.last_error)
+            _mark_unavailable(result, group.keys, state.backoff.last_error)
+            self._instance_metrics(state, instance_id)
+            return
+        deadline = self._deadline(group, cycle_end, stop)
+        client_before = state.client
+        before = state.client.requests if state.client else 0
+        found: list[Account | None] | None = None
+        try:
+            fetcher = self._client_for(state, group.connection)
+            records = fetcher.fetch([t.wanted for t in group.keys], deadline)
+        except Interrupted:
+            raise
+        except Exception as e:
+            self._failed(state, instance_id, e, len(group.keys) + len(group.accounts))
+            _mark_unavailable(result, group.keys, _summary(e))
         else:
-            client_before = state.client
-            before = state.client.requests if state.client else 0
-            try:
-                fetcher = self._client_for(state, group[0].connection)
-                records = fetcher.fetch([t.wanted for t in group])
-            except Exception as e:
-                # Logs get the (redacted) detail; conditions only our own words.
-                summary = e.summary if isinstance(e, LiteLLMError) else _summary(e)
-                delay = state.backoff.failed(summary)
-                metrics.errors.labels(instance_id, type(e).__name__).inc()
-                if isinstance(e, LiteLLMError | KubeError):
-                    detail = redact(e)
-                else:
-                    log.error("unexpected error polling %s", instance_id, exc_info=True)
-                    detail = summary
-                log.warning(
-                    "LiteLLM at %s: %s; %d keys keep their last values; next try in %.0f s",
-                    instance_id,
-                    detail,
-                    len(group),
-                    delay,
-                )
-                _mark_unavailable(result, group, summary)
-            else:
-                state.backoff.succeeded()
-                result.observed = [
-                    (t, r, _observe(t, r, now, fetcher.holders.get(t.wanted.alias)))
-                    for t, r in zip(group, records, strict=True)
-                ]
+            state.backoff.succeeded()
+            result.observed = [
+                (t, r, _observe(t, r, now, fetcher.holders.get(t.wanted.alias)))
+                for t, r in zip(group.keys, records, strict=True)
+            ]
+            found = self._read_accounts(state, group, deadline)
+        finally:
             if state.client is not None:
                 start = before if state.client is client_before else 0
                 result.requests = state.client.requests - start
                 metrics.requests.labels(instance_id).inc(result.requests)
-        metrics.failures.labels(instance_id).set(state.backoff.failures)
-        metrics.backoff.labels(instance_id).set(state.backoff.remaining())
-        for target, record, obs in result.observed:
-            if stop is not None and stop.is_set():
-                break
-            try:
-                if self._write(target, record, obs, now, should_write):
-                    result.writes += 1
-            except Exception:
-                log.error("could not write the status of %s", target.ref, exc_info=True)
-                with self._lock:
-                    self._write_errors += 1
-        return result
+            self._instance_metrics(state, instance_id)
+        if found is not None:
+            result.accounts = list(zip(group.accounts, found, strict=True))
+
+    def _read_accounts(
+        self, state: _Instance, group: _Group, deadline: Deadline
+    ) -> list[Account | None] | None:
+        """The instance's Users and Teams, or None when the proxy failed (it backs off)."""
+        if not group.accounts:
+            return None
+        assert state.client is not None  # noqa: S101 - _client_for made it.
+        try:
+            return read_accounts(
+                state.client, group.accounts, self.settings.litellm_max_pages, deadline
+            )
+        except Interrupted:
+            raise
+        except Exception as e:
+            self._failed(state, group.instance_id, e, len(group.accounts), "users and teams")
+            return None
+
+    def _failed(
+        self,
+        state: _Instance,
+        instance_id: str,
+        error: Exception,
+        count: int,
+        what: str = "objects",
+    ) -> None:
+        """Back an instance off after `error`; logs get the (redacted) detail."""
+        summary = _summary(error)
+        delay = state.backoff.failed(summary)
+        self.metrics.errors.labels(instance_id, type(error).__name__).inc()
+        if isinstance(error, LiteLLMError | KubeError):
+            detail = redact(error)
+        else:
+            log.error("unexpected error polling %s", instance_id, exc_info=error)
+            detail = summary
+        log.warning(
+            "LiteLLM at %s: %s; %d %s keep their last values; next try in %.0f s",
+            instance_id,
+            detail,
+            count,
+            what,
+            delay,
+        )
+
+    def _instance_metrics(self, state: _Instance, instance_id: str) -> None:
+        self.metrics.failures.labels(instance_id).set(state.backoff.failures)
+        self.metrics.backoff.labels(instance_id).set(state.backoff.remaining())
 
     def _write(
         self,
@@ -528,8 +719,118 @@ class Poller:
                 self._events_sent += 1
 
 
+def _key_metrics(
+    results: list[_InstanceResult],
+) -> dict[tuple[str, str, str], tuple[float | None, float | None, bool]]:
+    """Per key: spend, max budget and whether it is active (None: keep the last series)."""
+    found: dict[tuple[str, str, str], tuple[float | None, float | None, bool]] = {}
+    for result in results:
+        for target, record, obs in result.observed:
+            labels = (*target.tenant, result.instance_id)
+            if obs.reason in KEEPS_LAST or record is None:
+                last = (target.obj.get("status") or {}).get("isActive")
+                active = last is True if obs.reason in KEEPS_LAST else False
+                found[labels] = (None, None, active)
+            else:
+                budget = record.max_budget
+                found[labels] = (
+                    float(record.spend),
+                    float(budget) if budget is not None else None,
+                    obs.fields.get("isActive") is True,
+                )
+    return found
+
+
+def _by_id(group: _Group) -> str:
+    return group.instance_id
+
+
+def _groups(keys: list[Target], accounts: list[AccountTarget]) -> dict[str, _Group]:
+    """What each instance is read for."""
+    groups: dict[str, _Group] = {}
+    for key in keys:
+        group = groups.setdefault(
+            key.connection.instance_id,
+            _Group(key.connection.instance_id, key.connection, key.tenant_proxy),
+        )
+        group.keys.append(key)
+    for account in accounts:
+        group = groups.setdefault(
+            account.connection.instance_id,
+            _Group(account.connection.instance_id, account.connection, account.tenant_proxy),
+        )
+        group.accounts.append(account)
+    return groups
+
+
+def _proxies_read(
+    keys: list[Target],
+    accounts: list[AccountTarget],
+    policies: Policies,
+    labels: dict[str, dict[str, str]],
+) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Per namespace with tenant-owned proxies: its limit, and the instance ids read."""
+    used: dict[str, set[str]] = {}
+    for key in keys:
+        if key.tenant_proxy:
+            used.setdefault(key.tenant[0], set()).add(key.connection.instance_id)
+    for account in accounts:
+        if account.tenant_proxy:
+            used.setdefault(account.owner[0], set()).add(account.connection.instance_id)
+    limits: dict[str, int] = {}
+    read: dict[str, set[str]] = {}
+    for namespace, ids in used.items():
+        limits[namespace] = tenant_proxy_limit(policies, Tenant(namespace, labels.get(namespace)))
+        read[namespace] = set(sorted(ids)[: limits[namespace]])
+    return limits, read
+
+
+def _limit_tenant_proxies(
+    keys: list[Target],
+    accounts: list[AccountTarget],
+    policies: Policies,
+    labels: dict[str, dict[str, str]],
+) -> tuple[list[Target], list[AccountTarget], list[tuple[Target, int]], int]:
+    """Keep each namespace to its rules' tenantProxies.maxInstances tenant-owned proxies.
+
+    The proxies read are the first ones by instance id (URL and master-key
+    Secret), so the choice is the same every cycle. Returns the keys and
+    accounts to read, the keys left out with their namespace's limit, and how
+    many objects were left out.
+    """
+    limits, read = _proxies_read(keys, accounts, policies, labels)
+    kept_keys: list[Target] = []
+    over: list[tuple[Target, int]] = []
+    for key in keys:
+        namespace = key.tenant[0]
+        if key.tenant_proxy and key.connection.instance_id not in read[namespace]:
+            over.append((key, limits[namespace]))
+        else:
+            kept_keys.append(key)
+    kept_accounts: list[AccountTarget] = []
+    left_out = len(over)
+    for account in accounts:
+        namespace = account.owner[0]
+        if account.tenant_proxy and account.connection.instance_id not in read[namespace]:
+            log.debug(
+                "not reading %s: its namespace's tenant proxies are over the limit", account.ref
+            )
+            left_out += 1
+        else:
+            kept_accounts.append(account)
+    if left_out:
+        log.warning(
+            "%d VirtualKeys, Users and Teams are on tenant-owned proxies beyond their "
+            "namespace's tenantProxies.maxInstances; they are not read",
+            left_out,
+        )
+    return kept_keys, kept_accounts, over, left_out
+
+
 def _summary(error: BaseException) -> str:
     """Our own words for an error: its kind, never its text."""
+    if isinstance(error, LiteLLMError):
+        return error.summary
     if isinstance(error, KubeError):
         return redact(error)
     return f"an internal error ({type(error).__name__}); the poller's log has the details"

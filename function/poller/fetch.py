@@ -1,96 +1,114 @@
-"""Fetch the state of many keys of one proxy with few requests.
+"""Fetch the keys of many VirtualKeys from one proxy with few requests.
 
-`KeyFetcher(client, mode).fetch(wanted)` -> one `KeyRecord | None` per
-`Wanted` (None: LiteLLM has no live key for it), in the same order.
+`KeyFetcher(client, mode).fetch(wanted, deadline)` -> one `KeyRecord | None`
+per `Wanted` (None: LiteLLM has no live key for it), in the same order.
+
+**Which key is a VirtualKey's.** A key is VirtualKey (namespace, name)'s
+current key only if its `key_alias` is the VirtualKey's `spec.keyAlias` and
+its provenance names that VirtualKey, counted only for a key the master key
+made and last changed (`KeyRecord.owner`, `function.provenance.key_owner`).
+Nothing in the VirtualKey's status takes part: tenants can write their
+status, and a forged `tokenHash` must not fetch another tenant's key. A key
+without provenance (made before provenance existed, or outside the function)
+matches no VirtualKey, and one tenant's key is never credited to another's
+VirtualKey, since no two VirtualKeys have the same namespace and name.
 
 Modes:
 
 - `bulk` (default): page through `GET /key/list?return_full_object=true`
-  (100 per page, oldest first), matching by token, or by alias for a
-  VirtualKey whose `status.tokenHash` is not written yet. It stops early
-  once every wanted key is found. Keys still missing are confirmed with one
-  `POST /v2/key/info` per 100 of them, because a key deleted during the
-  listing shifts the later pages and may hide another. `/v2/key/info`
-  answers without `token`, in database order, leaving out unknown keys, so
-  its entries are matched by alias, and only where that cannot go wrong:
-  an alias that two wanted keys share, or that two answers carry, matches
-  nothing (those keys are read one by one with `GET /key/info`), so one
-  tenant's spend is never credited to another's VirtualKey. Requests:
-  ceil(keys on the proxy / 100), plus one per 100 missing keys.
-  A proxy without `/key/list` (404 or 405) falls back to `/v2/key/info` for
-  every key, and one without that to one `GET /key/info` per key.
-- Along the way, `bulk` notes which other key holds the alias of a wanted
-  key it did not find (`holders`): what the function needs to recover
-  after a reinstall (README, "Rotation, provenance and recovery").
-- `per-key`: one `GET /key/info` per key (the naive way, for comparison).
-  It alone sees deleted keys (`status: "deleted"`); `bulk` sees them as
-  missing, which gives the same reason, KeyNotFound.
+  (100 per page, oldest first), matching by alias and owner, and stop early
+  once every wanted key is found. A wanted alias that no listed key holds is
+  confirmed with `GET /key/list?key_alias=<alias>` (an exact match), because
+  a key deleted during the listing shifts the later pages and may hide
+  another: at most `max_confirmations` a fetch, taking turns between
+  fetches, and only while the deadline allows. An alias some other key
+  holds needs none: LiteLLM keeps aliases unique, so the VirtualKey's key is
+  not there. Requests: ceil(keys on the proxy / 100), plus one per missing
+  alias up to the cap.
+- `per-key`: one `GET /key/list?key_alias=<alias>` per wanted alias (the
+  naive way, for comparison).
+
+Along the way the fetcher notes which other key holds the alias of a wanted
+key it did not find (`holders`, by alias), for `status.aliasHolder`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from function.poller.litellm import (
-    PAGE_SIZE,
-    LiteLLMClient,
-    LiteLLMNotFound,
-    LiteLLMPermanentError,
-    LiteLLMTemporaryError,
-    LiteLLMUnauthorized,
-)
+from function.poller.deadline import Deadline
+from function.poller.litellm import PAGE_SIZE, LiteLLMClient, LiteLLMTemporaryError
 from function.poller.records import KeyRecord
 
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 1_000  # 100,000 keys a proxy; a proxy that pages on and on stops here
-_MISSING_ENDPOINT = (404, 405)
+# Aliases confirmed one by one in a fetch, at most (each is one request).
+MAX_CONFIRMATIONS = 20
 
 
 class FetchMode(enum.StrEnum):
     """How keys are fetched."""
 
     BULK = "bulk"
-    V2 = "v2"
     PER_KEY = "per-key"
 
 
 @dataclass(frozen=True)
 class Wanted:
-    """What identifies one VirtualKey's key at LiteLLM."""
+    """What identifies one VirtualKey's key at LiteLLM: its alias and the VirtualKey."""
 
-    token: str | None
     alias: str
+    owner: tuple[str, str]  # the VirtualKey's (namespace, name), as provenance names it
 
 
-def _unique_aliases(items: list[tuple[int, Wanted]]) -> dict[str, int]:
-    """Alias -> index, for the aliases only one of `items` has."""
-    counts = Counter(w.alias for _, w in items)
-    return {w.alias: i for i, w in items if counts[w.alias] == 1}
+class _Matcher:
+    """Matches listed keys to the wanted ones; remembers who else holds a wanted alias."""
 
+    def __init__(self, wanted: list[Wanted]) -> None:
+        self.wanted = wanted
+        self.results: list[KeyRecord | None] = [None] * len(wanted)
+        self._index: dict[tuple[str, tuple[str, str]], list[int]] = {}
+        for i, w in enumerate(wanted):
+            self._index.setdefault((w.alias, w.owner), []).append(i)
+        self.left = len(self._index)
+        self._aliases = {w.alias for w in wanted}
+        self.held: dict[str, KeyRecord] = {}  # alias -> a live key listed with it
 
-def _holds_alias(record: KeyRecord, tokened: dict[str, str]) -> bool:
-    """Whether `record` is another live key with the alias of a wanted key."""
-    alias = record.alias
-    return (
-        alias is not None
-        and alias in tokened
-        and record.token != tokened[alias]
-        and not record.deleted
-    )
+    def take(self, records: list[KeyRecord]) -> None:
+        for record in records:
+            alias = record.alias
+            if alias is None or record.deleted or alias not in self._aliases:
+                continue
+            hits = self._index.get((alias, record.owner)) if record.owner else None
+            if hits is not None and self.results[hits[0]] is None:
+                for i in hits:
+                    self.results[i] = record
+                self.left -= 1
+            # For every other VirtualKey with this alias, this key is the holder.
+            self.held.setdefault(alias, record)
 
+    def unseen(self) -> list[str]:
+        """Wanted aliases of keys not found that no listed key holds, sorted."""
+        return sorted(
+            {
+                self.wanted[i].alias
+                for i, r in enumerate(self.results)
+                if r is None and self.wanted[i].alias not in self.held
+            }
+        )
 
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    def holders(self) -> dict[str, KeyRecord]:
+        """Alias -> the other key holding it, for the wanted keys not found."""
+        missing = {self.wanted[i].alias for i, r in enumerate(self.results) if r is None}
+        return {alias: record for alias, record in self.held.items() if alias in missing}
 
 
 class KeyFetcher:
-    """Fetches keys from one proxy; remembers a fallback mode between cycles."""
+    """Fetches keys from one proxy; takes turns over the aliases it confirms."""
 
     def __init__(
         self,
@@ -98,138 +116,72 @@ class KeyFetcher:
         mode: FetchMode = FetchMode.BULK,
         max_pages: int = MAX_PAGES,
         deadline: float = 300.0,
+        max_confirmations: int = MAX_CONFIRMATIONS,
     ) -> None:
-        """Fetch through `client`, starting with `mode`; one fetch gets `deadline` seconds."""
+        """Fetch through `client` with `mode`; one fetch gets `deadline` seconds at most."""
         self.client = client
         self.mode = mode
         self.max_pages = max_pages
         self.deadline = deadline
-        self._until = 0.0
-        # Alias -> the key holding it, for wanted keys the last fetch did not
-        # find (read from the bulk listing only: it costs no request).
+        self.max_confirmations = max_confirmations
+        # Alias -> the key holding it, for wanted keys the last fetch did not find.
         self.holders: dict[str, KeyRecord] = {}
+        self._turn = 0  # where the next confirmations start, so every alias gets its turn
 
-    def _in_time(self, what: str) -> None:
-        """Raise if this fetch has run past its deadline (a slow or endless proxy)."""
-        if time.monotonic() > self._until:
-            msg = f"{what}: reading the proxy took longer than {self.deadline:g} s; stopped"
-            raise LiteLLMTemporaryError(msg)
-
-    def fetch(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
-        """One record or None per wanted key. Raises LiteLLMError."""
-        self._until = time.monotonic() + self.deadline
-        self.holders = {}
-        if self.mode is FetchMode.PER_KEY:
-            return self._per_key(wanted)
-        if self.mode is FetchMode.BULK:
-            try:
-                return self._bulk(wanted)
-            except LiteLLMPermanentError as e:
-                if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
-                    raise
-                log.warning("%s: /key/list is missing; falling back to /v2/key/info", e)
-                self.mode = FetchMode.V2
+    def fetch(
+        self, wanted: list[Wanted], deadline: Deadline | None = None
+    ) -> list[KeyRecord | None]:
+        """One record or None per wanted key. Raises LiteLLMError, or Interrupted on stop."""
+        own = Deadline.within(self.deadline, float("inf"))
+        if deadline is None or own.until < deadline.until:
+            deadline = Deadline(own.until, deadline.stop if deadline else None, own.limit)
+        self.client.until, self.client.until_text = deadline.until, deadline.limit
         try:
-            results: list[KeyRecord | None] = [None] * len(wanted)
-            self._confirm(wanted, results, [i for i, w in enumerate(wanted) if w.token])
-        except LiteLLMPermanentError as e:
-            if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
-                raise
-            log.warning("%s: /v2/key/info is missing; falling back to /key/info per key", e)
-            self.mode = FetchMode.PER_KEY
-            return self._per_key(wanted)
-        return results
+            matcher = _Matcher(wanted)
+            if wanted and self.mode is FetchMode.PER_KEY:
+                for alias in sorted({w.alias for w in wanted}):
+                    self._by_alias(alias, matcher, deadline)
+            elif wanted:
+                self._bulk(matcher, deadline)
+            self.holders = matcher.holders()
+            return matcher.results
+        finally:
+            self.client.until = None
 
-    def _bulk(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
-        by_token = {w.token: i for i, w in enumerate(wanted) if w.token}
-        # Before the function writes the token, the alias stands in, if no other key has it.
-        by_alias = _unique_aliases([(i, w) for i, w in enumerate(wanted) if not w.token])
-        results: list[KeyRecord | None] = [None] * len(wanted)
-        tokened = {w.alias: w.token for w in wanted if w.token}
-        seen: dict[str, KeyRecord] = {}
-        left = len(wanted)
-        for records in self._pages() if left else ():
-            for record in records:
-                index = by_token.get(record.token or "")
-                if index is None and record.alias is not None:
-                    index = by_alias.get(record.alias)
-                if index is None:
-                    if _holds_alias(record, tokened):
-                        seen[str(record.alias)] = record
-                elif results[index] is None:
-                    results[index] = record
-                    left -= 1
-            if not left:
-                break
-        missing = [i for i, r in enumerate(results) if r is None and wanted[i].token]
-        self.holders = {
-            wanted[i].alias: seen[wanted[i].alias] for i in missing if wanted[i].alias in seen
-        }
-        self._confirm_listed(wanted, results, missing)
-        return results
-
-    def _confirm_listed(
-        self, wanted: list[Wanted], results: list[KeyRecord | None], missing: list[int]
-    ) -> None:
-        if not missing:
+    def _bulk(self, matcher: _Matcher, deadline: Deadline) -> None:
+        for records in self._pages(deadline):
+            matcher.take(records)
+            if not matcher.left:
+                return
+        unseen = matcher.unseen()
+        if not unseen:
             return
-        try:
-            self._confirm(wanted, results, missing)
-        except LiteLLMPermanentError as e:
-            # An older proxy without /v2/key/info: the listing stands.
-            if isinstance(e, LiteLLMUnauthorized) or e.status not in _MISSING_ENDPOINT:
-                raise
+        start = self._turn % len(unseen)
+        turn = (unseen[start:] + unseen[:start])[: self.max_confirmations]
+        self._turn = start + len(turn)
+        for alias in turn:
+            if deadline.left() <= 0:
+                # The listing stands for the rest: it did not show them.
+                log.debug("out of time confirming missing keys; the listing stands")
+                return
+            self._by_alias(alias, matcher, deadline)
 
-    def _pages(self) -> Iterator[list[KeyRecord]]:
+    def _by_alias(self, alias: str, matcher: _Matcher, deadline: Deadline) -> None:
+        """Every key holding `alias` (one page: LiteLLM keeps aliases unique)."""
+        deadline.check("GET /key/list for one alias")
+        page = self.client.list_keys(1, PAGE_SIZE, alias=alias)
+        matcher.take([r for r in page.records if r.alias == alias])
+
+    def _pages(self, deadline: Deadline) -> Iterator[list[KeyRecord]]:
         """The pages of `GET /key/list`, up to the last one (or the caller's stop)."""
         page = 1
         while True:
             if page > self.max_pages:
                 msg = f"GET /key/list: more than {self.max_pages} pages; stopped"
                 raise LiteLLMTemporaryError(msg)
-            self._in_time("GET /key/list")
+            deadline.check("GET /key/list")
             listing = self.client.list_keys(page, PAGE_SIZE)
             yield listing.records
             if page >= listing.total_pages or not listing.records:
                 return
             page += 1
-
-    def _confirm(
-        self, wanted: list[Wanted], results: list[KeyRecord | None], indexes: list[int]
-    ) -> None:
-        """Fill `results` at `indexes` from /v2/key/info, 100 tokens a request."""
-        unsure: list[int] = []
-        for batch in _chunks(indexes, PAGE_SIZE):
-            self._in_time("POST /v2/key/info")
-            tokens = [wanted[i].token for i in batch if wanted[i].token]
-            by_alias = _unique_aliases([(i, wanted[i]) for i in batch])
-            unsure.extend(i for i in batch if wanted[i].alias not in by_alias)
-            answers = self.client.key_info_v2([t for t in tokens if t])
-            counts = Counter(r.alias for r in answers)
-            for record in answers:
-                index = by_alias.get(record.alias or "")
-                if index is None:
-                    continue
-                if counts[record.alias] > 1:
-                    unsure.append(index)  # two answers claim one alias: trust neither
-                    continue
-                results[index] = replace(record, token=wanted[index].token)
-        # What an alias cannot tell apart, the token can, one request each.
-        checked = self._per_key([wanted[i] for i in unsure])
-        for index, found in zip(unsure, checked, strict=True):
-            results[index] = found
-
-    def _per_key(self, wanted: list[Wanted]) -> list[KeyRecord | None]:
-        results: list[KeyRecord | None] = []
-        for item in wanted:
-            self._in_time("GET /key/info")
-            if not item.token:
-                results.append(None)
-                continue
-            try:
-                results.append(self.client.key_info(item.token))
-            except LiteLLMNotFound as e:
-                if e.route_missing:
-                    raise
-                results.append(None)
-        return results

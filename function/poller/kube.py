@@ -16,6 +16,12 @@
   - `namespace_labels()`: every Namespace's labels, for the policy's
     namespace selectors.
   - `read_secret_value(namespace, name, key)`: a master key, decoded.
+  - `list_secret_metadata(namespace)`: the Secrets of one namespace, their
+    metadata only (never their data), for the mask Secrets' collection.
+  - `list_request_names(label_selector)`: provider-http Requests in every
+    namespace, metadata only; a missing CRD is an error here, not "none".
+  - `delete_secret(namespace, name, uid, resource_version)`: with both as
+    preconditions, so only the very object that was listed goes.
   - `emit_event(target, event)`: a core/v1 Event.
   - `get_lease`, `create_lease`, `replace_lease`: coordination.k8s.io/v1.
 
@@ -24,6 +30,11 @@
   and `KubePermanentError` (anything else).
 - `api_client(kubeconfig, context)`: in-cluster configuration inside a pod,
   kubeconfig outside.
+
+Answers are decoded with `jsondepth.loads`: an object nested deeper than
+Python decodes (a tenant can nest thousands of levels in a status field
+its XRD leaves open) loses its deepest parts instead of failing the whole
+listing, and with it every tenant's objects.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from function.policy import POLICY_API_VERSION
+from function.poller import jsondepth
 from function.poller.redact import redact
 from function.poller.state import Event
 
@@ -58,6 +70,9 @@ FIELD_MANAGER = "function-litellm-keys-poller"
 LIST_PAGE = 500
 MAX_LIST_PAGES = 10_000  # five million objects
 MERGE_PATCH = "application/merge-patch+json"
+# Lists of objects' metadata only: no Secret data, no Request status.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+REQUEST_PATH = "/apis/http.m.crossplane.io/v1alpha2/requests"
 
 
 class KubeError(Exception):
@@ -133,6 +148,18 @@ class Cluster(Protocol):
         """One decoded data value of a Secret."""
         ...
 
+    def list_secret_metadata(self, namespace: str) -> list[dict[str, Any]]:
+        """The metadata of every Secret in `namespace` (never their data)."""
+        ...
+
+    def list_request_names(self, label_selector: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every provider-http Request with these labels."""
+        ...
+
+    def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str) -> None:
+        """Delete exactly the Secret that was listed (uid and resourceVersion preconditions)."""
+        ...
+
     def emit_event(self, target: dict[str, Any], event: Event) -> None:
         """Record an Event about `target` (an object or an object reference)."""
         ...
@@ -199,15 +226,17 @@ class KubeCluster:
         self._plurals = plurals
         self.writes = 0
 
-    def _request(
+    def _request(  # noqa: PLR0913 - `accept` is rarely given, and only by name.
         self,
         method: str,
         path: str,
         what: str,
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
+        *,
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             # Every PATCH here is a JSON merge patch of a status.
             headers["Content-Type"] = MERGE_PATCH if method == "PATCH" else "application/json"
@@ -231,24 +260,45 @@ class KubeCluster:
             raise KubeTemporaryError(what) from None
         _raise_for(response.status, what, data or b"")
         try:
-            return json.loads(data) if data else {}
+            return jsondepth.loads(data) if data else {}
         except ValueError:
             msg = f"{what}: the API server answered malformed JSON"
             raise KubeTemporaryError(msg) from None
 
-    def _list(self, path: str, what: str) -> list[dict[str, Any]]:
-        """Every item of a collection, 500 per request; none if its type is not served."""
+    def _list(
+        self,
+        path: str,
+        what: str,
+        *,
+        missing_ok: bool = True,
+        selector: str = "",
+        accept: str = "application/json",
+    ) -> list[dict[str, Any]]:
+        """Every item of a collection, 500 per request; none if its type is not served.
+
+        With `missing_ok=False`, a type that is not served is an error instead.
+        """
         items: list[dict[str, Any]] = []
         token = ""
         seen: set[str] = set()
         while True:
             query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
+            if selector:
+                query.append(("labelSelector", selector))
             try:
-                body = self._request("GET", path, what, query)
+                body = self._request("GET", path, what, query, accept=accept)
             except KubeNotFoundError:
+                if not missing_ok:
+                    raise
                 return []  # that CRD is not installed
-            items.extend(i for i in body.get("items") or [] if isinstance(i, dict))
-            token = str((body.get("metadata") or {}).get("continue") or "")
+            if not isinstance(body, dict):
+                msg = f"{what}: the API server answered something other than a list"
+                raise KubeTemporaryError(msg)
+            listed = body.get("items")
+            if isinstance(listed, list):
+                items.extend(i for i in listed if isinstance(i, dict))
+            meta = body.get("metadata")
+            token = str((meta if isinstance(meta, dict) else {}).get("continue") or "")
             if not token:
                 return items
             # A continue token seen before would page forever; so would endless pages.
@@ -328,6 +378,51 @@ class KubeCluster:
         except (binascii.Error, UnicodeDecodeError):
             msg = f"{what}: data key {key!r} is not valid base64 text"
             raise KubePermanentError(msg) from None
+
+    def list_secret_metadata(self, namespace: str) -> list[dict[str, Any]]:
+        """The metadata of every Secret in `namespace`; their data is never asked for."""
+        items = self._list(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            f"list Secrets in {namespace}",
+            missing_ok=False,
+            accept=METADATA_ONLY,
+        )
+        return [i["metadata"] for i in items if isinstance(i.get("metadata"), dict)]
+
+    def list_request_names(self, label_selector: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every provider-http Request with these labels, all namespaces."""
+        items = self._list(
+            REQUEST_PATH,
+            "list requests",
+            missing_ok=False,
+            selector=label_selector,
+            accept=METADATA_ONLY,
+        )
+        found = []
+        for item in items:
+            meta = item.get("metadata")
+            if not isinstance(meta, dict):
+                msg = "list requests: an item without metadata"
+                raise KubeTemporaryError(msg)
+            namespace, name = meta.get("namespace"), meta.get("name")
+            if not isinstance(namespace, str) or not isinstance(name, str):
+                msg = "list requests: an item without namespace or name"
+                raise KubeTemporaryError(msg)
+            found.append((namespace, name))
+        return found
+
+    def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str) -> None:
+        """Delete the Secret only if it is still the object with this uid and resourceVersion."""
+        self._request(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            f"delete Secret {namespace}/{name}",
+            body={
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "preconditions": {"uid": uid, "resourceVersion": resource_version},
+            },
+        )
 
     def emit_event(self, target: dict[str, Any], event: Event) -> None:
         """Create a core/v1 Event about `target` (an object or a reference)."""

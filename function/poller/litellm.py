@@ -1,12 +1,14 @@
 """The HTTP client for one LiteLLM proxy, authenticated with its master key.
 
 - `LiteLLMClient(base_url, master_key, timeout, max_bytes)`: `list_keys(page,
-  size)`, `key_info_v2(tokens)`, `key_info(token)`, and `requests`, the
-  number of HTTP requests it made (what the benchmark and the metrics count).
+  size, alias=...)`, `get(path, what, params)`, and `requests`, the number of
+  HTTP requests it made (what the benchmark and the metrics count).
   `timeout` bounds each whole request, not only each read: a proxy that
-  drips one byte at a time cannot hold a cycle. An answer larger than
-  `max_bytes` is dropped unread, and JSON nested too deep to decode is
-  malformed, not a crash.
+  drips one byte at a time cannot hold a cycle. `until` (a monotonic
+  time, set by the caller) shortens that bound, so no request outlives the
+  cycle's deadline. An answer larger than `max_bytes` is dropped unread;
+  JSON nested deeper than Python decodes loses its deepest parts
+  (`jsondepth`), so one key's hostile metadata cannot hide the others.
 - The errors, mapped from HTTP in ONE place (`_check`), kopf-style:
 
   - `LiteLLMTemporaryError`: 5xx, 429, timeouts, transport errors and
@@ -22,14 +24,14 @@ the proxy's answer.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from function.poller import jsondepth
 from function.poller.records import KeyRecord, parse_keys
 from function.poller.redact import redact
 
@@ -93,12 +95,8 @@ class KeyPage:
 
 
 def _json(content: bytes) -> Any:
-    """Decoded JSON; ValueError for anything else, deep nesting included."""
-    try:
-        return json.loads(content)
-    except RecursionError:
-        msg = "JSON nested too deeply"
-        raise ValueError(msg) from None
+    """Decoded JSON (the deepest parts of very deep JSON dropped); ValueError for anything else."""
+    return jsondepth.loads(content)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -176,6 +174,10 @@ class LiteLLMClient:
         )
         self._client = self._make_client()
         self.requests = 0
+        # No request runs past this monotonic time (None: only `timeout` bounds it);
+        # `until_text` names that limit in messages.
+        self.until: float | None = None
+        self.until_text = "its deadline"
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -189,24 +191,40 @@ class LiteLLMClient:
         """Close on exit."""
         self.close()
 
+    def _limit(self, what: str) -> float:
+        """Seconds this request may take: `timeout`, or less when `until` is nearer."""
+        if self.until is None:
+            return self.timeout
+        left = self.until - time.monotonic()
+        if left <= 0:
+            msg = f"{what}: reading the proxy took longer than {self.until_text}; stopped"
+            raise LiteLLMTemporaryError(msg)
+        return min(self.timeout, left)
+
+    def _timed_out(self, what: str, limit: float) -> LiteLLMTemporaryError:
+        if limit < self.timeout:  # cut by `until`, not by the request's own timeout
+            msg = f"{what}: reading the proxy took longer than {self.until_text}; stopped"
+        else:
+            msg = f"{what}: no whole answer within {self.timeout:g} s"
+        return LiteLLMTemporaryError(msg)
+
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        limit = self._limit(what)
         self.requests += 1
         client = self._client
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + limit
         # httpx bounds each read, not a whole request: past the deadline a
         # watchdog closes the connections, whatever stage the request is at.
-        watchdog = threading.Timer(self.timeout, client.close)
+        watchdog = threading.Timer(limit, client.close)
         watchdog.daemon = True
         watchdog.start()
         try:
-            response = self._read(client, method, path, what, deadline, **kwargs)
+            response = self._read(client, method, path, what, deadline, timeout=limit, **kwargs)
         except httpx.TimeoutException:
-            msg = f"{what}: no whole answer within {self.timeout:g} s"
-            raise LiteLLMTemporaryError(msg) from None
+            raise self._timed_out(what, limit) from None
         except (httpx.HTTPError, RuntimeError) as e:
             if time.monotonic() >= deadline:
-                msg = f"{what}: no whole answer within {self.timeout:g} s"
-                raise LiteLLMTemporaryError(msg) from None
+                raise self._timed_out(what, limit) from None
             summary = f"{what}: {type(e).__name__}"
             msg = f"{summary}: {redact(e, limit=120)}"
             raise LiteLLMTemporaryError(msg, summary) from None
@@ -244,23 +262,21 @@ class LiteLLMClient:
         """`GET path` with `params`: the decoded answer, or a LiteLLMError naming `what`."""
         return self._send("GET", path, what, params=params)
 
-    def list_keys(self, page: int, size: int = PAGE_SIZE) -> KeyPage:
-        """One page of full key objects, oldest first."""
-        what = f"GET /key/list page {page}"
-        body = self._send(
-            "GET",
-            "/key/list",
-            what,
-            params={
-                "return_full_object": "true",
-                "size": size,
-                "page": page,
-                # Oldest first: keys created during a listing land on the
-                # last page instead of shifting the pages not yet read.
-                "sort_by": "created_at",
-                "sort_order": "asc",
-            },
-        )
+    def list_keys(self, page: int, size: int = PAGE_SIZE, alias: str | None = None) -> KeyPage:
+        """One page of full key objects, oldest first; only those holding `alias`, if given."""
+        what = f"GET /key/list page {page}" + (" for one alias" if alias is not None else "")
+        params: dict[str, Any] = {
+            "return_full_object": "true",
+            "size": size,
+            "page": page,
+            # Oldest first: keys created during a listing land on the
+            # last page instead of shifting the pages not yet read.
+            "sort_by": "created_at",
+            "sort_order": "asc",
+        }
+        if alias is not None:
+            params["key_alias"] = alias  # an exact match in LiteLLM
+        body = self._send("GET", "/key/list", what, params=params)
         if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
             raise _malformed(what, "no 'keys' list")
         total = body.get("total_pages")
@@ -272,21 +288,3 @@ class LiteLLMClient:
         if any(r.token is None for r in records):
             raise _malformed(what, "a key object without 'token' (is return_full_object ignored?)")
         return KeyPage(records=records, total_pages=total)
-
-    def key_info_v2(self, tokens: list[str]) -> list[KeyRecord]:
-        """`POST /v2/key/info`: the keys that exist, in database order, without token."""
-        what = f"POST /v2/key/info ({len(tokens)} keys)"
-        body = self._send("POST", "/v2/key/info", what, json={"keys": tokens})
-        if not isinstance(body, dict) or not isinstance(body.get("info"), list):
-            raise _malformed(what, "no 'info' list")
-        return parse_keys(body["info"])
-
-    def key_info(self, token: str) -> KeyRecord:
-        """`GET /key/info?key=<token>`; raises LiteLLMNotFound for unknown keys."""
-        what = "GET /key/info"
-        body = self._send("GET", "/key/info", what, params={"key": token})
-        info = body.get("info") if isinstance(body, dict) else None
-        if not isinstance(info, dict):
-            raise _malformed(what, "no 'info' object")
-        (record,) = parse_keys([info])
-        return replace(record, token=token)

@@ -7,9 +7,11 @@
 - `run()`: cycles every `interval` seconds, spread by `jitter`, while this
   replica holds the Lease (`leader.LeaderElector` renews it on its own
   thread). A failed listing backs off exponentially (`backoff.Backoff`);
-  LiteLLM instances have their own backoff inside the cycle. SIGTERM and
-  SIGINT set `stop`: the current cycle stops writing, the Lease is
-  released, and `run()` returns 0.
+  LiteLLM instances have their own backoff inside the cycle. Any other
+  error in a cycle is logged and backed off the same way: nothing a proxy
+  or a tenant's object holds ends the loop for everyone. SIGTERM and
+  SIGINT set `stop`: the current cycle stops reading and writing, the
+  Lease is released, and `run()` returns 0.
 """
 
 from __future__ import annotations
@@ -81,6 +83,13 @@ class Runner:
             metrics.kube_errors.labels("list").inc()
             log.warning("cannot list VirtualKeys: %s; next try in %.0f s", redact(e), delay)
             return None
+        except Exception as e:  # a bug must not end the loop for everyone
+            delay = self.kube_backoff.failed(type(e).__name__)
+            metrics.cycles.labels("error").inc()
+            log.error(
+                "the cycle failed (%s); next try in %.0f s", type(e).__name__, delay, exc_info=True
+            )
+            return None
         finally:
             metrics.cycle_duration.observe(time.monotonic() - started)
         self.kube_backoff.succeeded()
@@ -88,7 +97,8 @@ class Runner:
         metrics.last_success.set(time.time())
         log.info(
             "cycle: %d VirtualKeys on %d instances (%d skipped), %d Users and Teams, "
-            "%d LiteLLM requests, %d status writes, %d events, %d unavailable instances, %.2f s",
+            "%d LiteLLM requests, %d status writes, %d events, %d unavailable instances, "
+            "%d not reached, %d mask Secrets deleted, %.2f s",
             report.keys,
             report.instances,
             report.skipped,
@@ -97,6 +107,8 @@ class Runner:
             report.writes,
             report.events,
             len(report.unavailable),
+            len(report.not_reached),
+            report.masks_deleted,
             report.seconds,
         )
         return report
@@ -106,7 +118,7 @@ class Runner:
         report = self._cycle()
         self.health.beat()
         self.health.ready = True
-        if report is None or report.unavailable or report.write_errors:
+        if report is None or report.unavailable or report.not_reached or report.write_errors:
             return 1
         return 0
 

@@ -110,6 +110,16 @@ class Metrics:
         self.leader = Gauge(
             "litellm_poller_leader", "1 while this replica holds the Lease", registry=r
         )
+        self.not_reached = Counter(
+            "litellm_poller_instances_not_reached",
+            "Instances a cycle's deadline left unread (their objects keep their last values)",
+            registry=r,
+        )
+        self.masks_deleted = Counter(
+            "litellm_poller_mask_secrets_deleted",
+            "Mask Secrets deleted because their Request is gone",
+            registry=r,
+        )
         self._key_series: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
 

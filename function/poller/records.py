@@ -1,18 +1,23 @@
 """LiteLLM's key objects, reduced to what the status needs. Pure.
 
 - `KeyRecord`: spend, budgets, expiry, blocked and deleted, as exact values.
-- `parse_key(obj)`: one object from `/key/list` (full objects),
-  `/v2/key/info` or `/key/info`'s `info`, or `MalformedKeyError`.
+- `parse_key(obj)`: one full object from `/key/list?return_full_object=true`,
+  or `MalformedKeyError`.
 - `parse_keys(objs)`: a whole list, where one malformed key becomes an
-  `unreadable` record (with its token, if it has one) instead of failing
-  the others, so only its VirtualKey says so.
+  `unreadable` record (with its token, alias and owner, where they can be
+  read) instead of failing the others, so only its VirtualKey says so.
+
+Whose key it is (`owner`) is `function.provenance.key_owner`: the VirtualKey
+the key's metadata names, counted only for a key the master key made and
+last changed (`created_by`, `updated_by`). A user who may call
+`/key/generate` can write any metadata, but not those two fields.
 
 Values are range-checked, since a proxy's answer can be anything: money
 beyond $10^15, or a time that cannot be written in UTC, is malformed.
 
-The three endpoints share field names but not everything: only `/key/list`
-carries `token`; `/key/info` alone says `status: "deleted"`; the soft budget
-is in `litellm_budget_table.soft_budget` (the top-level `soft_budget` of
+`/key/list` leaves deleted keys out; a key object saying `status: "deleted"`
+or carrying `deleted_at` counts as deleted all the same. The soft budget is
+in `litellm_budget_table.soft_budget` (the top-level `soft_budget` of
 `/key/list` is the caller's, not the key's). Money is read as `Decimal`
 through the float's shortest repr, so 0.0048 stays 0.0048.
 """
@@ -51,15 +56,26 @@ class KeyRecord:
     # Why LiteLLM's object for this key could not be read (None: it could).
     problem: str | None = None
     key_name: str | None = None
-    # The VirtualKey (namespace, name) its provenance metadata names, if any.
+    # The VirtualKey (namespace, name) its provenance names, counted only for a
+    # key the master key made and last changed (`provenance.key_owner`).
     owner: tuple[str, str] | None = None
+    # Who made and who last changed the key (LiteLLM user IDs), as it says.
+    created_by: str | None = None
+    updated_by: str | None = None
 
     @classmethod
-    def unreadable(cls, token: str | None, alias: str | None, problem: str) -> KeyRecord:
+    def unreadable(
+        cls,
+        token: str | None,
+        alias: str | None,
+        problem: str,
+        owner: tuple[str, str] | None = None,
+    ) -> KeyRecord:
         """A key LiteLLM listed but whose object is malformed."""
         return cls(
             token=token,
             alias=alias,
+            owner=owner,
             spend=Decimal(0),
             max_budget=None,
             soft_budget=None,
@@ -139,8 +155,15 @@ def parse_key(obj: Any) -> KeyRecord:
         blocked=blocked is True,
         deleted=obj.get("status") == "deleted" or obj.get("deleted_at") is not None,
         key_name=_optional_str(obj.get("key_name"), "key_name"),
-        owner=provenance.owner(obj.get("metadata")),
+        owner=provenance.key_owner(obj),
+        created_by=_text(obj.get("created_by")),
+        updated_by=_text(obj.get("updated_by")),
     )
+
+
+def _text(value: Any) -> str | None:
+    """A string field that only ever decides a match: anything else counts as absent."""
+    return value if isinstance(value, str) else None
 
 
 def parse_keys(objs: list[Any]) -> list[KeyRecord]:
@@ -157,6 +180,8 @@ def parse_keys(objs: list[Any]) -> list[KeyRecord]:
                     token if isinstance(token, str) else None,
                     alias if isinstance(alias, str) else None,
                     str(e),
+                    # Whose key it is still counts: its VirtualKey says it is unreadable.
+                    provenance.key_owner(obj),
                 )
             )
     return records

@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from dataclasses import dataclass
 
-from function.model import InvalidInputError
+from function.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
+from function.model import DNS_LABEL_PATTERN, InvalidInputError
 from function.poller.fetch import FetchMode
 
 DEFAULT_LEASE_NAME = "function-litellm-keys-poller"
 DEFAULT_METRICS_ADDRESS = ":8089"
+# A cycle's deadline, unless --cycle-deadline says otherwise: the interval, so
+# that cycles never pile up, but never under this many seconds.
+MIN_DEFAULT_CYCLE_DEADLINE = 10.0
+# How often the mask Secrets are collected, unless --mask-gc-interval says otherwise.
+DEFAULT_MASK_GC_INTERVAL = 600.0
+
+
+def default_cycle_deadline(interval: float) -> float:
+    """The cycle deadline when none is set: the interval, at least 10 s."""
+    return max(interval, MIN_DEFAULT_CYCLE_DEADLINE)
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class Settings:
     once: bool = False
     litellm_timeout: float = 10.0
     litellm_deadline: float = 120.0
+    # Seconds a whole cycle may take (None: `default_cycle_deadline(interval)`).
+    cycle_deadline: float | None = None
     litellm_max_pages: int = 1000
     litellm_max_bytes: int = 8 * 1024 * 1024
     fetch_mode: FetchMode = FetchMode.BULK
@@ -49,6 +63,17 @@ class Settings:
     kube_context: str | None = None
     kube_timeout: float = 10.0
     log_level: str = "INFO"
+    # Where provider-http keeps the Secrets that mask /key/generate's echo
+    # (function.mask); empty: the poller does not collect them.
+    mask_namespace: str = DEFAULT_MASK_NAMESPACE
+    mask_gc_interval: float = DEFAULT_MASK_GC_INTERVAL
+
+    @property
+    def cycle_seconds(self) -> float:
+        """Seconds a whole cycle may take."""
+        if self.cycle_deadline is not None:
+            return self.cycle_deadline
+        return default_cycle_deadline(self.interval)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -60,6 +85,7 @@ class Settings:
             "kube_timeout",
             "lease_duration",
             "backoff_base",
+            "mask_gc_interval",
         ):
             if getattr(args, name) <= 0:
                 msg = f"--{name.replace('_', '-')} must be greater than 0"
@@ -71,12 +97,19 @@ class Settings:
             if getattr(args, name) < 1:
                 msg = f"--{name.replace('_', '-')} must be at least 1"
                 raise InvalidInputError(msg)
+        if args.mask_namespace and not re.fullmatch(DNS_LABEL_PATTERN, args.mask_namespace):
+            msg = "--mask-namespace must be a namespace name (a DNS label), or empty"
+            raise InvalidInputError(msg)
+        if args.cycle_deadline is not None and args.cycle_deadline <= 0:
+            msg = "--cycle-deadline must be greater than 0"
+            raise InvalidInputError(msg)
         return cls(
             interval=args.interval,
             jitter=args.jitter,
             once=args.once,
             litellm_timeout=args.litellm_timeout,
             litellm_deadline=args.litellm_deadline,
+            cycle_deadline=args.cycle_deadline,
             litellm_max_pages=args.litellm_max_pages,
             litellm_max_bytes=args.litellm_max_bytes,
             fetch_mode=FetchMode(args.fetch_mode),
@@ -93,11 +126,18 @@ class Settings:
             kube_context=args.kube_context or None,
             kube_timeout=args.kube_timeout,
             log_level=args.log_level.upper(),
+            mask_namespace=args.mask_namespace,
+            mask_gc_interval=args.mask_gc_interval,
         )
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _env_seconds(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
 
 
 def _env_bool(name: str, *, default: bool) -> bool:
@@ -152,6 +192,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "skipped with backoff (POLLER_LITELLM_DEADLINE; default 120)",
     )
     add(
+        "--cycle-deadline",
+        type=float,
+        default=_env_seconds("POLLER_CYCLE_DEADLINE"),
+        help="seconds a whole cycle may take, whatever the proxies do; what it did not reach "
+        "keeps its last values (POLLER_CYCLE_DEADLINE; default the interval, at least "
+        f"{MIN_DEFAULT_CYCLE_DEADLINE:g})",
+    )
+    add(
         "--litellm-max-pages",
         type=int,
         default=int(_env("POLLER_LITELLM_MAX_PAGES", "1000")),
@@ -168,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fetch-mode",
         choices=[m.value for m in FetchMode],
         default=_env("POLLER_FETCH_MODE", FetchMode.BULK.value),
-        help="bulk (/key/list, then /v2/key/info), v2, or per-key (/key/info each) "
+        help="bulk (/key/list, paged) or per-key (/key/list?key_alias= for each key) "
         "(POLLER_FETCH_MODE; default bulk)",
     )
     add(
@@ -240,6 +288,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=float(_env("POLLER_KUBE_TIMEOUT", "10")),
         help="seconds per API-server request (POLLER_KUBE_TIMEOUT; default 10)",
+    )
+    add(
+        "--mask-namespace",
+        default=_env("POLLER_MASK_NAMESPACE", DEFAULT_MASK_NAMESPACE),
+        help="namespace of the Secrets masking /key/generate's echo (function.mask), whose "
+        "Request is gone and which the poller deletes; empty: never (POLLER_MASK_NAMESPACE; "
+        f"default {DEFAULT_MASK_NAMESPACE})",
+    )
+    add(
+        "--mask-gc-interval",
+        type=float,
+        default=float(_env("POLLER_MASK_GC_INTERVAL", str(DEFAULT_MASK_GC_INTERVAL))),
+        help="seconds between two collections of mask Secrets (POLLER_MASK_GC_INTERVAL; "
+        f"default {DEFAULT_MASK_GC_INTERVAL:g})",
     )
     add(
         "--log-level",

@@ -4,10 +4,12 @@
   for a person and the status fields to set (`currentSpend`, `isActive`,
   `expiryDate`, `budgetResetAt`; None removes a field).
 - `alias_holder(record, tenant)` -> `status.aliasHolder`, the key that
-  holds the alias of a key not found (whose, and for the function's own
-  or opted-in replacement its token and spend).
+  holds the alias of a key not found (whose, and where the platform opted
+  in to replacing it, its token and spend).
 - `unavailable(message)` -> `Observation` that sets no field: the last known
   values stay, only the condition says LiteLLMUnavailable.
+- `too_many_proxies(limit)` -> the same for a VirtualKey on a tenant-owned
+  proxy beyond its namespace's `tenantProxies.maxInstances`.
 - `status_patch(status, observation, now, generation)` -> the `status` part
   of a merge patch, or None when nothing would change. It carries the whole
   `conditions` list (a merge patch replaces lists) with only the
@@ -49,11 +51,12 @@ class Reason(enum.StrEnum):
     KEY_NOT_FOUND = "KeyNotFound"
     UNAVAILABLE = "LiteLLMUnavailable"
     UNREADABLE = "LiteLLMAnswerUnreadable"
+    TOO_MANY_PROXIES = "TooManyTenantProxies"
 
 
 FOUND = frozenset({Reason.ACTIVE, Reason.BUDGET_EXCEEDED, Reason.EXPIRED, Reason.BLOCKED})
 # Reasons that say nothing new about the key: its last known values stay.
-KEEPS_LAST = frozenset({Reason.UNAVAILABLE, Reason.UNREADABLE})
+KEEPS_LAST = frozenset({Reason.UNAVAILABLE, Reason.UNREADABLE, Reason.TOO_MANY_PROXIES})
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ def observe(record: KeyRecord | None, now: datetime) -> Observation:
     if record is None or record.deleted:
         return Observation(
             Reason.KEY_NOT_FOUND,
-            "LiteLLM has no live key with this VirtualKey's token: it was deleted, or is "
-            "not created yet (see the KeyReady condition)",
+            "LiteLLM has no live key with this VirtualKey's alias that the function made for "
+            "it: it was deleted, is not created yet, or the alias is held by another key "
+            "(see aliasHolder and the KeyReady condition)",
             {"isActive": False},
         )
     fields: dict[str, Any] = {
@@ -148,10 +152,15 @@ def alias_holder(
 ) -> dict[str, Any] | None:
     """`status.aliasHolder`: who holds the alias of a key LiteLLM does not have (None: nobody).
 
-    The function replaces a key this VirtualKey made (its provenance names
-    it), or any key when the platform's TenancyPolicy opts in; only then
-    does the status get the holder's token and spend. Another tenant's key
-    is only ever named as "other".
+    `owner` is the holder's provenance as `KeyRecord.owner` counts it (made
+    and last changed by the master key): `other` for another VirtualKey's,
+    `unknown` for a key without provenance or not made by the master key
+    (a key made before provenance existed, or minted by a user with a forged
+    stamp). A key whose provenance names this VirtualKey and that holds its
+    alias is its current key, so `this` is only seen where two keys claim
+    one alias. Only when the platform's TenancyPolicy opts in to replacing
+    such keys (`replaceForeignKeys`) does the status get the holder's token
+    and spend; otherwise another key is only ever named.
     """
     if holder is None:
         return None
@@ -169,6 +178,19 @@ def alias_holder(
 def unavailable(message: str) -> Observation:
     """An observation that keeps every last known value."""
     return Observation(Reason.UNAVAILABLE, message)
+
+
+def too_many_proxies(limit: int) -> Observation:
+    """A VirtualKey whose tenant proxy the poller does not read: last values stay."""
+    return Observation(
+        Reason.TOO_MANY_PROXIES,
+        f"This namespace's VirtualKeys, Users and Teams use more tenant-owned proxies than "
+        f"the poller reads for one namespace ({limit}, the TenancyPolicy's "
+        "tenantProxies.maxInstances); the proxies read are the first ones in sorted order of "
+        "URL and master-key Secret, and this VirtualKey's is not one of them, so its status "
+        "shows the last known values. Move it to a proxy that is read, or ask the platform "
+        "team to raise tenantProxies.maxInstances",
+    )
 
 
 def condition_of(status: dict[str, Any]) -> dict[str, Any] | None:

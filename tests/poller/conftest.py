@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +173,83 @@ def proxy() -> Iterator[httpx.Client]:
         timeout=30,
     ) as client:
         yield client
+
+
+# --- raw-socket proxies: the bytes on the wire are exactly the hostile ones ---------------
+
+Writer = Callable[[socket.socket, str], None]
+
+
+class RawProxy:
+    """An HTTP server that answers every request by calling `write(socket, path)`."""
+
+    def __init__(self, write: Writer) -> None:
+        self.requests = 0
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                proxy.requests += 1
+                path = data.split(b" ", 2)[1].decode()
+                try:
+                    write(self.request, path)
+                except OSError:
+                    pass  # the client gave up, as it should
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[Writer], RawProxy]]:
+    made: list[RawProxy] = []
+
+    def make(write: Writer) -> RawProxy:
+        made.append(RawProxy(write))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+def answer(body: bytes, status: str = "200 OK") -> Writer:
+    def write(sock: socket.socket, _: str) -> None:
+        head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode() + body)
+
+    return write
+
+
+def routes(table: dict[str, bytes]) -> Writer:
+    """Answer each path (query string aside) from `table`; FastAPI's 404 for any other."""
+
+    def write(sock: socket.socket, path: str) -> None:
+        body = table.get(path.split("?", 1)[0])
+        if body is None:
+            answer(b'{"detail": "Not Found"}', "404 Not Found")(sock, path)
+        else:
+            answer(body)(sock, path)
+
+    return write
+
+
+def stamp(kind: str, namespace: str, name: str) -> dict[str, str]:
+    """The provenance the function writes on a user (kind `user`) or team (`team`)."""
+    return {"auth.litellm.ai/namespace": namespace, f"auth.litellm.ai/{kind}": name}

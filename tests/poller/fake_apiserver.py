@@ -12,15 +12,24 @@ It keeps objects in memory and checks what the poller relies on:
   field, as the status subresource does; a `metadata.resourceVersion` in
   the patch that is not the current one answers 409; each accepted write
   bumps resourceVersion and records the `fieldManager`.
-- Secrets (get), Events (create), Leases (get, create, update with a
-  resourceVersion check), TenancyPolicies and Namespaces (list, paged).
+- Secrets (get; list per namespace, paged, as full objects or, with the
+  `as=PartialObjectMetadataList` Accept header, metadata only; delete,
+  with uid and resourceVersion preconditions, 409 when they do not
+  match), Events (create), Leases (get, create, update with a
+  resourceVersion check), TenancyPolicies and Namespaces (list, paged),
+  provider-http Requests (`requests`, list across namespaces, paged, with
+  an equality `labelSelector`; `requests_served = False` answers 404).
+- `raw`: placeholder string -> JSON text put in every answer in place of
+  the placeholder, for JSON Python's encoder cannot write (nested deeper
+  than its recursion limit).
 - Faults: `fail(method, fragment, status, times)` answers `status` to the
   next matching requests; `before_patch` is called before a status patch
   is applied (to play a concurrent writer).
 
 What it does not check: authorization (RBAC), admission and the XRD's
 OpenAPI schema, server-side apply and managedFields merging, watch, label
-and field selectors, and the real API server's exact error bodies.
+selectors other than on Requests, field selectors, and the real API
+server's exact error bodies.
 """
 
 from __future__ import annotations
@@ -33,16 +42,19 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from benchmarks.loopback import LoopbackServer, read_body, send_json
+from benchmarks.loopback import LoopbackServer, read_body
 
 GROUP_PATH = "/apis/auth.litellm.ai/v1alpha1"
 POLICY_PATH = "/apis/litellm.fn.crossplane.io/v1beta1/tenancypolicies"
 NAMESPACES_PATH = "/api/v1/namespaces"
+REQUESTS_PATH = "/apis/http.m.crossplane.io/v1alpha2/requests"
+METADATA_ONLY = "as=PartialObjectMetadataList"
 KINDS = {
     "virtualkeys": "VirtualKey",
     "xvirtualkeys": "XVirtualKey",
@@ -91,6 +103,14 @@ class FakeAPIServer:
 
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    secret_meta: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deleted_secrets: list[tuple[str, str]] = field(default_factory=list)
+    # Accept headers of Secret listings: the poller asks for metadata only.
+    secret_list_accepts: list[str] = field(default_factory=list)
+    # provider-http Requests: (namespace, name) -> labels.
+    http_requests: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    requests_served: bool = True
+    raw: dict[str, str] = field(default_factory=dict)
     leases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -156,9 +176,24 @@ class FakeAPIServer:
         self.objects[key] = obj
         return key
 
-    def add_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+    def add_secret(
+        self, namespace: str, name: str, data: dict[str, str], created: datetime | None = None
+    ) -> None:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        self.secrets[(namespace, name)] = encoded
+        with self.lock:
+            self.secrets[(namespace, name)] = encoded
+            self.secret_meta[(namespace, name)] = {
+                "name": name,
+                "namespace": namespace,
+                "uid": f"uid-secret-{namespace}-{name}",
+                "resourceVersion": self.next_version(),
+                "creationTimestamp": (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+
+    def add_request(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        """A provider-http Request (only its metadata is kept)."""
+        with self.lock:
+            self.http_requests[(namespace, name)] = dict(labels)
 
     def add_policy(self, policy: dict[str, Any]) -> None:
         """Create or replace a TenancyPolicy."""
@@ -188,7 +223,7 @@ class FakeAPIServer:
 
     # -- request handling ----------------------------------------------------
 
-    def handle(  # noqa: PLR0911 - one return per route.
+    def handle(  # noqa: C901, PLR0911 - one return per route.
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, Any]:
         parts = urlsplit(target)
@@ -205,11 +240,12 @@ class FakeAPIServer:
             return self._virtualkeys(method, path[len(GROUP_PATH) :], query, headers, body)
         if path in (POLICY_PATH, NAMESPACES_PATH) and method == "GET":
             return 200, self._cluster_list(path, query)
-        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets/([^/]+)", path):
-            secret = self.secrets.get((m[1], m[2]))
-            if secret is None or method != "GET":
-                return _status(404, "secret not found")
-            return 200, {"apiVersion": "v1", "kind": "Secret", "data": secret}
+        if path == REQUESTS_PATH and method == "GET":
+            if not self.requests_served:
+                return _status(404, "the server could not find the requested resource")
+            return 200, self._requests(query, headers)
+        if m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets(?:/([^/]+))?", path):
+            return self._secret_route(method, (m[1], m[2]), query, headers, body)
         if (m := re.fullmatch(r"/api/v1/namespaces/([^/]+)/events", path)) and method == "POST":
             event = json.loads(body)
             with self.lock:
@@ -220,6 +256,81 @@ class FakeAPIServer:
         ):
             return self._lease(method, m[1], m[2], body)
         return _status(404, f"no route {path}")
+
+    def _secret_route(
+        self,
+        method: str,
+        where: tuple[str, str | None],
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, Any]:
+        namespace, name = where
+        if name is None:
+            if method != "GET":
+                return _status(405, "method not allowed")
+            return 200, self._secrets(namespace, query, headers)
+        if method == "DELETE":
+            return self._delete_secret((namespace, name), body)
+        secret = self.secrets.get((namespace, name))
+        if secret is None or method != "GET":
+            return _status(404, "secret not found")
+        meta = self.secret_meta.get((namespace, name), {})
+        return 200, {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": secret}
+
+    def _secrets(
+        self, namespace: str, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        accept = headers.get("accept", "")
+        with self.lock:
+            self.secret_list_accepts.append(accept)
+            keys = sorted(k for k in self.secrets if k[0] == namespace)
+            if METADATA_ONLY in accept:
+                meta = [{"metadata": copy.deepcopy(self.secret_meta[k])} for k in keys]
+                return _paged(meta, query, "PartialObjectMetadataList", self.version)
+            items: list[dict[str, Any]] = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": copy.deepcopy(self.secret_meta[k]),
+                    "data": dict(self.secrets[k]),
+                }
+                for k in keys
+            ]
+            return _paged(items, query, "SecretList", self.version)
+
+    def _delete_secret(self, key: tuple[str, str], body: bytes) -> tuple[int, Any]:
+        options = json.loads(body) if body else {}
+        wanted = options.get("preconditions") or {}
+        with self.lock:
+            meta = self.secret_meta.get(key)
+            if meta is None:
+                return _status(404, "secret not found")
+            for name in ("uid", "resourceVersion"):
+                if name in wanted and wanted[name] != meta[name]:
+                    return _status(409, f"Precondition failed: {name} does not match")
+            del self.secrets[key]
+            del self.secret_meta[key]
+            self.deleted_secrets.append(key)
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+    def _requests(self, query: dict[str, list[str]], headers: dict[str, str]) -> dict[str, Any]:
+        selector = query.get("labelSelector", [""])[0]
+        wanted = dict(p.split("=", 1) for p in selector.split(",") if p)
+        with self.lock:
+            items = [
+                {
+                    "metadata": {"name": name, "namespace": ns, "labels": dict(labels)},
+                    **(
+                        {}
+                        if METADATA_ONLY in headers.get("accept", "")
+                        else {"spec": {}, "status": {}}
+                    ),
+                }
+                for (ns, name), labels in sorted(self.http_requests.items())
+                if all(labels.get(k) == v for k, v in wanted.items())
+            ]
+            return _paged(items, query, "RequestList", self.version)
 
     def _cluster_list(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         """TenancyPolicies or Namespaces, one page."""
@@ -375,7 +486,16 @@ def _handler(server: FakeAPIServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             body = read_body(self)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            send_json(self, *server.handle(self.command, self.path, headers, body))
+            code, payload = server.handle(self.command, self.path, headers, body)
+            text = json.dumps(payload)
+            for placeholder, raw in server.raw.items():
+                text = text.replace(json.dumps(placeholder), raw)
+            data = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
 

@@ -2,16 +2,26 @@
 
 - the spend, budget reset and members of a user and a team the real proxy
   holds reach their status in two LiteLLM requests, whatever their number;
+- a LiteLLM user or team counts only if its ID matches AND its provenance
+  names the object: a tenant whose `<namespace>.<id>` is a platform user's
+  or team's ID gets nothing of theirs (on the real proxy);
 - a proxy that is down, or answers nonsense, writes nothing (the last
   values stay), and another proxy's Users and Teams are written meanwhile;
+- one user or team whose object is hostile (a spend of 1e300, NaN, a
+  4,400-digit integer, a string) is that object's problem alone; listings
+  stop at the page cap and the deadline, and on the stop signal;
 - `account_patch` writes only what changed (a table).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,10 +29,21 @@ import httpx
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
+from function.poller import accounts as accounts_module
 from function.poller.accounts import Account, account_patch
 from function.poller.cycle import Poller
 from function.poller.kube import KubeCluster
-from tests.poller.conftest import MASTER_NAMESPACE, MASTER_SECRET, instance_name, make_poller
+from tests.poller.conftest import (
+    MASTER_NAMESPACE,
+    MASTER_SECRET,
+    RawProxy,
+    Writer,
+    answer,
+    instance_name,
+    make_poller,
+    routes,
+    stamp,
+)
 from tests.poller.fake_apiserver import FakeAPIServer
 
 RUN = uuid.uuid4().hex[:8]
@@ -32,16 +53,24 @@ needs_proxy = pytest.mark.skipif(
 )
 
 
-def account(plural: str, name: str, url: str, status: dict[str, Any] | None = None) -> Any:
+def account(
+    plural: str,
+    name: str,
+    url: str,
+    status: dict[str, Any] | None = None,
+    *,
+    namespace: str = NAMESPACE,
+    **spec_fields: Any,
+) -> Any:
     """A User or Team as the function leaves it, naming the instance at `url`."""
     connection = {"instanceRef": {"name": instance_name(url), "namespace": MASTER_NAMESPACE}}
-    spec: dict[str, Any] = {"connectionRef": connection}
+    spec: dict[str, Any] = {"connectionRef": connection, **spec_fields}
     if plural == "users":
         spec["userEmail"] = f"{name}@example.com"
     else:
         spec["teamAlias"] = name
     return {
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
         "status": status or {},
     }
@@ -64,11 +93,22 @@ def test_spend_budget_and_members_in_two_requests(
     user_id, team_id = f"{NAMESPACE}.{user}", f"{NAMESPACE}.{team}"
     made = proxy.post(
         "/user/new",
-        json={"user_id": user_id, "user_email": f"{user}@example.com", "auto_create_key": False},
+        json={
+            "user_id": user_id,
+            "user_email": f"{user}@example.com",
+            "auto_create_key": False,
+            "metadata": stamp("user", NAMESPACE, user),
+        },
     )
     assert made.status_code == 200, made.text
     made = proxy.post(
-        "/team/new", json={"team_id": team_id, "team_alias": team, "budget_duration": "30d"}
+        "/team/new",
+        json={
+            "team_id": team_id,
+            "team_alias": team,
+            "budget_duration": "30d",
+            "metadata": stamp("team", NAMESPACE, team),
+        },
     )
     assert made.status_code == 200, made.text
     added = proxy.post(
@@ -187,3 +227,209 @@ def test_a_kind_the_rbac_does_not_grant_stops_no_other(
     apiserver.add("teams", account("teams", f"t-{RUN}", litellm.url))
     report = poller.cycle()
     assert report.accounts == 1
+
+
+@needs_proxy
+@pytest.mark.e2e
+def test_a_colliding_id_gets_nothing_of_the_platforms_user_or_team(
+    proxy: httpx.Client, apiserver: FakeAPIServer, poller: Poller
+) -> None:
+    url = os.environ["LITELLM_URL"]
+    # The platform's own user and team (no provenance of any User or Team), with spend.
+    namespace = f"john-{RUN}"
+    user_id, team_id = f"{namespace}.doe@corp.example", f"{namespace}.doe-team"
+    assert (
+        proxy.post(
+            "/user/new", json={"user_id": user_id, "spend": 3.5, "auto_create_key": False}
+        ).status_code
+        == 200
+    )
+    made = proxy.post("/team/new", json={"team_id": team_id, "budget_duration": "30d"})
+    assert made.status_code == 200, made.text
+    member = {"team_id": team_id, "member": [{"user_id": user_id, "role": "user"}]}
+    assert proxy.post("/team/member_add", json=member).status_code == 200
+    # A tenant named `john` picks the IDs that make the same LiteLLM IDs, and may even
+    # write them into its own status (its edit role allows it).
+    forged = {"userID": user_id, "teamID": team_id}
+    user_key = apiserver.add(
+        "users",
+        account("users", "doe", url, forged, namespace=namespace, userID="doe@corp.example"),
+    )
+    team_key = apiserver.add(
+        "teams", account("teams", "doe", url, forged, namespace=namespace, teamID="doe-team")
+    )
+    # A platform user the tenant named in its own namespace's stamp, but under another
+    # object's name, does not count either.
+    other_user = f"{namespace}.other"
+    stamped = {"user_id": other_user, "spend": 1, "metadata": stamp("user", namespace, "else")}
+    assert proxy.post("/user/new", json={**stamped, "auto_create_key": False}).status_code == 200
+    other_key = apiserver.add("users", account("users", "other", url, namespace=namespace))
+    try:
+        report = poller.cycle()
+        assert report.accounts == 3
+        assert report.unavailable == []
+        for key in (user_key, team_key, other_key):
+            status = apiserver.status(key)
+            assert "spend" not in status, key
+            assert "members" not in status, key
+            assert apiserver.writes_to(key) == [], key
+    finally:
+        proxy.post("/team/delete", json={"team_ids": [team_id]})
+        proxy.post("/user/delete", json={"user_ids": [user_id, other_user]})
+
+
+def _users(*objects: dict[str, Any]) -> bytes:
+    return json.dumps({"users": list(objects), "total_pages": 1, "page": 1}).encode()
+
+
+def _teams(*objects: dict[str, Any], total_pages: int = 1) -> bytes:
+    return json.dumps({"teams": list(objects), "total_pages": total_pages}).encode()
+
+
+def _user(name: str, spend: Any) -> dict[str, Any]:
+    return {
+        "user_id": f"{NAMESPACE}.{name}",
+        "spend": spend,
+        "metadata": stamp("user", NAMESPACE, name),
+    }
+
+
+HOSTILE_SPENDS = {
+    "1e300": b"1e300",
+    "NaN": b"NaN",
+    "Infinity": b"-Infinity",
+    "4400 digits": b"9" * 4400,
+    "400 digits": b"9" * 400,
+    "a string": b'"lots"',
+    "an object": b'{"usd": 1}',
+    "negative": b"-5",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SPENDS))
+def test_one_hostile_user_or_team_stays_with_its_object(
+    apiserver: FakeAPIServer,
+    poller: Poller,
+    raw: Callable[[Writer], RawProxy],
+    case: str,
+) -> None:
+    marker = "__HOSTILE__"
+    good_team = {
+        "team_id": f"{NAMESPACE}.good",
+        "spend": 0.5,
+        "metadata": stamp("team", NAMESPACE, "good"),
+    }
+    bad_team = {**good_team, "team_id": f"{NAMESPACE}.bad", "spend": marker}
+    bad_team["metadata"] = stamp("team", NAMESPACE, "bad")
+    users = _users(_user("good", 0.25), _user("bad", marker))
+    teams = _teams(good_team, bad_team)
+    hostile = json.dumps(marker).encode()
+    proxy = raw(
+        routes(
+            {
+                "/user/list": users.replace(hostile, HOSTILE_SPENDS[case]),
+                "/v2/team/list": teams.replace(hostile, HOSTILE_SPENDS[case]),
+            }
+        )
+    )
+    last = {"spend": "1.5"}
+    keys = {
+        (plural, name): apiserver.add(
+            plural, account(plural, name, proxy.url, dict(last) if name == "bad" else None)
+        )
+        for plural in ("users", "teams")
+        for name in ("good", "bad")
+    }
+    report = poller.cycle()  # must not raise
+    assert report.unavailable == [], case
+    assert apiserver.status(keys["users", "good"])["spend"] == "0.25"
+    assert apiserver.status(keys["teams", "good"])["spend"] == "0.5"
+    for plural in ("users", "teams"):
+        assert apiserver.status(keys[plural, "bad"]) == last, (case, plural)
+
+
+def test_an_error_with_one_user_is_that_users_alone(
+    apiserver: FakeAPIServer,
+    poller: Poller,
+    raw: Callable[[Writer], RawProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = raw(routes({"/user/list": _users(_user("good", 0.25), _user("bad", 2))}))
+    good = apiserver.add("users", account("users", "good", proxy.url))
+    bad = apiserver.add("users", account("users", "bad", proxy.url))
+    real = accounts_module.account_patch
+
+    def patch(status: dict[str, Any], found: Account | None, *, team: bool) -> Any:
+        if found is not None and found.spend == 2:
+            raise ZeroDivisionError
+        return real(status, found, team=team)
+
+    monkeypatch.setattr("function.poller.cycle.account_patch", patch)
+    poller.cycle()
+    assert apiserver.status(good)["spend"] == "0.25"
+    assert apiserver.status(bad) == {}
+
+
+def test_team_pages_stop_at_the_cap_and_keys_go_on(
+    apiserver: FakeAPIServer, cluster: KubeCluster, raw: Callable[[Writer], RawProxy]
+) -> None:
+    apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": "sk-master"})
+    other = {"team_id": "someone-else", "spend": 1}
+    proxy = raw(
+        routes(
+            {
+                "/v2/team/list": _teams(other, total_pages=10**9),
+                "/key/list": b'{"keys": [], "total_pages": 1}',
+            }
+        )
+    )
+    team = apiserver.add("teams", account("teams", "t", proxy.url, {"spend": "1"}))
+    report = make_poller(cluster, litellm_max_pages=5).cycle()
+    assert proxy.requests == 5  # the team pages read, then it stops
+    assert apiserver.status(team) == {"spend": "1"}
+    assert report.accounts == 1
+
+
+def test_a_slow_user_listing_is_cut_at_the_deadline(
+    apiserver: FakeAPIServer, cluster: KubeCluster, raw: Callable[[Writer], RawProxy]
+) -> None:
+    apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": "sk-master"})
+
+    def slow(sock: socket.socket, path: str) -> None:
+        time.sleep(0.4)
+        body = json.dumps({"users": [{"user_id": "someone-else"}], "total_pages": 99}).encode()
+        answer(body)(sock, path)
+
+    proxy = raw(slow)
+    user = apiserver.add("users", account("users", "u", proxy.url, {"spend": "1"}))
+    poller = make_poller(cluster, litellm_deadline=1.0, litellm_timeout=5.0)
+    started = time.monotonic()
+    report = poller.cycle()
+    assert time.monotonic() - started < 2.5
+    assert apiserver.status(user) == {"spend": "1"}
+    assert report.accounts == 1
+    instance = f"{proxy.url} ({MASTER_NAMESPACE}/{MASTER_SECRET})"
+    assert poller.instance(instance).backoff.failures == 1
+
+
+def test_the_stop_signal_ends_a_listing(
+    apiserver: FakeAPIServer, cluster: KubeCluster, raw: Callable[[Writer], RawProxy]
+) -> None:
+    apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": "sk-master"})
+    stop = threading.Event()
+
+    def stopping(sock: socket.socket, path: str) -> None:
+        stop.set()  # SIGTERM arrives while the first page is being read
+        body = json.dumps({"teams": [{"team_id": "someone-else"}], "total_pages": 50}).encode()
+        answer(body)(sock, path)
+
+    proxy = raw(stopping)
+    team = apiserver.add("teams", account("teams", "t", proxy.url, {"spend": "1"}))
+    poller = make_poller(cluster)
+    report = poller.cycle(stop=stop)
+    assert proxy.requests == 1
+    assert apiserver.writes == []
+    assert apiserver.status(team) == {"spend": "1"}
+    instance = f"{proxy.url} ({MASTER_NAMESPACE}/{MASTER_SECRET})"
+    assert report.not_reached == [instance]
+    assert poller.instance(instance).backoff.failures == 0  # stopping is no failure

@@ -29,7 +29,7 @@ def _free_port() -> int:
 def _seed(apiserver: FakeAPIServer, litellm: FakeLiteLLM) -> None:
     apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": litellm.master_key})
     token = token_of(new_raw_key())
-    litellm.add(token, "svc", spend=0.85, max_budget=1.0)
+    litellm.add(token, "svc", spend=0.85, max_budget=1.0, owner=("team-a", "svc"))
     apiserver.add("virtualkeys", virtualkey("svc", litellm.url, token=token))
 
 

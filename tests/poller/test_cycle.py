@@ -37,6 +37,7 @@ def test_writes_spend_state_and_condition_through_the_status_subresource(
         spend=0.00480000000000014,
         max_budget=10.0,
         budget_reset_at="2026-11-29T00:00:00Z",
+        owner=("team-a", "svc-a"),
     )
     key = apiserver.add("virtualkeys", virtualkey("svc-a", litellm.url, token=token))
 
@@ -69,7 +70,7 @@ def test_only_changed_keys_are_written(
     keys = []
     for i in range(5):
         token = token_of(new_raw_key())
-        litellm.add(token, f"svc-{i}", spend=0.0)
+        litellm.add(token, f"svc-{i}", spend=0.0, owner=("team-a", f"svc-{i}"))
         keys.append(apiserver.add("virtualkeys", virtualkey(f"svc-{i}", litellm.url, token=token)))
     poller = make_poller(cluster)
     assert poller.cycle().writes == 5
@@ -89,7 +90,7 @@ def test_requests_grow_with_keys_over_100(
     _setup(apiserver, litellm)
     for i in range(250):
         token = token_of(f"sk-bulk-{i}")
-        litellm.add(token, f"bulk-{i}", spend=i / 100)
+        litellm.add(token, f"bulk-{i}", spend=i / 100, owner=("team-a", f"bulk-{i}"))
         apiserver.add("virtualkeys", virtualkey(f"bulk-{i}", litellm.url, token=token))
     report = make_poller(cluster).cycle()
     assert report.writes == 250
@@ -111,17 +112,17 @@ def test_reasons_for_blocked_expired_over_budget_and_missing_keys(
     keys = {}
     for name, (fields, _) in cases.items():
         token = token_of(new_raw_key())
-        litellm.add(token, name, **fields)
+        litellm.add(token, name, owner=("team-a", name), **fields)
         keys[name] = apiserver.add("virtualkeys", virtualkey(name, litellm.url, token=token))
     deleted = token_of(new_raw_key())
-    litellm.add(deleted, "deleted").deleted = True
+    litellm.add(deleted, "deleted", owner=("team-a", "deleted")).deleted = True
     keys["deleted"] = apiserver.add(
         "virtualkeys", virtualkey("deleted", litellm.url, token=deleted)
     )
     keys["unknown"] = apiserver.add(
         "virtualkeys", virtualkey("unknown", litellm.url, token=token_of(new_raw_key()))
     )
-    make_poller(cluster).cycle()
+    report = make_poller(cluster).cycle()
     expected = {name: reason for name, (_, reason) in cases.items()}
     expected |= {"deleted": "KeyNotFound", "unknown": "KeyNotFound"}
     for name, reason in expected.items():
@@ -129,18 +130,25 @@ def test_reasons_for_blocked_expired_over_budget_and_missing_keys(
         assert _condition(status)["reason"] == reason, name
         assert status["isActive"] is (reason == "Active"), name
     assert apiserver.status(keys["never-blocked"])["expiryDate"] == "2999-01-01T00:00:00Z"
-    # Two missing keys cost one confirming /v2/key/info, not one request each.
-    assert litellm.requests["/v2/key/info"] == 1
+    # The listing is one page; each missing alias no key holds is confirmed once, by alias.
+    assert (litellm.requests["/key/list"], report.requests) == (3, 3)
+    assert litellm.requests["/v2/key/info"] + litellm.requests["/key/info"] == 0
 
 
-def test_alias_is_used_until_the_token_hash_is_written(
+def test_a_key_is_found_by_alias_and_provenance_whatever_the_status_says(
     apiserver: FakeAPIServer, litellm: FakeLiteLLM, cluster: KubeCluster
 ) -> None:
     _setup(apiserver, litellm)
-    litellm.add(token_of(new_raw_key()), "team-a-svc", spend=2.0)
-    key = apiserver.add("virtualkeys", virtualkey("svc", litellm.url, alias="team-a-svc"))
+    litellm.add(token_of(new_raw_key()), "team-a-svc", spend=2.0, owner=("team-a", "svc"))
+    # No tokenHash yet, and one that names no key: neither plays a part.
+    fresh = apiserver.add("virtualkeys", virtualkey("svc", litellm.url, alias="team-a-svc"))
     make_poller(cluster).cycle()
-    assert apiserver.status(key)["currentSpend"] == "2"
+    assert apiserver.status(fresh)["currentSpend"] == "2"
+    apiserver.set_status(fresh, {"tokenHash": "f" * 64})
+    apiserver.writes.clear()
+    make_poller(cluster).cycle()
+    assert apiserver.status(fresh)["currentSpend"] == "2"
+    assert apiserver.writes == []
 
 
 def test_legacy_xvirtualkey_is_polled_and_events_go_to_its_claim(
@@ -148,7 +156,7 @@ def test_legacy_xvirtualkey_is_polled_and_events_go_to_its_claim(
 ) -> None:
     _setup(apiserver, litellm)
     token = token_of(new_raw_key())
-    litellm.add(token, "legacy", blocked=True)
+    litellm.add(token, "legacy", blocked=True, owner=("team-b", "legacy"))
     xr = virtualkey("legacy-x7k2p", litellm.url, alias="legacy", token=token)
     del xr["metadata"]["namespace"]
     xr["metadata"]["labels"] = {
@@ -178,7 +186,7 @@ def test_a_legacy_claim_is_left_to_its_xr(
     # XR's status to them. Polling both cost two LiteLLM reads and two writes a key.
     _setup(apiserver, litellm)
     token = token_of(new_raw_key())
-    litellm.add(token, "legacy", spend=1.5)
+    litellm.add(token, "legacy", spend=1.5, owner=("team-a", "legacy"))
     xr = virtualkey("legacy-x7k2p", litellm.url, alias="legacy", token=token)
     del xr["metadata"]["namespace"]
     xr["metadata"]["labels"] = {
@@ -206,7 +214,7 @@ def test_missing_legacy_crd_is_skipped(
     _setup(apiserver, litellm)
     apiserver.served = {"virtualkeys"}
     token = token_of(new_raw_key())
-    litellm.add(token, "svc")
+    litellm.add(token, "svc", owner=("team-a", "svc"))
     apiserver.add("virtualkeys", virtualkey("svc", litellm.url, token=token))
     assert make_poller(cluster).cycle().writes == 1
 

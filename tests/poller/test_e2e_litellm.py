@@ -1,5 +1,6 @@
 """Against the real LiteLLM proxy (`../shared/litellm/up.sh`): spend, blocked,
-expired, over budget and deleted keys, seen through VirtualKey status."""
+expired, over budget and deleted keys, seen through VirtualKey status; and a
+hostile tenant's forged status and forged provenance, which match nothing."""
 
 from __future__ import annotations
 
@@ -33,17 +34,29 @@ pytestmark = [
 RUN = uuid.uuid4().hex[:8]
 
 
+def _stamp(namespace: str, name: str) -> dict[str, str]:
+    """The provenance the function writes on every key it makes."""
+    return {"auth.litellm.ai/namespace": namespace, "auth.litellm.ai/virtualkey": name}
+
+
 def _generate(
-    proxy: httpx.Client, apiserver: FakeAPIServer, name: str, **fields: Any
+    proxy: httpx.Client,
+    apiserver: FakeAPIServer,
+    name: str,
+    namespace: str = "team-a",
+    **fields: Any,
 ) -> tuple[str, Key]:
+    """A key made by the master key for VirtualKey `namespace/name`, as the function makes it."""
     raw = new_raw_key()
     alias = f"poller-{name}-{RUN}"
-    response = proxy.post(
-        "/key/generate", json={"key": raw, "key_alias": alias, "models": ["gpt-4o"], **fields}
-    )
+    body = {"key": raw, "key_alias": alias, "models": ["gpt-4o"], **fields}
+    body.setdefault("metadata", _stamp(namespace, name))
+    response = proxy.post("/key/generate", json=body)
     assert response.status_code == 200, response.text
     assert response.json()["token"] == token_of(raw)
-    xr = virtualkey(name, os.environ["LITELLM_URL"], alias=alias, token=token_of(raw))
+    xr = virtualkey(
+        name, os.environ["LITELLM_URL"], alias=alias, token=token_of(raw), namespace=namespace
+    )
     return raw, apiserver.add("virtualkeys", xr)
 
 
@@ -135,14 +148,7 @@ def test_requests_are_bulk(proxy: httpx.Client, apiserver: FakeAPIServer, setup:
 
 
 HOLDERS = {
-    "made-by-this-virtualkey": (
-        {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/virtualkey": "held"},
-        "this",
-    ),
-    "another-tenants": (
-        {"auth.litellm.ai/namespace": "team-b", "auth.litellm.ai/virtualkey": "held"},
-        "other",
-    ),
+    "another-tenants": (_stamp("team-b", "held"), "other"),
     "no-provenance": ({}, "unknown"),
 }
 
@@ -152,26 +158,95 @@ def test_the_key_holding_a_missing_keys_alias_is_identified(
     proxy: httpx.Client, apiserver: FakeAPIServer, setup: Poller, case: str
 ) -> None:
     metadata, owner = HOLDERS[case]
-    told = owner == "this"
-    # A key left on the proxy by an earlier cluster, with some spend on it.
+    # A key left on the proxy by another VirtualKey, or made before provenance existed.
     raw = new_raw_key()
     alias = f"poller-held-{owner}-{RUN}"
     made = proxy.post(
         "/key/generate", json={"key": raw, "key_alias": alias, "metadata": metadata, "spend": 1.25}
     )
     assert made.status_code == 200, made.text
-    # This cluster's VirtualKey wants another key under that alias.
     xr = virtualkey("held", os.environ["LITELLM_URL"], alias=alias, token=token_of(new_raw_key()))
     key = apiserver.add("virtualkeys", xr)
     setup.cycle()
-    holder = apiserver.status(key)["aliasHolder"]
-    assert holder["owner"] == owner
-    if told:
-        assert holder == {"owner": "this", "tokenHash": token_of(raw), "spend": "1.25"}
-    else:
-        assert set(holder) == {"owner"}  # another tenant's key: only that it exists
-    assert raw not in json.dumps(apiserver.status(key))
+    status = apiserver.status(key)
+    assert status["aliasHolder"] == {"owner": owner}  # only that it exists: not its token
+    assert (status["isActive"], "currentSpend" in status) == (False, False)
+    assert raw not in json.dumps(status)
     # Once the holder is gone, so is the field.
     assert proxy.post("/key/delete", json={"keys": [raw]}).status_code == 200
     setup.cycle()
     assert "aliasHolder" not in apiserver.status(key)
+
+
+def test_a_key_this_virtualkey_made_before_a_reinstall_is_its_key(
+    proxy: httpx.Client, apiserver: FakeAPIServer, setup: Poller
+) -> None:
+    # Its provenance names this VirtualKey and the master key made it: whatever token the
+    # (rebuilt) status holds, that key is this VirtualKey's, spend and all.
+    raw, _ = _generate(proxy, apiserver, "reinstalled", spend=1.25)
+    del apiserver.objects[("virtualkeys", "team-a", "reinstalled")]
+    xr = virtualkey(
+        "reinstalled",
+        os.environ["LITELLM_URL"],
+        alias=f"poller-reinstalled-{RUN}",
+        token=token_of(new_raw_key()),
+    )
+    key = apiserver.add("virtualkeys", xr)
+    setup.cycle()
+    status = apiserver.status(key)
+    assert (status["currentSpend"], status["isActive"]) == ("1.25", True)
+    assert "aliasHolder" not in status
+    proxy.post("/key/delete", json={"keys": [raw]})
+
+
+def _user_key(proxy: httpx.Client, user_id: str, role: str) -> str:
+    """A LiteLLM user with `role`, and a key of its own (what a tenant could be given)."""
+    made = proxy.post(
+        "/user/new", json={"user_id": user_id, "user_role": role, "auto_create_key": False}
+    )
+    assert made.status_code == 200, made.text
+    key = proxy.post("/key/generate", json={"user_id": user_id})
+    assert key.status_code == 200, key.text
+    return str(key.json()["key"])
+
+
+def test_a_forged_status_or_a_forged_stamp_gets_no_other_key(
+    proxy: httpx.Client, apiserver: FakeAPIServer, setup: Poller
+) -> None:
+    url = os.environ["LITELLM_URL"]
+    # team-b's key, made by the function (the master key) for team-b's VirtualKey, has spent.
+    victim_raw, victim = _generate(proxy, apiserver, "victim", namespace="team-b", spend=2.5)
+    victim_token = token_of(victim_raw)
+    # team-a writes team-b's token into its own VirtualKey's status (its edit role allows it).
+    thief_alias = f"poller-thief-{RUN}"
+    thief = apiserver.add(
+        "virtualkeys", virtualkey("thief", url, alias=thief_alias, token=victim_token)
+    )
+    # A user who may call /key/generate mints a key with team-a's alias and a stamp naming
+    # team-a's VirtualKey: created_by is that user, not the master key.
+    mallory = f"poller-mallory-{RUN}"
+    minted: list[str] = []
+    try:
+        forged = proxy.post(
+            "/key/generate",
+            headers={"Authorization": f"Bearer {_user_key(proxy, mallory, 'internal_user')}"},
+            json={"key_alias": thief_alias, "metadata": _stamp("team-a", "thief"), "spend": 7},
+        )
+        assert forged.status_code == 200, forged.text
+        assert forged.json()["created_by"] == mallory
+        minted.append(forged.json()["token"])
+
+        setup.cycle()
+
+        assert apiserver.status(victim)["currentSpend"] == "2.5"
+        status = apiserver.status(thief)
+        reason = next(c for c in status["conditions"] if c["type"] == "SpendSynced")
+        assert reason["reason"] == "KeyNotFound"
+        assert status["isActive"] is False
+        assert "currentSpend" not in status  # neither team-b's 2.5 nor the forged key's 7
+        # The alias is held by a key nobody can vouch for: named, never told.
+        assert status["aliasHolder"] == {"owner": "unknown"}
+        assert status["tokenHash"] == victim_token  # left as the tenant wrote it
+    finally:
+        proxy.post("/key/delete", json={"keys": [victim_token, *minted]})
+        proxy.post("/user/delete", json={"user_ids": [mallory]})

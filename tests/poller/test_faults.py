@@ -28,7 +28,14 @@ def _spend_synced(status: dict[str, Any]) -> dict[str, Any]:
 def _seed(apiserver: FakeAPIServer, litellm: FakeLiteLLM, name: str = "svc") -> Key:
     apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": litellm.master_key})
     token = token_of(new_raw_key())
-    litellm.add(token, name, spend=3.5, max_budget=10.0, expires="2999-01-01T00:00:00Z")
+    litellm.add(
+        token,
+        name,
+        spend=3.5,
+        max_budget=10.0,
+        expires="2999-01-01T00:00:00Z",
+        owner=("team-a", name),
+    )
     return apiserver.add("virtualkeys", virtualkey(name, litellm.url, token=token))
 
 
@@ -116,7 +123,7 @@ def test_one_instance_down_does_not_stall_the_other(
         keys = {}
         for fake, name in ((up, "up"), (down, "down")):
             token = token_of(new_raw_key())
-            fake.add(token, name, spend=1.0)
+            fake.add(token, name, spend=1.0, owner=("team-a", name))
             keys[name] = apiserver.add("virtualkeys", virtualkey(name, fake.url, token=token))
         poller = make_poller(cluster, litellm_timeout=0.5)
         poller.cycle()

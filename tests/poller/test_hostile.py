@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import socket
-import socketserver
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +25,9 @@ from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
 from tests.poller.conftest import (
     MASTER_NAMESPACE,
     MASTER_SECRET,
+    RawProxy,
+    Writer,
+    answer,
     make_poller,
     new_raw_key,
     token_of,
@@ -35,70 +36,32 @@ from tests.poller.conftest import (
 from tests.poller.fake_apiserver import FakeAPIServer, Key
 from tests.poller.samples import sample
 
-Writer = Callable[[socket.socket, str], None]
 
+def listed(
+    token: str, alias: str, owner: tuple[str, str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A /key/list entry as LiteLLM 1.108.7 gives it, with some fields replaced.
 
-class RawProxy:
-    """An HTTP server that answers every request by calling `write(socket, path)`."""
-
-    def __init__(self, write: Writer) -> None:
-        self.requests = 0
-        proxy = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = self.request.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                proxy.requests += 1
-                path = data.split(b" ", 2)[1].decode()
-                try:
-                    write(self.request, path)
-                except OSError:
-                    pass  # the client gave up, as it should
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def raw() -> Iterator[Callable[[Writer], RawProxy]]:
-    made: list[RawProxy] = []
-
-    def make(write: Writer) -> RawProxy:
-        made.append(RawProxy(write))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.close()
-
-
-def answer(body: bytes, status: str = "200 OK") -> Writer:
-    def write(sock: socket.socket, _: str) -> None:
-        head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        sock.sendall(head.encode() + body)
-
-    return write
-
-
-def listed(token: str, alias: str, **fields: Any) -> dict[str, Any]:
-    """A /key/list entry as LiteLLM 1.108.7 gives it, with some fields replaced."""
+    Made by the master key, with the provenance naming VirtualKey `owner`
+    (default: team-a's VirtualKey named as the alias).
+    """
     entry: dict[str, Any] = dict(sample("08-key-list-full.json")["body"]["keys"][1])
-    entry.update({"token": token, "key_alias": alias, "spend": 0.5, "expires": None, **fields})
+    namespace, name = owner or ("team-a", alias)
+    entry.update(
+        {
+            "token": token,
+            "key_alias": alias,
+            "spend": 0.5,
+            "expires": None,
+            "created_by": "default_user_id",
+            "updated_by": "default_user_id",
+            "metadata": {
+                "auth.litellm.ai/namespace": namespace,
+                "auth.litellm.ai/virtualkey": name,
+            },
+            **fields,
+        }
+    )
     return entry
 
 
@@ -168,7 +131,7 @@ def test_a_nested_json_answer_stays_with_its_proxy(
     hostile = raw(answer(DEEP))
     _seed(apiserver, litellm.master_key)
     healthy_token = token_of(new_raw_key())
-    litellm.add(healthy_token, "healthy", spend=1.25)
+    litellm.add(healthy_token, "healthy", spend=1.25, owner=("team-a", "healthy"))
     hostile_key = apiserver.add("virtualkeys", virtualkey("deep", hostile.url, token="a" * 64))
     healthy_key = apiserver.add(
         "virtualkeys", virtualkey("healthy", litellm.url, token=healthy_token)
@@ -176,8 +139,30 @@ def test_a_nested_json_answer_stays_with_its_proxy(
     report = make_poller(cluster).cycle()
     assert len(report.unavailable) == 1
     assert _reason(apiserver, hostile_key) == "LiteLLMUnavailable"
-    assert "malformed JSON" in _spend_synced(apiserver, hostile_key)["message"]
+    # Decoded with everything 64 levels down dropped: no key object is left whole.
+    assert "unexpected answer" in _spend_synced(apiserver, hostile_key)["message"]
     assert _status(apiserver, healthy_key)["currentSpend"] == "1.25"
+
+
+def test_one_keys_deeply_nested_metadata_hides_no_other_key(
+    apiserver: FakeAPIServer, cluster: KubeCluster, raw: Callable[[Writer], RawProxy]
+) -> None:
+    # A user allowed to call /key/generate can nest a key's metadata thousands deep;
+    # Python's json gives up past about a thousand levels, and with it the whole page.
+    deep, good = token_of(new_raw_key()), token_of(new_raw_key())
+    hostile = json.dumps(listed(deep, "deep")).replace(
+        '"metadata": {', '"metadata": {"x": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + ", ", 1
+    )
+    body = '{"keys": [' + hostile + ", " + json.dumps(listed(good, "good")) + '], "total_pages": 1}'
+    proxy = raw(answer(body.encode()))
+    _seed(apiserver, "sk-master")
+    deep_key = apiserver.add("virtualkeys", virtualkey("deep", proxy.url))
+    good_key = apiserver.add("virtualkeys", virtualkey("good", proxy.url))
+    report = make_poller(cluster).cycle()
+    assert report.unavailable == []
+    assert _status(apiserver, good_key)["currentSpend"] == "0.5"
+    # The provenance sits beside the deep part, so the hostile key is still its own.
+    assert _status(apiserver, deep_key)["currentSpend"] == "0.5"
 
 
 def test_a_bug_in_one_instance_stays_there(
@@ -190,15 +175,15 @@ def test_a_bug_in_one_instance_stays_there(
     proxy = raw(answer(listing()))
     _seed(apiserver, litellm.master_key)
     token = token_of(new_raw_key())
-    litellm.add(token, "healthy", spend=2)
+    litellm.add(token, "healthy", spend=2, owner=("team-a", "healthy"))
     broken_key = apiserver.add("virtualkeys", virtualkey("broken", proxy.url, token="b" * 64))
     healthy_key = apiserver.add("virtualkeys", virtualkey("healthy", litellm.url, token=token))
     real_fetch = KeyFetcher.fetch
 
-    def fetch(self: KeyFetcher, wanted: list[Wanted]) -> Any:
+    def fetch(self: KeyFetcher, wanted: list[Wanted], deadline: Any = None) -> Any:
         if self.client is not None and proxy.url in str(self.client._client.base_url):
             raise ZeroDivisionError
-        return real_fetch(self, wanted)
+        return real_fetch(self, wanted, deadline)
 
     monkeypatch.setattr(KeyFetcher, "fetch", fetch)
     make_poller(cluster).cycle()
@@ -277,7 +262,7 @@ def test_endless_pages_stop_at_the_cap(raw: Callable[[Writer], RawProxy]) -> Non
     client = LiteLLMClient(proxy.url, "sk-master", timeout=5.0)
     fetcher = KeyFetcher(client, FetchMode.BULK, max_pages=7)
     with pytest.raises(LiteLLMTemporaryError, match="more than 7 pages"):
-        fetcher.fetch([Wanted("c" * 64, "mine")])
+        fetcher.fetch([Wanted("mine", ("team-a", "mine"))])
     assert proxy.requests == 7
     client.close()
 
@@ -293,7 +278,7 @@ def test_one_slow_proxy_gets_one_deadline(raw: Callable[[Writer], RawProxy]) -> 
     fetcher = KeyFetcher(client, FetchMode.BULK, deadline=1.0)
     started = time.monotonic()
     with pytest.raises(LiteLLMTemporaryError, match="took longer than 1 s"):
-        fetcher.fetch([Wanted("d" * 64, "mine")])
+        fetcher.fetch([Wanted("mine", ("team-a", "mine"))])
     assert time.monotonic() - started < 2.5
     client.close()
 
@@ -307,23 +292,55 @@ def test_a_repeating_continue_token_stops_the_listing(
         cluster.list_virtualkeys()
 
 
-# --- item 7: v2 answers are matched only where that cannot go wrong -----------------------
+# --- whose key it is: alias and provenance, never the status -------------------------------
 
 
-def test_v2_never_credits_one_tenants_spend_to_another(
+@pytest.mark.parametrize(
+    ("case", "fields"),
+    [
+        ("made by a user", {"created_by": "team-a.mallory"}),
+        ("last changed by a user", {"updated_by": "team-a.mallory"}),
+        ("no creator", {"created_by": None}),
+        ("no provenance", {"metadata": {}}),
+        ("another VirtualKey's provenance", {"metadata": {"auth.litellm.ai/namespace": "team-a",
+                                                          "auth.litellm.ai/virtualkey": "other"}}),
+    ],
+)  # fmt: skip
+def test_a_key_counts_only_with_its_alias_and_the_master_keys_stamp(
+    apiserver: FakeAPIServer,
+    cluster: KubeCluster,
+    raw: Callable[[Writer], RawProxy],
+    case: str,
+    fields: dict[str, Any],
+) -> None:
+    token = token_of(new_raw_key())
+    proxy = raw(answer(listing(listed(token, "svc", spend=4, **fields))))
+    _seed(apiserver, "sk-master")
+    # Even with that key's token written into its status.
+    key = apiserver.add("virtualkeys", virtualkey("svc", proxy.url, token=token))
+    make_poller(cluster).cycle()
+    assert _reason(apiserver, key) == "KeyNotFound", case
+    assert "currentSpend" not in _status(apiserver, key)
+    want = "other" if "VirtualKey" in case else "unknown"
+    assert _status(apiserver, key)["aliasHolder"] == {"owner": want}
+
+
+# --- item 7: one alias, two tenants ---------------------------------------------------------
+
+
+def test_one_alias_two_tenants_the_spend_goes_only_to_the_keys_maker(
     apiserver: FakeAPIServer, cluster: KubeCluster, litellm: FakeLiteLLM
 ) -> None:
-    # Two VirtualKeys name one alias: tenant B's key is live, tenant A's was deleted.
+    # Two VirtualKeys name one alias; the key holding it was made for tenant A's.
     _seed(apiserver, litellm.master_key)
-    live, gone = token_of(new_raw_key()), token_of(new_raw_key())
-    litellm.add(live, "shared", spend=9.5)
-    litellm.add(gone, "shared-old").deleted = True
-    owner = apiserver.add(
-        "virtualkeys", virtualkey("owner", litellm.url, alias="shared", token=live)
-    )
-    other = virtualkey("other", litellm.url, alias="shared", token=gone, namespace="team-b")
+    live = token_of(new_raw_key())
+    litellm.add(live, "shared", spend=9.5, owner=("team-a", "owner"))
+    owner = apiserver.add("virtualkeys", virtualkey("owner", litellm.url, alias="shared"))
+    # Tenant B even writes A's token into its own status.
+    other = virtualkey("other", litellm.url, alias="shared", token=live, namespace="team-b")
     other_key = apiserver.add("virtualkeys", other)
-    make_poller(cluster, fetch_mode=FetchMode.V2).cycle()
+    make_poller(cluster).cycle()
     assert _status(apiserver, owner)["currentSpend"] == "9.5"
     assert _reason(apiserver, other_key) == "KeyNotFound"
     assert "currentSpend" not in _status(apiserver, other_key)
+    assert _status(apiserver, other_key)["aliasHolder"] == {"owner": "other"}

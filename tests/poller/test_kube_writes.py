@@ -22,7 +22,7 @@ from tests.poller.fake_apiserver import FakeAPIServer, Key
 def _one_key(apiserver: FakeAPIServer, litellm: FakeLiteLLM, **fields: object) -> Key:
     apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": litellm.master_key})
     token = token_of(new_raw_key())
-    litellm.add(token, "svc", **fields)
+    litellm.add(token, "svc", owner=("team-a", "svc"), **fields)
     return apiserver.add("virtualkeys", virtualkey("svc", litellm.url, token=token))
 
 

@@ -72,62 +72,68 @@ def test_real_shapes_from_the_samples() -> None:
     page = _answer(200, sample("09-key-list-paged.json")["body"]).list_keys(1)
     assert page.total_pages == 1
     assert {r.alias for r in page.records} == {"e2e-second-2e0bad", "e2e-main-2e0bad"}
-    infos = _answer(200, sample("12-v2-key-info-by-hash-reversed.json")["body"]).key_info_v2(["x"])
-    assert [r.token for r in infos] == [None, None]
-    info = _answer(200, sample("17-key-info-after-delete.json")["body"]).key_info("t" * 64)
-    assert (info.token, info.deleted) == ("t" * 64, True)
 
 
-def test_route_missing_is_told_from_key_not_found() -> None:
+def test_route_missing_is_told_from_another_404() -> None:
     with pytest.raises(LiteLLMNotFound) as missing:
-        _answer(404, {"detail": "Not Found"}).key_info("t")
+        _answer(404, {"detail": "Not Found"}).list_keys(1)
     assert missing.value.route_missing
-    with pytest.raises(LiteLLMNotFound) as unknown:
-        _answer(
-            404, {"error": {"message": "Key not found in database", "type": "not_found_error"}}
-        ).key_info("t")
-    assert not unknown.value.route_missing
+    with pytest.raises(LiteLLMNotFound) as other:
+        _answer(404, {"error": {"message": "not found", "type": "not_found_error"}}).list_keys(1)
+    assert not other.value.route_missing
 
 
-def test_v2_answers_are_matched_by_alias_whatever_their_order() -> None:
-    body = sample("12-v2-key-info-by-hash-reversed.json")["body"]
-    fetcher = KeyFetcher(_answer(200, body), FetchMode.V2)
-    wanted = [
-        Wanted("a" * 64, "e2e-second-2e0bad"),
-        Wanted("b" * 64, "e2e-main-2e0bad"),
-        Wanted("c" * 64, "gone"),
-    ]
-    first, second, gone = fetcher.fetch(wanted)
-    assert first is not None
-    assert second is not None
-    assert (first.alias, first.token) == ("e2e-second-2e0bad", "a" * 64)
-    assert (second.alias, str(second.spend)) == ("e2e-main-2e0bad", "0.0048")
-    assert gone is None
+def test_one_alias_is_asked_for_exactly() -> None:
+    asked: list[httpx.URL] = []
 
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(200, json={"keys": [], "total_pages": 0})
 
-def test_fallbacks_for_proxies_without_bulk_endpoints() -> None:
-    with FakeLiteLLM(master_key="sk-m") as fake:
-        fake.add("a" * 64, "one", spend=1.0)
-        fake.add("b" * 64, "two", spend=2.0)
-        fake.missing = {"/key/list"}
-        client = LiteLLMClient(fake.url, "sk-m")
-        fetcher = KeyFetcher(client)
-        wanted = [Wanted("a" * 64, "one"), Wanted("b" * 64, "two")]
-        assert [r.alias if r else None for r in fetcher.fetch(wanted)] == ["one", "two"]
-        assert fetcher.mode is FetchMode.V2
-        fake.missing = {"/key/list", "/v2/key/info"}
-        assert [r.alias if r else None for r in fetcher.fetch(wanted)] == ["one", "two"]
-        assert str(fetcher.mode) == "per-key"
-        assert fake.requests["/key/info"] == 2
-        client.close()
+    _client(handler).list_keys(1, alias="team-a/svc@x.y")
+    assert asked[0].params["key_alias"] == "team-a/svc@x.y"
+    assert asked[0].params["return_full_object"] == "true"
 
 
 def test_bulk_stops_paging_once_every_key_is_found() -> None:
     with FakeLiteLLM(master_key="sk-m") as fake:
         for i in range(500):
-            fake.add(f"{i:064x}", f"k{i}")
+            fake.add(f"{i:064x}", f"k{i}", owner=("team-a", f"vk{i}"))
         client = LiteLLMClient(fake.url, "sk-m")
-        records = KeyFetcher(client).fetch([Wanted(f"{i:064x}", f"k{i}") for i in range(150)])
+        wanted = [Wanted(f"k{i}", ("team-a", f"vk{i}")) for i in range(150)]
+        records = KeyFetcher(client).fetch(wanted)
         assert all(records)
         assert client.requests == 2  # oldest first: the 150 are on pages 1 and 2
+        client.close()
+
+
+def test_missing_aliases_are_confirmed_one_by_one_up_to_the_cap_taking_turns() -> None:
+    with FakeLiteLLM(master_key="sk-m") as fake:
+        fake.add("a" * 64, "here", owner=("team-a", "here"))
+        client = LiteLLMClient(fake.url, "sk-m")
+        fetcher = KeyFetcher(client, max_confirmations=3)
+        wanted = [Wanted("here", ("team-a", "here"))]
+        wanted += [Wanted(f"gone-{i}", ("team-a", f"gone-{i}")) for i in range(5)]
+        assert [r is not None for r in fetcher.fetch(wanted)] == [True] + [False] * 5
+        assert client.requests == 1 + 3
+        assert fake.alias_queries == ["gone-0", "gone-1", "gone-2"]
+        fetcher.fetch(wanted)
+        assert fake.alias_queries[3:] == ["gone-3", "gone-4", "gone-0"]
+        client.close()
+
+
+def test_per_key_asks_each_alias_and_matches_by_provenance() -> None:
+    with FakeLiteLLM(master_key="sk-m") as fake:
+        fake.add("a" * 64, "one", spend=1.0, owner=("team-a", "one"))
+        fake.add("b" * 64, "two", spend=2.0, owner=("team-b", "someone-else"))
+        client = LiteLLMClient(fake.url, "sk-m")
+        fetcher = KeyFetcher(client, FetchMode.PER_KEY)
+        one, two = fetcher.fetch(
+            [Wanted("one", ("team-a", "one")), Wanted("two", ("team-a", "two"))]
+        )
+        assert one is not None
+        assert str(one.spend) == "1.0"
+        assert two is None
+        assert fetcher.holders["two"].owner == ("team-b", "someone-else")
+        assert fake.requests["/key/list"] == 2
         client.close()

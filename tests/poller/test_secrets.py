@@ -34,7 +34,14 @@ def test_no_key_anywhere_across_success_and_error_paths(
     raw_keys = [new_raw_key() for _ in range(3)]
     apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": litellm.master_key})
     for i, raw in enumerate(raw_keys):
-        litellm.add(token_of(raw), f"svc-{i}", spend=2.0, max_budget=1.0, blocked=i == 1)
+        litellm.add(
+            token_of(raw),
+            f"svc-{i}",
+            spend=2.0,
+            max_budget=1.0,
+            blocked=i == 1,
+            owner=("team-a", f"svc-{i}"),
+        )
         apiserver.add("virtualkeys", virtualkey(f"svc-{i}", litellm.url, token=token_of(raw)))
     poller = make_poller(cluster, backoff_base=0.001, backoff_max=0.001)
     poller.cycle()  # success: writes and events

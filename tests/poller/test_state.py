@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from function.poller.records import KeyRecord, parse_key
+from function.poller.records import KeyRecord, parse_key, parse_keys
 from function.poller.state import (
     Reason,
     alias_holder,
@@ -200,13 +200,26 @@ def test_alias_holder_tells_token_and_spend_only_for_a_key_the_function_may_repl
     assert alias_holder(None, ("team-a", "svc"), replace_foreign=True) is None
 
 
-def test_provenance_is_read_from_the_keys_metadata() -> None:
+def test_provenance_counts_only_on_a_key_the_master_key_made_and_last_changed() -> None:
     obj: dict[str, Any] = {
         "token": "t" * 64,
         "spend": 0,
+        "created_by": "default_user_id",
+        "updated_by": "default_user_id",
         "metadata": {"auth.litellm.ai/namespace": "a"},
     }
     assert parse_key(obj).owner is None  # half a stamp names nobody
     obj["metadata"]["auth.litellm.ai/virtualkey"] = "svc"
     assert parse_key(obj).owner == ("a", "svc")
+    assert parse_key({**obj, "updated_by": None}).owner == ("a", "svc")
     assert parse_key({**obj, "metadata": "not an object"}).owner is None
+    # A user who may call /key/generate writes any metadata, but not these two.
+    assert parse_key({**obj, "created_by": "team-a.mallory"}).owner is None
+    assert parse_key({**obj, "updated_by": "team-a.mallory"}).owner is None
+    assert parse_key({k: v for k, v in obj.items() if k != "created_by"}).owner is None
+    assert parse_key({**obj, "created_by": ["default_user_id"]}).owner is None
+    record = parse_key({**obj, "created_by": "team-a.mallory"})
+    assert (record.created_by, record.updated_by) == ("team-a.mallory", "default_user_id")
+    # An unreadable key is still its VirtualKey's, so that one says it is unreadable.
+    [bad] = parse_keys([{**obj, "spend": 1e300}])
+    assert (bad.problem is not None, bad.owner) == (True, ("a", "svc"))
