@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from function.main import main, parser
+from function.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
 from function.poller.kube import FIELD_MANAGER, LEGACY_PLURAL, PLURAL
 from function.poller.rbac import ROLE_NAME, master_key_rbac, master_key_secrets
 from function.poller.settings import DEFAULT_LEASE_NAME, DEFAULT_METRICS_ADDRESS
@@ -90,9 +91,16 @@ def test_rbac_is_least_privilege() -> None:
         ("namespaces", "list"),
         *{(plural, "list") for plural in ("users", "teams", "xusers", "xteams")},
         *{(f"{p}/status", "patch") for p in ("users", "teams", "xusers", "xteams")},
+        ("requests", "get"),  # provider-http's, for the mask Secrets' collection
+        ("requests", "list"),
     }
-    secrets = [g for g in granted if g[1] == "secrets"]
-    assert secrets == [("litellm", "secrets", "get", "litellm-example-secrets")]
+    secrets = sorted(g for g in granted if g[1] == "secrets")
+    assert secrets == [
+        # The mask Secrets, in the mask namespace only (no Secret data is ever listed).
+        (DEFAULT_MASK_NAMESPACE, "secrets", "delete", ""),
+        (DEFAULT_MASK_NAMESPACE, "secrets", "list", ""),
+        ("litellm", "secrets", "get", "litellm-example-secrets"),
+    ]
     leases = {(v, n) for _, r, v, n in granted if r == "leases"}
     assert leases == {("create", ""), ("get", DEFAULT_LEASE_NAME), ("update", DEFAULT_LEASE_NAME)}
     assert FIELD_MANAGER == "function-litellm-keys-poller"
