@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Iterator
@@ -74,6 +75,23 @@ def proxy() -> Proxy:
     except httpx.HTTPError as e:
         unavailable("E2E_REQUIRED", f"the LiteLLM proxy at {url} does not answer: {e}")
     return Proxy(url.rstrip("/"), key)
+
+
+@contextlib.contextmanager
+def platform_admin(proxy: Proxy, user_id: str) -> Iterator[str]:
+    """A proxy_admin user the platform made on the proxy itself, and a key of it; deleted after."""
+    with proxy.admin() as admin:
+        made = admin.post(
+            "/user/new",
+            json={"user_id": user_id, "user_role": "proxy_admin", "auto_create_key": False},
+        )
+        assert made.status_code == 200, made.text
+        key = str(admin.post("/key/generate", json={"user_id": user_id}).json()["key"])
+    try:
+        yield key
+    finally:
+        with proxy.admin() as admin:
+            admin.post("/user/delete", json={"user_ids": [user_id]})
 
 
 def chat(proxy: Proxy, key: str, model: str = "gpt-4o") -> int:

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import Plane, condition, key_info, platform_policy, until
-from tests.conftest import EXAMPLES, Proxy, chat
+from tests.conftest import EXAMPLES, Proxy, chat, platform_admin
 
 pytestmark = pytest.mark.cluster
 
@@ -205,13 +205,6 @@ def test_a_tenant_cannot_get_another_tenants_key_deleted(tenants: Plane, proxy: 
 def test_a_platform_user_is_never_taken_over_or_bound_to(tenants: Plane, proxy: Proxy) -> None:
     unique = uuid.uuid4().hex[:6]
     platform_id = f"john.doe-{unique}@corp.example"
-    with proxy.admin() as admin:
-        made = admin.post(
-            "/user/new",
-            json={"user_id": platform_id, "user_role": "proxy_admin", "auto_create_key": False},
-        )
-        assert made.status_code == 200, made.text
-        admin_key = admin.post("/key/generate", json={"user_id": platform_id}).json()["key"]
     user: Obj = yaml.safe_load((EXAMPLES / "user.yaml").read_text())
     user["metadata"] = {"name": f"doe-{unique}", "namespace": "john"}
     user["spec"].update(
@@ -222,7 +215,7 @@ def test_a_platform_user_is_never_taken_over_or_bound_to(tenants: Plane, proxy: 
     )
     user["spec"].pop("keyAlias", None)
     user["spec"].pop("teams", None)
-    try:
+    with platform_admin(proxy, platform_id) as admin_key:
         _apply_as(tenants, "john", user)
         until(
             lambda: _reason(tenants, "user", "john", f"doe-{unique}", "UserReady") == "IDConflict",
@@ -255,9 +248,6 @@ def test_a_platform_user_is_never_taken_over_or_bound_to(tenants: Plane, proxy: 
         assert chat(proxy, admin_key) == 200
         with proxy.admin() as admin:
             assert admin.get("/user/info", params={"user_id": platform_id}).status_code == 200
-    finally:
-        with proxy.admin() as admin:
-            admin.post("/user/delete", json={"user_ids": [platform_id]})
 
 
 def test_the_mask_secret_lives_where_the_tenant_cannot_delete_it(

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from function.keys import token_of
-from tests.conftest import Proxy, chat
+from tests.conftest import Proxy, chat, platform_admin
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import platform_policies
 
@@ -207,14 +207,7 @@ def test_a_platform_user_is_never_taken_over_by_a_colliding_id(
     deleting the tenant's User deletes nothing."""
     suffix = uuid.uuid4().hex[:6]
     platform_id = f"john.doe-{suffix}@corp.example"
-    with proxy.admin() as admin:
-        made = admin.post(
-            "/user/new",
-            json={"user_id": platform_id, "user_role": "proxy_admin", "auto_create_key": False},
-        )
-        assert made.status_code == 200, made.text
-        admin_key = admin.post("/key/generate", json={"user_id": platform_id}).json()["key"]
-    try:
+    with platform_admin(proxy, platform_id) as admin_key:
         tenant = make_cluster(
             "user.yaml",
             policies=tenants(proxy, "john"),
@@ -239,9 +232,6 @@ def test_a_platform_user_is_never_taken_over_by_a_colliding_id(
         assert chat(proxy, admin_key) == 200
         with proxy.admin() as admin:
             assert admin.get("/user/info", params={"user_id": platform_id}).status_code == 200
-    finally:
-        with proxy.admin() as admin:
-            admin.post("/user/delete", json={"user_ids": [platform_id]})
 
 
 def test_a_platform_team_is_never_taken_over_by_a_colliding_id(

@@ -22,7 +22,7 @@ import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from benchmarks.loopback import LoopbackServer, read_body, send_json
-from tests.conftest import Proxy
+from tests.conftest import Proxy, platform_admin
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import INSTANCE, SpendWatcher, platform_policies
 
@@ -53,14 +53,8 @@ def keys_with_alias(proxy: Proxy, alias: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def admin_user(proxy: Proxy, unique: str) -> Iterator[str]:
     user = f"admin-{unique}"
-    with proxy.admin() as admin:
-        made = admin.post(
-            "/user/new",
-            json={"user_id": user, "user_role": "proxy_admin", "auto_create_key": False},
-        )
-        assert made.status_code == 200, made.text
+    with platform_admin(proxy, user):
         yield user
-        admin.post("/user/delete", json={"user_ids": [user]})
 
 
 @pytest.fixture
