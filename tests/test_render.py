@@ -34,9 +34,7 @@ def _render(tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) 
     return code, capsys.readouterr().err
 
 
-def test_a_yaml_alias_bomb_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_yaml_alias_bomb_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(BOMB) < 400  # 9**9 = 387 million nodes once expanded
     code, err = _render(tmp_path, BOMB.encode(), capsys)
     assert code == 2

@@ -22,12 +22,20 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.cluster.conftest import Plane, condition, key_info, platform_policy, until
+from tests.cluster.conftest import (
+    Plane,
+    condition,
+    key_info,
+    platform_policy,
+    poll_once,
+    until,
+)
 from tests.conftest import EXAMPLES, Proxy, chat, platform_admin
 
 pytestmark = pytest.mark.cluster
@@ -86,7 +94,14 @@ def tenants(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
     rule["name"] = "other-tenants"
     rule["namespaces"] = {"names": ["team-b", "john"]}
     rule.pop("teams", None)
-    policy["spec"]["rules"] = [rule]
+    # team-a may replace foreign keys holding its aliases: never another namespace's.
+    opt_in = {
+        "name": "team-a-replaces-foreign-keys",
+        "namespaces": {"names": ["team-a"]},
+        "instances": rule["instances"],
+        "keys": {"replaceForeignKeys": True},
+    }
+    policy["spec"]["rules"] = [rule, opt_in]
     platform.apply(policy)
     yield platform
     platform.kubectl("delete", "tenancypolicy", POLICY, check=False)
@@ -163,7 +178,18 @@ def test_the_tenant_role_reaches_no_master_key(
     assert (done.stdout.strip() == "yes") is allowed, (verb, resource, where, done.stdout)
 
 
-def test_a_tenant_cannot_get_another_tenants_key_deleted(tenants: Plane, proxy: Proxy) -> None:
+def _spend(plane: Plane, namespace: str, name: str) -> str:
+    found = plane.get("virtualkey", name, namespace) or {}
+    return str((found.get("status") or {}).get("currentSpend") or "")
+
+
+def test_a_tenant_cannot_get_another_tenants_key_deleted(
+    tenants: Plane, proxy: Proxy, poller_kubeconfig: Path
+) -> None:
+    """Tenant A takes B's alias (with its namespace's replaceForeignKeys opt-in), writes B's
+    token into every status field, and deletes its VirtualKey; meanwhile the poller runs, and
+    a VirtualKey of john's carries JSON nested 2,000 deep. B's key keeps working, stays B's,
+    and its spend is never A's."""
     unique = uuid.uuid4().hex[:6]
     alias = f"team-b-service-{unique}"
     _apply_as(tenants, "team-b", _virtualkey("team-b", f"b-{unique}", alias))
@@ -182,6 +208,9 @@ def test_a_tenant_cannot_get_another_tenants_key_deleted(tenants: Plane, proxy: 
     message = condition(tenants.get("virtualkey", f"a-{unique}", "team-a"), "KeyReady")["message"]
     assert "made for another namespace" in message
     assert b_token not in message
+    deep = _virtualkey("john", f"deep-{unique}", f"deep-{unique}")
+    deep["spec"]["metadata"] = {"note": '{"a":' + "[" * 2000 + "]" * 2000 + "}"}
+    _apply_as(tenants, "john", deep)
     # A writes B's token into every status field it has, for a while, then deletes its key.
     forged = {
         "tokenHash": b_token,
@@ -189,9 +218,15 @@ def test_a_tenant_cannot_get_another_tenants_key_deleted(tenants: Plane, proxy: 
         "rotation": {"pending": {"tokenHash": b_token, "carriedSpend": "0"}},
         "currentSpend": "0",
     }
-    for _ in range(3):
+
+    def polled() -> bool:
         _forge(tenants, "team-a", "virtualkey", f"a-{unique}", forged)
-        time.sleep(5)
+        done = poll_once(poller_kubeconfig)
+        assert done.returncode == 0, done.stderr  # john's VirtualKey stops nobody
+        return _spend(tenants, "team-b", f"b-{unique}") not in ("", "0")
+
+    until(polled, "the poller to report B's spend", 90)
+    assert _spend(tenants, "team-a", f"a-{unique}") in ("", "0")  # never B's
     assert b_token not in _payloads(tenants, "team-a")
     tenants.kubectl(*as_tenant("team-a"), "delete", "virtualkey", f"a-{unique}", "-n", "team-a")
     until(lambda: not _payloads(tenants, "team-a").strip("[]"), "A's Requests to go", 180)
@@ -200,6 +235,58 @@ def test_a_tenant_cannot_get_another_tenants_key_deleted(tenants: Plane, proxy: 
     again = _ready(tenants, "virtualkey", "team-b", f"b-{unique}")
     assert again["status"]["tokenHash"] == b_token
     tenants.kubectl(*as_tenant("team-b"), "delete", "virtualkey", f"b-{unique}", "-n", "team-b")
+    tenants.kubectl(*as_tenant("john"), "delete", "virtualkey", f"deep-{unique}", "-n", "john")
+
+
+def test_a_squat_with_forged_provenance_is_not_taken_for_anyones_own(
+    tenants: Plane, proxy: Proxy
+) -> None:
+    """A user whose role may mint (granted explicitly) squats team-b's alias with team-b's
+    provenance and $9.99 spent: LiteLLM records who made it, so team-b's VirtualKey neither
+    deletes it as its own nor starts at $9.99; it says who holds the alias."""
+    unique = uuid.uuid4().hex[:6]
+    minter, alias = f"team-a.minter-{unique}", f"team-b-squatted-{unique}"
+    with proxy.admin() as admin:
+        admin.post(
+            "/user/new",
+            json={"user_id": minter, "user_role": "internal_user", "auto_create_key": False},
+        )
+        minter_key = admin.post("/key/generate", json={"user_id": minter}).json()["key"]
+        admin.headers["Authorization"] = f"Bearer {minter_key}"
+        squat = admin.post(
+            "/key/generate",
+            json={
+                "key_alias": alias,
+                "spend": 9.99,
+                "metadata": {
+                    "auth.litellm.ai/namespace": "team-b",
+                    "auth.litellm.ai/virtualkey": f"b-{unique}",
+                },
+            },
+        ).json()
+    try:
+        _apply_as(tenants, "team-b", _virtualkey("team-b", f"b-{unique}", alias))
+        until(
+            lambda: (
+                _reason(tenants, "virtualkey", "team-b", f"b-{unique}", "KeyReady")
+                == "AliasConflict"
+            ),
+            "team-b's alias conflict",
+        )
+        time.sleep(10)  # a few more reconciles: still nothing deleted
+        assert _reason(tenants, "virtualkey", "team-b", f"b-{unique}", "KeyReady") == (
+            "AliasConflict"
+        )
+        assert chat(proxy, squat["key"]) == 200
+        message = condition(tenants.get("virtualkey", f"b-{unique}", "team-b"), "KeyReady")
+        assert "made outside this function" in message["message"]
+    finally:
+        tenants.kubectl(
+            *as_tenant("team-b"), "delete", "virtualkey", f"b-{unique}", "-n", "team-b", check=False
+        )
+        with proxy.admin() as admin:
+            admin.post("/key/delete", json={"keys": [squat["token"]]})
+            admin.post("/user/delete", json={"user_ids": [minter]})
 
 
 def test_a_platform_user_is_never_taken_over_or_bound_to(tenants: Plane, proxy: Proxy) -> None:
