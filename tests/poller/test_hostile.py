@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
+from function.poller import cycle as cycle_module
 from function.poller.fetch import FetchMode, KeyFetcher, Wanted
 from function.poller.kube import KubeCluster, KubeTemporaryError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
@@ -344,3 +345,39 @@ def test_one_alias_two_tenants_the_spend_goes_only_to_the_keys_maker(
     assert _reason(apiserver, other_key) == "KeyNotFound"
     assert "currentSpend" not in _status(apiserver, other_key)
     assert _status(apiserver, other_key)["aliasHolder"] == {"owner": "other"}
+
+
+# --- one object, one problem -------------------------------------------------------------
+
+
+def test_an_error_with_one_virtualkey_stays_with_it(
+    apiserver: FakeAPIServer,
+    cluster: KubeCluster,
+    litellm: FakeLiteLLM,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _seed(apiserver, litellm.master_key)
+    for name in ("vk-a", "vk-b", "vk-c", "vk-d"):
+        litellm.add(token_of(new_raw_key()), name, spend=1, owner=("team-a", name))
+        apiserver.add("virtualkeys", virtualkey(name, litellm.url))
+    real_authorize = cycle_module.authorize
+    real_patch = cycle_module.status_patch
+
+    def authorize(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        if spec.key_alias == "vk-b":
+            raise RecursionError  # reading this one object fails, however it fails
+        return real_authorize(spec, *args, **kwargs)
+
+    def status_patch(status: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if status.get("keySecretRef") == "vk-c-litellm-key":
+            raise KeyError  # so does writing this one
+        return real_patch(status, *args, **kwargs)
+
+    monkeypatch.setattr(cycle_module, "authorize", authorize)
+    monkeypatch.setattr(cycle_module, "status_patch", status_patch)
+    report = make_poller(cluster).cycle()
+    assert (report.keys, report.skipped, report.writes, report.write_errors) == (3, 1, 2, 1)
+    assert _status(apiserver, ("virtualkeys", "team-a", "vk-a"))["currentSpend"] == "1"
+    assert _status(apiserver, ("virtualkeys", "team-a", "vk-d"))["currentSpend"] == "1"
+    for name in ("vk-b", "vk-c"):
+        assert "currentSpend" not in _status(apiserver, ("virtualkeys", "team-a", name))
