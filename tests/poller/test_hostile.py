@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
-from function.poller import cycle as cycle_module
+from function import tenancy
+from function.poller import state
 from function.poller.fetch import FetchMode, KeyFetcher, Wanted
 from function.poller.kube import KubeCluster, KubeTemporaryError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
@@ -360,8 +361,8 @@ def test_an_error_with_one_virtualkey_stays_with_it(
     for name in ("vk-a", "vk-b", "vk-c", "vk-d"):
         litellm.add(token_of(new_raw_key()), name, spend=1, owner=("team-a", name))
         apiserver.add("virtualkeys", virtualkey(name, litellm.url))
-    real_authorize = cycle_module.authorize
-    real_patch = cycle_module.status_patch
+    real_authorize = tenancy.authorize
+    real_patch = state.status_patch
 
     def authorize(spec: Any, *args: Any, **kwargs: Any) -> Any:
         if spec.key_alias == "vk-b":
@@ -373,8 +374,8 @@ def test_an_error_with_one_virtualkey_stays_with_it(
             raise KeyError  # so does writing this one
         return real_patch(status, *args, **kwargs)
 
-    monkeypatch.setattr(cycle_module, "authorize", authorize)
-    monkeypatch.setattr(cycle_module, "status_patch", status_patch)
+    monkeypatch.setattr("function.poller.cycle.authorize", authorize)
+    monkeypatch.setattr("function.poller.cycle.status_patch", status_patch)
     report = make_poller(cluster).cycle()
     assert (report.keys, report.skipped, report.writes, report.write_errors) == (3, 1, 2, 1)
     assert _status(apiserver, ("virtualkeys", "team-a", "vk-a"))["currentSpend"] == "1"
