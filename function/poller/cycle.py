@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from function.compose import owner_of
@@ -438,7 +438,12 @@ class Poller:
         self._last_masks = time.monotonic()
         try:
             report = masks.collect(
-                self.cluster, namespace, self._now(), until=cycle_end, should_write=should_write
+                self.cluster,
+                namespace,
+                self._now(),
+                until=cycle_end,
+                should_write=should_write,
+                min_age=timedelta(seconds=self.settings.mask_min_age),
             )
         except Exception:
             log.exception("collecting mask Secrets failed; the next run tries again")

@@ -9,7 +9,7 @@ every `--mask-gc-interval` seconds, as the leader.
 
 Deleted is only a Secret that:
 
-- is in the mask namespace and is named `litellm-mask-` and 40 hex digits;
+- is in the mask namespace and is named `litellm-generated-` and 40 hex digits;
 - matches no Request labelled `app.kubernetes.io/managed-by=function-litellm-keys`
   in any namespace (the list of Requests is read after the Secrets, so a
   Secret's Request, if alive, is in it);
@@ -42,7 +42,7 @@ from function.poller.redact import redact
 
 log = logging.getLogger(__name__)
 
-MIN_AGE = timedelta(minutes=10)
+MIN_AGE = timedelta(minutes=10)  # the default of --mask-min-age
 MAX_DELETES = 100
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 _NAME = re.compile(rf"^{re.escape(mask.PREFIX)}[0-9a-f]{{40}}$")
@@ -66,13 +66,14 @@ def _created(meta: dict[str, Any]) -> datetime | None:
         return None
 
 
-def collect(
+def collect(  # noqa: PLR0913 - each argument is one independent fact.
     cluster: Cluster,
     namespace: str,
     now: datetime,
     *,
     until: float = float("inf"),
     should_write: Callable[[], bool] = lambda: True,
+    min_age: timedelta = MIN_AGE,
 ) -> MaskReport:
     """Delete the mask Secrets in `namespace` whose Request is gone; never anything else."""
     report = MaskReport()
@@ -98,7 +99,7 @@ def collect(
     report.orphans = len(orphans)
     for meta in orphans:
         created = _created(meta)
-        if created is None or now - created < MIN_AGE:
+        if created is None or now - created < min_age:
             report.young += 1
             continue
         if report.deleted >= MAX_DELETES or time.monotonic() > until or not should_write():

@@ -28,6 +28,8 @@ DEFAULT_METRICS_ADDRESS = ":8089"
 MIN_DEFAULT_CYCLE_DEADLINE = 10.0
 # How often the mask Secrets are collected, unless --mask-gc-interval says otherwise.
 DEFAULT_MASK_GC_INTERVAL = 600.0
+# How old an orphaned mask Secret must be before it is deleted (--mask-min-age).
+DEFAULT_MASK_MIN_AGE = 600.0
 
 
 def default_cycle_deadline(interval: float) -> float:
@@ -67,6 +69,7 @@ class Settings:
     # (function.mask); empty: the poller does not collect them.
     mask_namespace: str = DEFAULT_MASK_NAMESPACE
     mask_gc_interval: float = DEFAULT_MASK_GC_INTERVAL
+    mask_min_age: float = DEFAULT_MASK_MIN_AGE
 
     @property
     def cycle_seconds(self) -> float:
@@ -100,6 +103,9 @@ class Settings:
         if args.mask_namespace and not re.fullmatch(DNS_LABEL_PATTERN, args.mask_namespace):
             msg = "--mask-namespace must be a namespace name (a DNS label), or empty"
             raise InvalidInputError(msg)
+        if args.mask_min_age < 0:
+            msg = "--mask-min-age must be 0 or more"
+            raise InvalidInputError(msg)
         if args.cycle_deadline is not None and args.cycle_deadline <= 0:
             msg = "--cycle-deadline must be greater than 0"
             raise InvalidInputError(msg)
@@ -128,6 +134,7 @@ class Settings:
             log_level=args.log_level.upper(),
             mask_namespace=args.mask_namespace,
             mask_gc_interval=args.mask_gc_interval,
+            mask_min_age=args.mask_min_age,
         )
 
 
@@ -302,6 +309,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=float(_env("POLLER_MASK_GC_INTERVAL", str(DEFAULT_MASK_GC_INTERVAL))),
         help="seconds between two collections of mask Secrets (POLLER_MASK_GC_INTERVAL; "
         f"default {DEFAULT_MASK_GC_INTERVAL:g})",
+    )
+    add(
+        "--mask-min-age",
+        type=float,
+        default=float(_env("POLLER_MASK_MIN_AGE", str(DEFAULT_MASK_MIN_AGE))),
+        help="seconds an orphaned mask Secret must have existed before it is deleted, so that "
+        "a Request being made is never raced (POLLER_MASK_MIN_AGE; "
+        f"default {DEFAULT_MASK_MIN_AGE:g})",
     )
     add(
         "--log-level",

@@ -68,6 +68,10 @@ def test_a_young_orphan_stays(server: FakeAPIServer, kube: KubeCluster) -> None:
     report = masks.collect(kube, NS, NOW)
     assert (report.orphans, report.young, report.deleted) == (1, 1, 0)
     assert _left(server) == {young}
+    # --mask-min-age sets how young: 0 takes it now.
+    report = masks.collect(kube, NS, NOW, min_age=timedelta(0))
+    assert (report.orphans, report.young, report.deleted) == (1, 0, 1)
+    assert _left(server) == set()
 
 
 def test_nothing_else_is_ever_touched(server: FakeAPIServer, kube: KubeCluster) -> None:
