@@ -26,6 +26,7 @@ and Crossplane's edit roles let tenants write it (README, threat model).
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,8 +45,13 @@ from function.keyflow import (
 )
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import KeyState
-from function.request import annotations_of, provider_has_it, token_in_request
+from function.readiness import KeyState, created_just_now
+from function.request import (
+    READ_INSTEAD_OF_CREATE,
+    annotations_of,
+    provider_has_it,
+    token_in_request,
+)
 from function.tenancy import Authorization, authorize, user_roles
 
 __all__ = ["Composed", "Desired", "Owner", "compose", "key_requests", "owner_of"]
@@ -213,13 +219,51 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     if state.is_problem:
         warnings.append(f"{state.reason}: {state.message}")
     return Composed(
-        resources={**flow.resources, **reaping.resources},
+        resources={
+            **flow.resources,
+            **_lingering(observed, set(flow.resources)),
+            **reaping.resources,
+        },
         status={"keySecretRef": secret_name, "tokenHash": token, **flow.status},
         state=state,
         warnings=warnings,
         events=flow.events,
         revisit_at=flow.revisit_at,
     )
+
+
+def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[str, Desired]:
+    """Replaced Requests kept, reading instead of creating, until provider-http observes again.
+
+    Right after CREATE (its stored answer still /key/generate's), a Request's
+    spec may predate the function's `created`: its CREATE still sends the key
+    Secret's value. Replaced then (the Secret lost, a stray), and reconciled
+    again before Crossplane deletes it, it would create whatever key that
+    Secret now holds, the new key included, under the old Request. So it is
+    kept until its stored answer is another call's, with its CREATE only
+    reading its own key; then dropped, and deleting it runs its REMOVE.
+    """
+    kept = {}
+    for name, request in observed_requests(observed).items():
+        if name in desired or not created_just_now(request):
+            continue
+        meta = request.get("metadata") or {}
+        spec = copy.deepcopy(request.get("spec") or {})
+        for_provider = spec.get("forProvider")
+        if not isinstance(for_provider, dict) or not isinstance(for_provider.get("mappings"), list):
+            continue  # not one of ours as we wrote it: let Crossplane delete it
+        for_provider["mappings"] = [
+            READ_INSTEAD_OF_CREATE if isinstance(m, dict) and m.get("action") == "CREATE" else m
+            for m in for_provider["mappings"]
+        ]
+        body = {
+            "apiVersion": request.get("apiVersion"),
+            "kind": request.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
+            "spec": spec,
+        }
+        kept[name] = Desired(body, ready=True)
+    return kept
 
 
 def _tokens(requests: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:

@@ -144,20 +144,31 @@ def test_an_exposed_key_is_reported_until_it_is_rotated(
     assert not _exposure_warnings(run(function_server, seed_xr, {}))
 
 
-def test_a_replaced_request_is_dropped_at_once(
+def test_a_replaced_request_lingers_until_observed_and_creates_nothing(
     function_server: FunctionServer, seed_xr: dict[str, Any]
 ) -> None:
-    """The mask Secret lives where tenants cannot delete it (function.mask), and is no
-    Request's to delete first: a Request replaced right after CREATE keeps its REMOVE."""
+    """The Secret is lost right after CREATE: the old Request's spec may still CREATE from
+    the key Secret, which now holds the new key. It stays, reading its key instead of
+    creating one, until provider-http has observed it; its mask Secret lives where tenants
+    cannot delete it (function.mask), and no Request owns it."""
     first = run(function_server, seed_xr, {"key": observed_secret()})
     old = desired(first, request_resource_name())
-    stored = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
-    old["status"] = stored["status"]
-    rsp = run(function_server, seed_xr, {request_resource_name(): old})
-    assert request_resource_name() not in rsp.desired.resources
     injection = old["spec"]["forProvider"]["secretInjectionConfigs"][0]
     assert injection["secretRef"]["namespace"] == "crossplane-system"
     assert injection["setOwnerReference"] is False
+    stored = observed_request(code=200, path="/key/generate", body=generate_answer(FIXED_KEY))
+    old["status"] = stored["status"]
+    rsp = run(function_server, seed_xr, {request_resource_name(): old})
+    names = sorted(rsp.desired.resources)
+    assert request_resource_name() in names
+    assert len(names) == 3, names  # the Secret, the new Request, the old one lingering
+    kept = desired(rsp, request_resource_name())
+    create = next(m for m in kept["spec"]["forProvider"]["mappings"] if m["action"] == "CREATE")
+    assert (create["method"], create.get("body")) == ("GET", None)
+    # Once provider-http has observed it, it goes.
+    old["status"] = observed_request(code=200, path="/key/info", body={"info": {}})["status"]
+    rsp = run(function_server, seed_xr, {request_resource_name(): old})
+    assert request_resource_name() not in rsp.desired.resources
 
 
 def test_a_key_one_of_our_requests_names_is_never_a_stray(
