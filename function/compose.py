@@ -45,7 +45,7 @@ from function.keyflow import (
 )
 from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
 from function.policy import Policies, Tenant
-from function.readiness import KeyState, created_just_now
+from function.readiness import KeyState, created_just_now, last_answer
 from function.request import (
     READ_INSTEAD_OF_CREATE,
     annotations_of,
@@ -186,7 +186,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         settings=settings,
         now=now,
         labels={**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")},
-        exposed=frozenset(exposed | {t for n, t in _tokens(requests) if n in unmasked}),
+        exposed=frozenset(exposed | _unmasked(requests, unmasked)),
     )
     flow = key_flow(ctx, key, replaced)
     token = flow.token
@@ -264,6 +264,21 @@ def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[s
         }
         kept[name] = Desired(body, ready=True)
     return kept
+
+
+def _unmasked(requests: dict[str, dict[str, Any]], unmasked: frozenset[str]) -> set[str]:
+    """Tokens of keys in place whose mask Secret is missing: stored unmasked, however briefly.
+
+    Only a Request LiteLLM has answered with success counts: provider-http writes
+    the mask Secret with every answer, so one not answered yet has none to miss.
+    """
+    found = set()
+    for name, request in requests.items():
+        code = last_answer(request)[0]
+        token = token_in_request(request)
+        if name in unmasked and token is not None and 200 <= code <= 299:  # noqa: PLR2004
+            found.add(token)
+    return found
 
 
 def _tokens(requests: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:

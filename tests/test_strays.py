@@ -202,6 +202,11 @@ def test_a_missing_mask_secret_reports_the_key_as_exposed(
     assert _exposure_warnings(rsp)
     present = run(function_server, seed_xr, observed)
     assert not _exposure_warnings(present)
+    # Not created yet (no answer): no mask Secret is expected yet, and none is missed.
+    waiting = {"key": observed_secret(), request_resource_name(): observed_request(code=None)}
+    rsp = run_with(function_server, seed_xr, waiting, missing)
+    assert not _exposure_warnings(rsp)
+    assert "annotations" not in desired(rsp, request_resource_name())["metadata"]
 
 
 def run_with(
