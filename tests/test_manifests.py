@@ -1,4 +1,4 @@
-"""Every manifest checked against the real CRD schemas in /work/shared/schemas.
+"""Every manifest checked against the real CRD schemas in ../shared/schemas.
 
 - Every resource the function composes (several scenarios, over gRPC): the
   Request against provider-http's `http.m.crossplane.io/v1alpha2` CRD, plus
@@ -39,7 +39,7 @@ from google.protobuf import json_format
 
 from function import model, policy, teams, users
 from function.keys import token_of
-from tests.conftest import load_example
+from tests.conftest import SHARED, load_example
 from tests.fixtures import legacy_xr
 from tests.grpc_harness import (
     FunctionServer,
@@ -49,7 +49,7 @@ from tests.grpc_harness import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = Path("/work/shared/schemas")
+SCHEMAS = SHARED / "schemas"
 INPUT_CRD = ROOT / "package" / "input" / "litellm.fn.crossplane.io_inputs.yaml"
 POLICY_CRD = ROOT / "package" / "policy" / "litellm.fn.crossplane.io_tenancypolicies.yaml"
 POLLER_EXAMPLES = ROOT / "examples" / "poller"
@@ -69,7 +69,7 @@ def _yaml_docs(path: Path) -> list[dict[str, Any]]:
 
 @functools.cache
 def crd_index() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema for every CRD version in /work/shared/schemas."""
+    """(apiVersion, kind) -> openAPIV3Schema for every CRD version in ../shared/schemas."""
     index: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(SCHEMAS.rglob("*.yaml")):
         for crd in _yaml_docs(path):
@@ -593,7 +593,7 @@ def validate_doc(path: Path, doc: dict[str, Any]) -> None:
         pytest.fail(f"{path}: no validator for {api_version} {kind}")
 
 
-# Kubernetes' own kinds have no CRD in /work/shared/schemas: checked by hand.
+# Kubernetes' own kinds have no CRD in ../shared/schemas: checked by hand.
 RBAC = "rbac.authorization.k8s.io/v1"
 CORE_KINDS = {
     ("v1", "ServiceAccount"): True,

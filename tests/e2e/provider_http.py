@@ -4,7 +4,7 @@ Re-implements ``http.m.crossplane.io/v1alpha2`` Request semantics (Observe/Creat
 Delete, templating, secret placeholders and injection, status) and the slice of
 crossplane-runtime v2.0.0's managed reconciler that drives them. ``path:line`` refers to
 provider-http v1.0.14 (``xr-runtime/`` = crossplane-runtime v2.0.0); the prose is in
-/work/shared/docs/provider-http-request.md.
+../shared/docs/provider-http-request.md.
 
 jq: provider-http runs gojq v0.12.17 (``Parse`` + ``Run``, no options). This harness runs
 libjq through the PyPI ``jq`` package (1.13.0 bundles jq 1.8.2, which is newer than 1.7):
