@@ -334,7 +334,7 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
     exists, so that Crossplane deletes it and its REMOVE runs member_delete.
     The team's stored info lags by up to one poll, so a member whose removal
     is under way (its member Request is still observed, or its prune was
-    handed over: `remembered`, kept in status) is not pruned again, which
+    handed over: `remembered`, kept on the team's Request) is not pruned again, which
     would only make Crossplane create and delete the same Request in a loop.
     """
     found = {m.get("user_id") for m in _stored_members(observed.get(TEAM_RESOURCE))}
