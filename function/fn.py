@@ -24,15 +24,19 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from google.protobuf import json_format, struct_pb2
 
-from function import identity, mask, observed
-from function.accounts import ACCOUNT_KIND
+from function import observed
+from function.accounts import identity
+from function.accounts.requests import ACCOUNT_KIND
+from function.accounts.teams import compose_team
+from function.accounts.users import compose_user
 from function.cache import BytesLRU
-from function.compose import Composed, compose, key_requests, owner_of
-from function.model import InvalidInputError, parse_input
-from function.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
-from function.request import REQUEST_API_VERSION, REQUEST_KIND
-from function.teams import compose_team
-from function.users import compose_user
+from function.composed import Composed, owner_of
+from function.input import parse_input
+from function.keys.compose import compose, key_requests
+from function.provider_http import mask
+from function.provider_http.request import REQUEST_API_VERSION, REQUEST_KIND
+from function.tenancy.policy import POLICY_API_VERSION, POLICY_KIND, load_policies
+from function.validation import InvalidInputError
 
 _READY = {True: fnv1.READY_TRUE, False: fnv1.READY_FALSE}
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024

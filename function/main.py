@@ -21,11 +21,11 @@ from crossplane.function.logging import Level
 
 from function import __version__, logs
 from function.fn import DEFAULT_CACHE_BYTES, FunctionRunner
-from function.model import InvalidInputError
-from function.policy import POLICY_KIND
 from function.poller import cli as poller_cli
 from function.poller.rbac import master_key_rbac
 from function.render import EXAMPLE, RenderError, dump, load_documents, render
+from function.tenancy.policy import POLICY_KIND
+from function.validation import InvalidInputError
 
 
 def _env(name: str, default: str | None = None) -> str | None:

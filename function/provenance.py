@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from function.model import PROVENANCE_PREFIX
+from function.validation import PROVENANCE_PREFIX
 
 NAMESPACE = f"{PROVENANCE_PREFIX}namespace"
 NAME = f"{PROVENANCE_PREFIX}virtualkey"

@@ -7,7 +7,7 @@ import copy
 import json
 from typing import Any
 
-from function.keys import token_of
+from function.keys.secrets import token_of
 from tests.conftest import load_example
 
 # A key of the shape the function makes; fixed so that runs are comparable.

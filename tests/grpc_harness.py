@@ -23,8 +23,7 @@ from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
-from function import mask
-from function.compose import key_requests, owner_of
+from function.composed import owner_of
 from function.fn import (
     MASK_PREFIX,
     NAMESPACE,
@@ -35,6 +34,8 @@ from function.fn import (
     USERS,
     FunctionRunner,
 )
+from function.keys.compose import key_requests
+from function.provider_http import mask
 
 _EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -29,9 +29,9 @@ import grpc
 import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function.compose import owner_of
-from function.keys import token_of
-from function.model import (
+from function.composed import owner_of
+from function.keys.secrets import token_of
+from function.validation import (
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
     DOLLARS_PATTERN,

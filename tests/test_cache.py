@@ -11,9 +11,10 @@ import copy
 import string
 from typing import Any
 
-from function import fn, model
+from function import fn
 from function.cache import BytesLRU
 from function.fn import FunctionRunner
+from function.keys import spec as model
 from tests.conftest import load_example
 from tests.grpc_harness import FunctionServer, make_request
 

@@ -21,7 +21,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
 from function.fn import FunctionRunner, run
-from function.keys import is_key, token_of
+from function.keys.secrets import is_key, token_of
 from tests.conftest import load_example
 from tests.fixtures import (
     FIXED_KEY,

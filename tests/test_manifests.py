@@ -37,8 +37,13 @@ from celpy.adapter import json_to_cel
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from google.protobuf import json_format
 
-from function import model, policy, teams, users
-from function.keys import token_of
+from function import input as fn_input_module
+from function import validation
+from function.accounts import spec as account_specs
+from function.keys import spec as key_spec
+from function.keys.secrets import token_of
+from function.tenancy import policy
+from function.tenancy.connection import ConnectionRef
 from tests.conftest import SHARED, load_example
 from tests.fixtures import legacy_xr
 from tests.grpc_harness import (
@@ -386,7 +391,7 @@ def test_secret_is_well_formed(composed: dict[str, Any]) -> None:
     assert "stringData" not in secret
     decoded = {}
     for data_key, value in secret["data"].items():
-        assert re.fullmatch(model.SECRET_KEY_PATTERN, data_key)
+        assert re.fullmatch(validation.SECRET_KEY_PATTERN, data_key)
         try:
             decoded[data_key] = base64.b64decode(value, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as e:
@@ -430,7 +435,7 @@ def test_request_mappings_placeholders_and_jq(composed: dict[str, Any]) -> None:
     (master,) = PLACEHOLDER.findall(auth)
     assert RFC1123_SUBDOMAIN.fullmatch(master[0])
     assert RFC1123_LABEL.fullmatch(master[1])
-    assert re.fullmatch(model.SECRET_KEY_PATTERN, master[2])
+    assert re.fullmatch(validation.SECRET_KEY_PATTERN, master[2])
     assert "{{" not in for_provider["payload"]["body"]
 
 
@@ -544,7 +549,7 @@ def check_virtualkey(doc: dict[str, Any]) -> None:
         for where, rule, value in cel_walk(schema, doc["spec"]):
             if "oldSelf" not in rule:
                 assert cel(rule, value), f"spec{where}: {rule}"
-    model.parse_spec(doc["spec"])
+    key_spec.parse_spec(doc["spec"])
 
 
 def check_account(doc: dict[str, Any]) -> None:
@@ -558,7 +563,7 @@ def check_account(doc: dict[str, Any]) -> None:
         for where, rule, value in cel_walk(schema, doc["spec"]):
             if "oldSelf" not in rule:
                 assert cel(rule, value), f"spec{where}: {rule}"
-    parse = users.parse_user_spec if kind == "User" else teams.parse_team_spec
+    parse = account_specs.parse_user_spec if kind == "User" else account_specs.parse_team_spec
     parse(doc["spec"])
 
 
@@ -746,7 +751,7 @@ def test_composition_matches_its_xrd_and_function(
         "Input",
     )
     assert schema_errors(input_schema(), fn_input) == []
-    parsed = model.parse_input(fn_input)
+    parsed = fn_input_module.parse_input(fn_input)
     assert parsed.provider_config_ref.name == fn_input["providerConfigRef"]["name"]
 
 
@@ -777,9 +782,9 @@ XRD_FILES = {
     "Team": "team-definition.yaml",
 }
 SPEC_MODELS: dict[str, type[Any]] = {
-    "VirtualKey": model.VirtualKeySpec,
-    "User": users.UserSpec,
-    "Team": teams.TeamSpec,
+    "VirtualKey": key_spec.VirtualKeySpec,
+    "User": account_specs.UserSpec,
+    "Team": account_specs.TeamSpec,
 }
 
 
@@ -803,7 +808,7 @@ def test_each_xrds_fields_are_its_models_fields(kind: str) -> None:
     assert set(spec["properties"]) == {f.alias or n for n, f in fields.items()}
     assert set(spec["required"]) == {f.alias or n for n, f in fields.items() if f.is_required()}
     connection = spec["properties"]["connectionRef"]["properties"]
-    assert set(connection) == {f.alias or n for n, f in model.ConnectionRef.model_fields.items()}
+    assert set(connection) == {f.alias or n for n, f in ConnectionRef.model_fields.items()}
 
 
 def _no_nulls(value: Any, path: str = "") -> list[str]:
@@ -836,13 +841,13 @@ def _spec_props() -> dict[str, Any]:
 
 
 def test_xrd_fields_are_the_models_fields() -> None:
-    aliases = {f.alias or name for name, f in model.VirtualKeySpec.model_fields.items()}
+    aliases = {f.alias or name for name, f in key_spec.VirtualKeySpec.model_fields.items()}
     assert set(_spec_props()) == aliases
     connection = _spec_props()["connectionRef"]["properties"]
-    assert set(connection) == {f.alias or n for n, f in model.ConnectionRef.model_fields.items()}
+    assert set(connection) == {f.alias or n for n, f in ConnectionRef.model_fields.items()}
     schema_required = set(xrd_version_schema("v2")["properties"]["spec"]["required"])
     model_required = {
-        f.alias or n for n, f in model.VirtualKeySpec.model_fields.items() if f.is_required()
+        f.alias or n for n, f in key_spec.VirtualKeySpec.model_fields.items() if f.is_required()
     }
     assert schema_required == model_required
 
@@ -850,17 +855,17 @@ def test_xrd_fields_are_the_models_fields() -> None:
 def test_xrd_patterns_are_the_models() -> None:
     props = _spec_props()
     conn = props["connectionRef"]["properties"]
-    assert props["keyAlias"]["pattern"] == model.KEY_ALIAS_PATTERN
-    assert props["maxBudget"]["pattern"] == model.DOLLARS_PATTERN
-    assert props["softBudget"]["pattern"] == model.DOLLARS_PATTERN
-    assert props["budgetDuration"]["pattern"] == model.DURATION_PATTERN
-    assert props["duration"]["pattern"] == model.DURATION_PATTERN
-    assert conn["instanceRef"]["properties"]["name"]["pattern"] == model.DNS_LABEL_PATTERN
-    assert conn["instanceRef"]["properties"]["namespace"]["pattern"] == model.DNS_LABEL_PATTERN
+    assert props["keyAlias"]["pattern"] == validation.KEY_ALIAS_PATTERN
+    assert props["maxBudget"]["pattern"] == validation.DOLLARS_PATTERN
+    assert props["softBudget"]["pattern"] == validation.DOLLARS_PATTERN
+    assert props["budgetDuration"]["pattern"] == validation.DURATION_PATTERN
+    assert props["duration"]["pattern"] == validation.DURATION_PATTERN
+    assert conn["instanceRef"]["properties"]["name"]["pattern"] == validation.DNS_LABEL_PATTERN
+    assert conn["instanceRef"]["properties"]["namespace"]["pattern"] == validation.DNS_LABEL_PATTERN
     secret = conn["masterKeySecretRef"]["properties"]
-    assert secret["name"]["pattern"] == model.DNS_SUBDOMAIN_PATTERN
-    assert secret["namespace"]["pattern"] == model.DNS_LABEL_PATTERN
-    assert secret["key"]["pattern"] == model.SECRET_KEY_PATTERN
+    assert secret["name"]["pattern"] == validation.DNS_SUBDOMAIN_PATTERN
+    assert secret["namespace"]["pattern"] == validation.DNS_LABEL_PATTERN
+    assert secret["key"]["pattern"] == validation.SECRET_KEY_PATTERN
     assert props["models"]["maxItems"] == 200
     assert props["tags"]["maxItems"] == 64
     assert props["metadata"]["maxProperties"] == 64
@@ -888,12 +893,12 @@ def test_xrd_patterns_compile_as_re2() -> None:
 
 def test_input_crd_matches_the_input_model() -> None:
     props = input_schema()["properties"]
-    aliases = {f.alias or n for n, f in model.Input.model_fields.items()}
+    aliases = {f.alias or n for n, f in fn_input_module.Input.model_fields.items()}
     assert set(props) == aliases
-    kinds = get_args(model.ProviderConfigRef.model_fields["kind"].annotation)
+    kinds = get_args(fn_input_module.ProviderConfigRef.model_fields["kind"].annotation)
     assert set(props["providerConfigRef"]["properties"]["kind"]["enum"]) == set(kinds)
     assert props["requestTimeout"]["pattern"] == r"^[1-9][0-9]{0,3}(s|m)$"
-    assert model.parse_input({"requestTimeout": "30s"}).request_timeout == "30s"
+    assert fn_input_module.parse_input({"requestTimeout": "30s"}).request_timeout == "30s"
 
 
 def _seed_spec() -> dict[str, Any]:
@@ -1018,7 +1023,7 @@ def test_cel_metadata_without_placeholders(metadata: dict[str, str], ok: bool) -
 def test_cel_metadata_without_litellms_own_keys(metadata: dict[str, str], ok: bool) -> None:
     assert cel(_rule_at(("metadata",), "guardrails"), metadata) is ok
     # The function agrees with the API server.
-    assert (not set(metadata) & set(model.RESERVED_METADATA_KEYS)) is ok
+    assert (not set(metadata) & set(key_spec.RESERVED_METADATA_KEYS)) is ok
 
 
 @pytest.mark.parametrize(
@@ -1035,10 +1040,10 @@ def test_cel_metadata_without_provenance_keys(metadata: dict[str, str], ok: bool
     # The function agrees with the API server.
     spec = {**_seed_spec(), "metadata": metadata}
     if ok:
-        model.parse_spec(spec)
+        key_spec.parse_spec(spec)
     else:
-        with pytest.raises(model.InvalidInputError, match=r"auth\.litellm\.ai/"):
-            model.parse_spec(spec)
+        with pytest.raises(validation.InvalidInputError, match=r"auth\.litellm\.ai/"):
+            key_spec.parse_spec(spec)
 
 
 INSTANCE = {"name": "litellm-example", "namespace": "litellm"}
@@ -1065,10 +1070,10 @@ def test_cel_connection_ref_has_one_form(ref: dict[str, Any], ok: bool) -> None:
     # The function's model agrees.
     spec = {"keyAlias": "ab", "connectionRef": ref}
     if ok:
-        model.parse_spec(spec)
+        key_spec.parse_spec(spec)
     else:
-        with pytest.raises(model.InvalidInputError, match=r"spec\.connectionRef"):
-            model.parse_spec(spec)
+        with pytest.raises(validation.InvalidInputError, match=r"spec\.connectionRef"):
+            key_spec.parse_spec(spec)
 
 
 @pytest.mark.parametrize(
@@ -1098,8 +1103,8 @@ def test_xrd_schema_refuses_what_the_function_refuses() -> None:
         spec = {**_seed_spec(), **change}
         failed, _ = cel_violations(spec_schema, spec)
         assert schema_errors(spec_schema, spec) or failed, change
-        with pytest.raises(model.InvalidInputError):
-            model.parse_spec(spec)
+        with pytest.raises(validation.InvalidInputError):
+            key_spec.parse_spec(spec)
 
 
 def test_readme_policy_examples_are_valid() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from function.compose import owner_of
+from function.composed import owner_of
 from function.main import main
 from tests.conftest import ROOT, load_example
 

@@ -14,16 +14,16 @@ from typing import Any
 import jq
 import pytest
 
-from function.connection import Connection, MasterKeyRef
-from function.model import VirtualKeySpec, parse_spec
-from function.request import (
+from function.keys.request import (
     ECHO_KEY_JQ,
     EXPECTED_RESPONSE,
     OBSERVE_IS_REMOVED,
     create_only_fields,
     litellm_fields,
 )
-from function.tenancy import Authorization
+from function.keys.spec import VirtualKeySpec, parse_spec
+from function.tenancy.connection import Connection, MasterKeyRef
+from function.tenancy.decide import Authorization
 from tests.conftest import SHARED
 
 SAMPLES = SHARED / "litellm" / "samples"
@@ -279,7 +279,7 @@ OURS = {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/user": "alice"}
 def test_a_user_that_is_not_ours_counts_as_removed(
     code: int, metadata: Any, payload: dict[str, Any], removed: bool
 ) -> None:
-    from function.accounts import gone_or_not_ours  # noqa: PLC0415 - the users' check
+    from function.accounts.requests import gone_or_not_ours  # noqa: PLC0415 - the users' check
 
     assert (
         run(gone_or_not_ours("user_info"), _account_context(code, metadata, **payload)) is removed

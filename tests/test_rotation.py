@@ -20,11 +20,15 @@ from typing import Any
 import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function import fn, keyflow, rotation
-from function.compose import Composed, compose
-from function.keys import token_of
-from function.model import KEY_ALIAS_PATTERN, InvalidInputError, Rotation
-from function.policy import load_policies
+from function import fn, units
+from function.composed import Composed
+from function.keys import flow as keyflow
+from function.keys import rotation
+from function.keys.compose import compose
+from function.keys.secrets import token_of
+from function.keys.spec import Rotation
+from function.tenancy.policy import load_policies
+from function.validation import KEY_ALIAS_PATTERN, InvalidInputError
 from tests.conftest import load_example
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
 from tests.grpc_harness import FunctionServer, make_request
@@ -533,7 +537,7 @@ def test_the_switch_is_a_normal_event_and_the_ttl_ends_with_the_grace_period() -
 def test_a_cached_response_is_not_served_past_the_time_it_changes(
     function_server: FunctionServer,
 ) -> None:
-    retire = rotation.rfc3339(datetime.now(UTC) + timedelta(seconds=2))
+    retire = units.rfc3339(datetime.now(UTC) + timedelta(seconds=2))
     request = make_request(xr({"every": "30d"}), switched(retire))
     first = function_server.run(request)
     assert request_resource_name() in first.desired.resources  # in its grace period
@@ -617,7 +621,7 @@ def test_a_next_key_secret_rewritten_by_someone_else_is_not_used() -> None:
 )
 def test_a_hostile_spend_in_a_proxy_answer_is_no_spend(answer: Any) -> None:
     # A proxy's answer decides what a new key carries: what is not money counts as unknown.
-    assert rotation.dollars(answer) is None
+    assert units.dollars(answer) is None
     request = observed_request(body={"info": {"key_alias": "example-service", "spend": answer}})
     assert rotation.answered_spend(request) is None
     if not isinstance(answer, str):  # an alias is only ever compared with ours

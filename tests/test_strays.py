@@ -16,7 +16,7 @@ import pytest
 from crossplane.function import resource
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function.keys import token_of
+from function.keys.secrets import token_of
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
 from tests.grpc_harness import FunctionServer, make_request, required_resources
 

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from function.connection import checked_tenant_url
-from function.model import InvalidInputError, parse_spec
-from function.policy import Tenant, load_policies, parse_policy_spec
-from function.tenancy import PolicyRefusedError, authorize
+from function.keys.spec import parse_spec
+from function.tenancy.connection import checked_tenant_url
+from function.tenancy.decide import PolicyRefusedError, authorize
+from function.tenancy.policy import Tenant, load_policies, parse_policy_spec
+from function.validation import InvalidInputError
 from tests.conftest import load_example
 from tests.grpc_harness import FunctionServer, make_request, required_resources
 

@@ -37,18 +37,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from function import provenance
-from function.compose import owner_of
-from function.connection import Connection
-from function.identity import litellm_id
-from function.policy import Policies, Tenant
+from function.accounts.identity import litellm_id
+from function.accounts.spec import parse_team_spec, parse_user_spec
+from function.composed import owner_of
 from function.poller.deadline import Deadline
 from function.poller.kube import XRRef
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
 from function.poller.records import MAX_MONEY, MalformedKeyError, parse_time
 from function.poller.state import dollars, rfc3339
-from function.teams import parse_team_spec
-from function.tenancy import connect
-from function.users import parse_user_spec
+from function.tenancy.connection import Connection
+from function.tenancy.decide import connect
+from function.tenancy.policy import Policies, Tenant
 
 PAGE_SIZE = 100
 TEAM_PLURAL = "teams"

@@ -12,7 +12,6 @@ import argparse
 import logging
 import sys
 
-from function.model import InvalidInputError
 from function.poller.cycle import Poller
 from function.poller.kube import KubeCluster, api_client
 from function.poller.leader import LeaderElector
@@ -20,6 +19,7 @@ from function.poller.loop import Runner
 from function.poller.metrics import Health, Metrics, serve
 from function.poller.redact import RedactingFilter
 from function.poller.settings import Settings, add_arguments
+from function.validation import InvalidInputError
 
 log = logging.getLogger("function.poller")
 

@@ -7,7 +7,7 @@
    loop backs off.
 2. Read every TenancyPolicy and the Namespaces' labels, and decide each
    object's instance with the function's own rules
-   (`function.compose.owner_of`, `function.model.parse_spec`,
+   (`function.composed.owner_of`, `function.keys.spec.parse_spec`,
    `function.tenancy.authorize`). One that the function would refuse, or
    that cannot be read at all, is skipped, so no master key is ever sent
    where the function would not send it; the function already reports it.
@@ -52,10 +52,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from function.compose import owner_of
-from function.connection import Connection
-from function.model import InvalidInputError, parse_spec
-from function.policy import Policies, Tenant, load_policies
+from function.composed import owner_of
+from function.keys.spec import parse_spec
 from function.poller import masks
 from function.poller.accounts import (
     Account,
@@ -94,7 +92,10 @@ from function.poller.state import (
     too_many_proxies,
     unavailable,
 )
-from function.tenancy import authorize
+from function.tenancy.connection import Connection
+from function.tenancy.decide import authorize
+from function.tenancy.policy import Policies, Tenant, load_policies
+from function.validation import InvalidInputError
 
 log = logging.getLogger(__name__)
 

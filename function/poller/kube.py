@@ -53,10 +53,10 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from function.policy import POLICY_API_VERSION
 from function.poller import jsondepth
 from function.poller.redact import redact
 from function.poller.state import Event
+from function.tenancy.policy import POLICY_API_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from function import mask
-from function.compose import MANAGED_BY
+from function.composed import MANAGED_BY
 from function.poller.kube import Cluster, KubeConflictError, KubeError, KubeNotFoundError
 from function.poller.records import MalformedKeyError, parse_time
 from function.poller.redact import redact
+from function.provider_http import mask
 
 log = logging.getLogger(__name__)
 

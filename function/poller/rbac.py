@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from function.policy import parse_policy_spec
+from function.tenancy.policy import parse_policy_spec
 
 ROLE_NAME = "function-litellm-keys-poller-master-key"
 SERVICE_ACCOUNT = "function-litellm-keys-poller"

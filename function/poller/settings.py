@@ -17,9 +17,9 @@ import re
 import socket
 from dataclasses import dataclass
 
-from function.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
-from function.model import DNS_LABEL_PATTERN, InvalidInputError
 from function.poller.fetch import FetchMode
+from function.provider_http.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
+from function.validation import DNS_LABEL_PATTERN, InvalidInputError
 
 DEFAULT_LEASE_NAME = "function-litellm-keys-poller"
 DEFAULT_METRICS_ADDRESS = ":8089"

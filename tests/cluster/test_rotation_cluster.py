@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from function.keys import new_key, token_of
+from function.keys.secrets import new_key, token_of
 from tests.cluster.conftest import (
     Plane,
     Tenant,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from function.keys import token_of
+from function.keys.secrets import token_of
 from tests.conftest import Proxy, chat, platform_admin
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import platform_policies

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from function.keys import new_key, token_of
+from function.keys.secrets import new_key, token_of
 from tests.conftest import Proxy, chat
 from tests.e2e.cluster import Cluster
 from tests.e2e.conftest import SpendWatcher, platform_policies

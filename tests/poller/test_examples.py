@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from function.main import main, parser
-from function.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
 from function.poller.kube import FIELD_MANAGER, LEGACY_PLURAL, PLURAL
 from function.poller.rbac import ROLE_NAME, master_key_rbac, master_key_secrets
 from function.poller.settings import DEFAULT_LEASE_NAME, DEFAULT_METRICS_ADDRESS
+from function.provider_http.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "poller"

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
-from function import tenancy
 from function.poller import state
 from function.poller.fetch import FetchMode, KeyFetcher, Wanted
 from function.poller.kube import KubeCluster, KubeTemporaryError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
+from function.tenancy import decide as tenancy
 from tests.poller.conftest import (
     MASTER_NAMESPACE,
     MASTER_SECRET,

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from function import mask
 from function.poller import masks
 from function.poller.kube import KubeCluster, api_client
+from function.provider_http import mask
 from tests.poller.conftest import make_poller
 from tests.poller.fake_apiserver import FakeAPIServer
 

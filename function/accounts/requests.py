@@ -1,7 +1,7 @@
 """The Requests of LiteLLM users, teams and team members, and their jq. Pure.
 
-`function.users` and `function.teams` build on this; keys have their own
-(`function.request`), since a key's raw value and its replacement need more.
+`function.accounts.users` and `.teams` build on this; keys have their own
+(`function.keys.request`), since a key's raw value and its replacement need more.
 
 - `account_request(...)`: a Request whose calls are all prepared by the
   function: the payload carries the LiteLLM ID, the managed `fields`, and
@@ -9,9 +9,10 @@
   no template ever mixes a tenant's text into a program.
 - `fields_match(live)`: the up-to-date check: every managed field equals
   what the info answer holds under `live` (`user_info`, `team_info`).
-- `IS_GONE`, `MEMBER_IS_GONE`, `MEMBER_MATCHES`: the other checks.
+- `gone_or_not_ours(live)`: gone, or a user or team this object did not make.
+- `MEMBER_IS_GONE`, `MEMBER_MATCHES`: the members' checks.
 
-The rules of `function.request` hold here too: every mapping sets `action`
+The rules of `function.provider_http.request` hold here too: every mapping sets `action`
 and `method`, every HTTP error is an answer, the master key is a
 placeholder, and every jq access is type-guarded.
 """
@@ -19,17 +20,12 @@ placeholder, and every jq access is type-guarded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from function import provenance
-from function.connection import Connection
-from function.readiness import last_answer
-from function.request import GUARDS, http_request, payload_of
-from function.rotation import answer_body
-
-# The info call answers 404 once the user or team is gone.
-IS_GONE = f"{GUARDS} | $r.statusCode == 404"
+from function.provider_http.answers import answer_body, last_answer, payload_of
+from function.provider_http.request import GUARDS, Place, http_request
+from function.units import litellm_float
 
 
 def gone_or_not_ours(live: str) -> str:
@@ -122,19 +118,8 @@ def ownership(
 
 
 def dollars(value: str | None) -> float | None:
-    """LiteLLM's float for a dollar string; Decimal keeps "0.1" exact until then."""
-    return None if value is None else float(Decimal(value))
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where a Request goes and how it reaches the proxy; the same for all of one XR's."""
-
-    namespace: str
-    connection: Connection
-    provider_config: dict[str, str]
-    wait_timeout: str
-    labels: dict[str, str]
+    """LiteLLM's float for a dollar string, or None for none."""
+    return None if value is None else litellm_float(value)
 
 
 @dataclass(frozen=True)
@@ -172,11 +157,7 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
     }
     body = http_request(
         name=name,
-        namespace=place.namespace,
-        connection=place.connection,
-        provider_config=place.provider_config,
-        wait_timeout=place.wait_timeout,
-        labels=place.labels,
+        place=place,
         payload=payload,
         mappings=[
             {

@@ -18,17 +18,16 @@ a key a tenant's own user minted proves nothing, whatever its metadata says.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from function import provenance, rotation
-from function.connection import Connection
-from function.request import ONLY_OBSERVE, http_request
+from function import provenance
+from function.provider_http.answers import TOKEN, answer_body
+from function.provider_http.request import ONLY_OBSERVE, Place, http_request
+from function.units import dollars
 
 CHECK_RESOURCE = "alias-check"
-_TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _MAX_BODY = 256 * 1024
 _MAX_KEYS = 64  # aliases are unique: a listing holds one key, or a few while one is deleted
 
@@ -42,24 +41,11 @@ class Holder:
     owner: tuple[str, str] | None  # the VirtualKey its provenance names, if the master key made it
 
 
-def alias_check(  # noqa: PLR0913 - each argument is one independent fact.
-    *,
-    name: str,
-    namespace: str,
-    alias: str,
-    connection: Connection,
-    provider_config: dict[str, str],
-    wait_timeout: str,
-    labels: dict[str, str],
-) -> dict[str, Any]:
+def alias_check(*, name: str, alias: str, place: Place) -> dict[str, Any]:
     """A Request that only lists the keys holding `alias` on the proxy."""
     return http_request(
         name=name,
-        namespace=namespace,
-        connection=connection,
-        provider_config=provider_config,
-        wait_timeout=wait_timeout,
-        labels=labels,
+        place=place,
         payload={"alias": alias},
         mappings=[
             {
@@ -78,7 +64,7 @@ def alias_check(  # noqa: PLR0913 - each argument is one independent fact.
 
 def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder] | None:
     """The other live keys with `alias` in the check's last answer; None: no answer yet."""
-    listing = rotation.answer_body(request, _MAX_BODY)
+    listing = answer_body(request, _MAX_BODY)
     keys = listing.get("keys") if listing is not None else None
     if not isinstance(keys, list):
         return None
@@ -86,8 +72,8 @@ def holders(request: dict[str, Any] | None, alias: str, own: str) -> list[Holder
     for key in keys[:_MAX_KEYS]:
         if not isinstance(key, dict) or key.get("key_alias") != alias:
             continue  # an older proxy may ignore the filter: only this alias counts
-        token, spend = key.get("token"), rotation.dollars(key.get("spend") or 0)
-        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or token == own:
+        token, spend = key.get("token"), dollars(key.get("spend") or 0)
+        if not isinstance(token, str) or not TOKEN.fullmatch(token) or token == own:
             continue
         if spend is None:
             return None  # unreadable: decide nothing on it

@@ -18,47 +18,26 @@ Team in its own namespace.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import StringConstraints
+from typing import Any
 
 from function import provenance
-from function.model import InvalidInputError, LocalRef
-from function.readiness import last_answer
-from function.request import is_request, payload_of
-from function.rotation import answer_body
+from function.composed import base_name
+from function.provider_http.answers import (
+    answer_body,
+    is_request,
+    last_answer,
+    mapping,
+    payload_of,
+)
+from function.validation import InvalidInputError, LocalRef
 
-# Letters, digits and . _ @ -: safe in a URL query and in any jq string.
-LOCAL_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,127}$"
-LocalID = Annotated[str, StringConstraints(pattern=LOCAL_ID_PATTERN)]
 SEPARATOR = "."
-
-
-_MAX_BASE = 200  # leaves room for suffixes in a 253-character name
-_HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
-
-
-def base_name(name: str) -> str:
-    """The stem of the names an object's composed resources get.
-
-    The name, or for a long one a prefix and its hash: two long names that
-    share their first 200 characters must not share a Secret.
-    """
-    if len(name) <= _MAX_BASE:
-        return name.rstrip("-.")
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:_HASHED_BASE].rstrip('-.')}-{digest}"
 
 
 def litellm_id(namespace: str, local: str) -> str:
     """The LiteLLM user or team ID of a namespace's User or Team."""
     return f"{namespace}{SEPARATOR}{local}"
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -123,20 +102,20 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
     found = [
         o
         for o in objects
-        if _mapping(o.get("metadata")).get("name") == name
-        and _mapping(o.get("metadata")).get("namespace") in (namespace, None)
+        if mapping(o.get("metadata")).get("name") == name
+        and mapping(o.get("metadata")).get("namespace") in (namespace, None)
     ]
     if not found:
         problem = f"{kind} {namespace}/{name} does not exist; create it"
         return Referenced(kind, name, namespace, None, problem, exists=False)
     obj = found[0]
-    meta = _mapping(obj.get("metadata"))
+    meta = mapping(obj.get("metadata"))
     if meta.get("deletionTimestamp"):
         problem = (
             f"{kind} {namespace}/{name} is being deleted, and LiteLLM deletes its keys with it"
         )
         return Referenced(kind, name, namespace, None, problem, exists=False)
-    local = _mapping(obj.get("spec")).get(how.id_field) or name
+    local = mapping(obj.get("spec")).get(how.id_field) or name
     expected = litellm_id(namespace, str(local))
     pending = Referenced(
         kind, name, namespace, None, f"{kind} {namespace}/{name} is not on the proxy yet"
@@ -152,7 +131,7 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
         return Referenced(kind, name, namespace, expected, None)
     if not path.endswith("/info"):
         return pending
-    live = _mapping(_mapping(answer_body(request)).get(how.info))
+    live = mapping(mapping(answer_body(request)).get(how.info))
     ours = provenance.owner(live.get("metadata"), how.stamp) == (namespace, name)
     if not ours and payload_of(request).get("trustExisting") is not True:
         return pending
@@ -175,10 +154,10 @@ def _request_of(
     its `spec.resourceRef` names. A Request of an earlier incarnation (being
     deleted, or another object's) says nothing about this one.
     """
-    meta = _mapping(owner.get("metadata"))
-    ref = _mapping(_mapping(owner.get("spec")).get("resourceRef"))
+    meta = mapping(owner.get("metadata"))
+    ref = mapping(mapping(owner.get("spec")).get("resourceRef"))
     for request in requests:
-        request_meta = _mapping(request.get("metadata"))
+        request_meta = mapping(request.get("metadata"))
         if not is_request(request) or request_meta.get("name") != name:
             continue
         if request_meta.get("deletionTimestamp"):

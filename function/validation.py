@@ -1,14 +1,18 @@
-"""Plain models of what users and platform teams write, validated with pydantic.
+"""Validating what people write: shared field types, checks and the messages they give.
 
-- `VirtualKeySpec`: the `spec` of a VirtualKey (v2 XR, legacy XR or claim).
-- `ConnectionRef`: where the LiteLLM proxy is and where its master key lives.
-- `Input`: the function's input, set by the platform team in the Composition.
-- `InvalidInputError` and `describe_errors`: turn pydantic's errors into one
-  message per field that says what was wrong and which form is accepted.
+- `InvalidInputError`: input the function refuses, with a message meant for
+  a person; `validated(model, value, prefix)` turns pydantic's errors into one
+  line per field that says what was wrong and which form is accepted
+  (`ACCEPTED_FORMS`).
+- The field types every spec shares (`Dollars`, `Duration`, `DnsLabel`, ...)
+  and `LocalRef`, a reference to an object in the referrer's namespace.
+- `refuse_templating`, `refuse_provenance`, `refuse_repeats`,
+  `refuse_soft_over_max`: checks every kind's spec runs.
+- `memoized_by_json`: one validation serves every run of an unchanged spec.
 
-Every pattern here is repeated in the XRD's OpenAPI schema, so the API server
-rejects bad input first; the function checks again because `render`, legacy
-XRs and older XRD revisions do not go through the same schema.
+Every pattern here is repeated in the XRDs' OpenAPI schemas, so the API
+server rejects bad input first; the function checks again because `render`,
+legacy XRs and older XRD revisions do not go through the same schema.
 """
 
 from __future__ import annotations
@@ -17,22 +21,18 @@ import functools
 import json
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
     StringConstraints,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from function.cache import BytesLRU
-from function.mask import DEFAULT_NAMESPACE as MASK_NAMESPACE
 from function.redact import redact
 
 # LiteLLM's own built-in key alias rule (key_management_endpoints.py,
@@ -45,16 +45,6 @@ KEY_ALIAS_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_\-/.@]{0,253}[a-zA-Z0-9]$"
 DURATION_PATTERN = (
     r"^([1-9][0-9]{0,7}s|[1-9][0-9]{0,6}m|[1-9][0-9]{0,4}h|[1-9][0-9]{0,3}d"
     r"|[1-9][0-9]{0,2}w|[1-9][0-9]{0,2}mo)$"
-)
-# Keys LiteLLM keeps in a key's metadata for itself; a spec that set them would
-# never match what LiteLLM answers, so the function would UPDATE on every poll.
-RESERVED_METADATA_KEYS = (
-    "tags",
-    "model_rpm_limit",
-    "model_tpm_limit",
-    "guardrails",
-    "prompts",
-    "logging",
 )
 # Metadata keys under this prefix say which VirtualKey made a key (provenance);
 # only the function writes them, so a tenant cannot claim another's key.
@@ -155,138 +145,16 @@ Parallel = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=2**31)]
 SmallLimit = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=64)]
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """A frozen model that refuses unknown fields."""
+
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
 
 
-class InstanceRef(_Model):
-    """A LiteLLM instance the platform declares in a TenancyPolicy."""
-
-    name: DnsLabel
-    namespace: DnsLabel
-
-
-class SecretKeyRef(_Model):
-    """One data key of one Secret."""
-
-    name: DnsSubdomain
-    namespace: DnsLabel | None = None
-    key: SecretKey | None = None
-
-
-class ConnectionRef(_Model):
-    """Where the proxy is: an instance, or an explicit URL and master-key Secret."""
-
-    instance_ref: InstanceRef | None = Field(default=None, alias="instanceRef")
-    url: str | None = None
-    master_key_secret_ref: SecretKeyRef | None = Field(default=None, alias="masterKeySecretRef")
-
-    @model_validator(mode="after")
-    def _one_form(self) -> ConnectionRef:
-        explicit = self.url is not None or self.master_key_secret_ref is not None
-        if self.instance_ref is not None and explicit:
-            msg = "set either instanceRef or url with masterKeySecretRef, not both"
-            raise ValueError(msg)
-        if self.instance_ref is None and not (
-            self.url is not None and self.master_key_secret_ref is not None
-        ):
-            msg = "set instanceRef {name, namespace}, or both url and masterKeySecretRef"
-            raise ValueError(msg)
-        return self
-
-
-class Rotation(_Model):
-    """When the key is replaced by a new one, and how long the old one keeps working."""
-
-    # Rotate this long after the last rotation (or after rotation was first set).
-    every: Duration | None = None
-    # Bump to rotate now: any value other than the last one handled rotates once.
-    trigger: Count | None = None
-    # How long the old key keeps working after the Secret holds the new one.
-    grace_period: Duration = Field(default="1h", alias="gracePeriod")
-    # What the old key may still spend during the grace period (with maxBudget);
-    # it is charged to the new key up front, so both together stay in budget.
-    grace_period_budget: Dollars | None = Field(default=None, alias="gracePeriodBudget")
-
-
-class LocalRef(_Model):
+class LocalRef(StrictModel):
     """A User or Team in the referrer's own namespace, by name."""
 
     name: DnsSubdomain
-
-
-class VirtualKeySpec(BaseModel):
-    """The user-facing part of a VirtualKey's spec.
-
-    Unknown fields are ignored rather than refused: Crossplane keeps its own
-    machinery (compositionRef, resourceRefs, claimRef, crossplane) in the
-    same `spec`, and the XRD's structural schema already prunes typos.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
-
-    key_alias: Annotated[str, StringConstraints(pattern=KEY_ALIAS_PATTERN)] = Field(
-        alias="keyAlias"
-    )
-    models: list[NonEmpty] = Field(default_factory=list, max_length=200)
-    max_budget: Dollars | None = Field(default=None, alias="maxBudget")
-    soft_budget: Dollars | None = Field(default=None, alias="softBudget")
-    budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
-    duration: Duration | None = None
-    blocked: StrictBool | None = None
-    tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
-    rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
-    max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
-    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
-    )
-    tags: list[NonEmpty] = Field(default_factory=list, max_length=64)
-    team_id: NonEmpty | None = Field(default=None, alias="teamID")
-    user_id: NonEmpty | None = Field(default=None, alias="userID")
-    team_ref: LocalRef | None = Field(default=None, alias="teamRef")
-    user_ref: LocalRef | None = Field(default=None, alias="userRef")
-    connection_ref: ConnectionRef = Field(alias="connectionRef")
-    rotation: Rotation | None = None
-
-    @field_validator("key_alias")
-    @classmethod
-    def _no_dot_segment(cls, value: str) -> str:
-        # LiteLLM refuses ".." path segments (raise_if_unsafe_secret_name).
-        if ".." in value:
-            msg = "must not contain '..'"
-            raise ValueError(msg)
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _not_litellms(cls, value: dict[str, str]) -> dict[str, str]:
-        refuse_provenance(value)
-        reserved = sorted(set(value) & set(RESERVED_METADATA_KEYS))
-        if reserved:
-            msg = (
-                f"must not set {', '.join(repr(k) for k in reserved)}: LiteLLM keeps these "
-                "keys in a key's metadata for itself (use spec.tags for tags)"
-            )
-            raise ValueError(msg)
-        return value
-
-    @field_validator("models", "tags")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            msg = "must not repeat an entry"
-            raise ValueError(msg)
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> VirtualKeySpec:
-        for ref, raw in (("teamRef", "teamID"), ("userRef", "userID")):
-            if getattr(self, _SNAKE[ref]) is not None and getattr(self, _SNAKE[raw]) is not None:
-                msg = f"spec.{ref} and spec.{raw} name the same thing; set one of them"
-                raise ValueError(msg)
-        refuse_soft_over_max(self.soft_budget, self.max_budget)
-        refuse_templating(self)
-        return self
 
 
 def refuse_provenance(metadata: dict[str, str]) -> None:
@@ -318,39 +186,6 @@ def refuse_repeats(path: str, values: list[str]) -> None:
         raise ValueError(msg)
 
 
-class AccountSpec(BaseModel):
-    """What a User's and a Team's spec share: models, limits, metadata, connection.
-
-    Unknown fields are ignored, as in VirtualKeySpec: Crossplane keeps its
-    own machinery in the same `spec`.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
-
-    models: list[NonEmpty] = Field(default_factory=list, max_length=200)
-    max_budget: Dollars | None = Field(default=None, alias="maxBudget")
-    budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
-    tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
-    rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
-    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
-    )
-    blocked: StrictBool | None = None
-    connection_ref: ConnectionRef = Field(alias="connectionRef")
-
-    @field_validator("metadata")
-    @classmethod
-    def _no_provenance(cls, value: dict[str, str]) -> dict[str, str]:
-        refuse_provenance(value)
-        return value
-
-    @model_validator(mode="after")
-    def _checked(self) -> AccountSpec:
-        refuse_repeats("spec.models", list(self.models))
-        refuse_templating(self)
-        return self
-
-
 def refuse_templating(spec: BaseModel) -> None:
     """Refuse strings provider-http would not send as they are (raises ValueError).
 
@@ -369,9 +204,6 @@ def refuse_templating(spec: BaseModel) -> None:
                 "into an object before LiteLLM sees it; store it in another form"
             )
             raise ValueError(msg)
-
-
-_SNAKE = {"teamRef": "team_ref", "teamID": "team_id", "userRef": "user_ref", "userID": "user_id"}
 
 
 def _is_json_object(text: str) -> bool:
@@ -400,48 +232,6 @@ def _strings(value: Any, path: str = "spec") -> list[tuple[str, str]]:
         for index, item in enumerate(value):
             found.extend(_strings(item, f"{path}[{index}]"))
     return found
-
-
-class ProviderConfigRef(_Model):
-    """The provider-http (Cluster)ProviderConfig the Request uses."""
-
-    kind: Literal["ClusterProviderConfig", "ProviderConfig"] = "ClusterProviderConfig"
-    name: DnsSubdomain = "default"
-
-
-_MOVED = {"instance", "allowedMasterKeyNamespaces"}
-
-
-class Input(_Model):
-    """The function's input (`litellm.fn.crossplane.io/v1beta1`, kind Input)."""
-
-    api_version: str | None = Field(default=None, alias="apiVersion")
-    kind: str | None = None
-    metadata: dict[str, Any] | None = None
-    provider_config_ref: ProviderConfigRef = Field(
-        default_factory=ProviderConfigRef, alias="providerConfigRef"
-    )
-    # provider-http's per-call HTTP timeout (spec.forProvider.waitTimeout).
-    request_timeout: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}(s|m)$")] = Field(
-        default="30s", alias="requestTimeout"
-    )
-    # Where provider-http keeps the Secrets that mask /key/generate's echo of a
-    # key (function.mask): a namespace tenants cannot write.
-    mask_secret_namespace: DnsLabel = Field(default=MASK_NAMESPACE, alias="maskSecretNamespace")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved_to_policy(cls, value: Any) -> Any:
-        # These lived in the input before the TenancyPolicy; left in place they
-        # would suggest a second, drifting copy of the platform's rules.
-        moved = sorted(set(value) & _MOVED) if isinstance(value, dict) else []
-        if moved:
-            msg = (
-                f"input.{moved[0]}: moved to the TenancyPolicy (spec.instances and "
-                "spec.rules, see package/policy/); remove it from the Composition's input"
-            )
-            raise ValueError(msg)
-        return value
 
 
 def describe_errors(error: ValidationError, prefix: str) -> str:
@@ -536,29 +326,3 @@ def validated(model: type[_M], value: Any, prefix: str, *, not_object: str, fix:
         return model.model_validate(value)
     except ValidationError as e:
         raise InvalidInputError(describe_errors(e, prefix) + fix) from None
-
-
-@memoized_by_json(max_bytes=16 * 1024 * 1024)
-def parse_spec(spec: Any) -> VirtualKeySpec:
-    """Validate a VirtualKey spec, or raise InvalidInputError naming each bad field."""
-    return validated(
-        VirtualKeySpec,
-        spec,
-        "spec",
-        not_object="spec: is missing or not an object; a VirtualKey needs spec.keyAlias and "
-        "spec.connectionRef",
-    )
-
-
-@memoized_by_json(max_bytes=1024 * 1024)
-def parse_input(raw: Any) -> Input:
-    """Validate the function input (absent means all defaults)."""
-    if raw is None or raw == {}:
-        return Input()
-    return validated(
-        Input,
-        raw,
-        "input",
-        not_object="input: must be an object of kind Input",
-        fix=" (fix the function input in the Composition)",
-    )

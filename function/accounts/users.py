@@ -18,92 +18,37 @@ the auto-created key alone stops at the budget too. `softBudget` and
 `blocked` exist only on keys in LiteLLM, so they go to that key alone.
 
 The user's LiteLLM ID is `<namespace>.<userID or metadata.name>`
-(`function.identity`). Its role must be one the TenancyPolicy grants the
+(`function.accounts.identity`). Its role must be one the TenancyPolicy grants the
 namespace (`users.roles`; `internal_user` only by default).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from pydantic import Field, StrictBool, StringConstraints, model_validator
+from typing import Any
 
 from function import provenance
-from function.accounts import (
+from function.accounts.identity import litellm_id, request_name
+from function.accounts.requests import (
     ACCOUNT_KIND,
     Calls,
-    Place,
     account_request,
     dollars,
     fields_match,
     gone_or_not_ours,
     ownership,
 )
-from function.compose import MANAGED_BY, Composed, Desired, owner_of
-from function.identity import LocalID, litellm_id, request_name
-from function.model import (
-    KEY_ALIAS_PATTERN,
-    AccountSpec,
-    Dollars,
-    Duration,
-    LocalRef,
-    NonEmpty,
-    Parallel,
-    parse_input,
-    refuse_repeats,
-    refuse_soft_over_max,
-    validated,
-)
-from function.policy import Policies, Tenant, UserRole
-from function.readiness import KeyState, state_of
-from function.tenancy import check_role, connect
+from function.accounts.spec import UserSpec, parse_user_spec
+from function.composed import MANAGED_BY, Composed, Desired, owner_of
+from function.input import parse_input
+from function.provider_http.readiness import KeyState, state_of
+from function.provider_http.request import Place
+from function.tenancy.decide import check_role, connect
+from function.tenancy.policy import Policies, Tenant
 
 CONDITION_TYPE = "UserReady"
 USER_RESOURCE = "user"
 KEY_RESOURCE = "virtualkey"
 VIRTUALKEY_API_VERSION = "auth.litellm.ai/v1alpha1"
-EMAIL_PATTERN = r"^[^@\s{}\"\\]{1,64}@[^@\s{}\"\\]{1,190}$"
-
-
-class UserSpec(AccountSpec):
-    """The user-facing part of a User's spec (Crossplane's own fields are ignored)."""
-
-    user_email: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)] = Field(alias="userEmail")
-    user_id: LocalID | None = Field(default=None, alias="userID")
-    user_alias: NonEmpty | None = Field(default=None, alias="userAlias")
-    # The default cannot call /key/generate (function.policy.DEFAULT_USER_ROLES).
-    user_role: UserRole = Field(default="internal_user_viewer", alias="userRole")
-    soft_budget: Dollars | None = Field(default=None, alias="softBudget")
-    max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
-    teams: list[LocalRef] = Field(default_factory=list, max_length=64)
-    auto_create_key: StrictBool = Field(default=False, alias="autoCreateKey")
-    key_alias: Annotated[str, StringConstraints(pattern=KEY_ALIAS_PATTERN)] | None = Field(
-        default=None, alias="keyAlias"
-    )
-    duration: Duration | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> UserSpec:
-        if self.auto_create_key and self.key_alias is None:
-            msg = (
-                "spec.keyAlias: is required with autoCreateKey: true, as the alias of the "
-                'user\'s key, e.g. "alice-key"'
-            )
-            raise ValueError(msg)
-        refuse_repeats("spec.teams", [t.name for t in self.teams])
-        refuse_soft_over_max(self.soft_budget, self.max_budget)
-        return self
-
-
-def parse_user_spec(spec: Any) -> UserSpec:
-    """Validate a User's spec, or raise InvalidInputError naming each bad field."""
-    return validated(
-        UserSpec,
-        spec,
-        "spec",
-        not_object="spec: is missing or not an object; a User needs spec.userEmail and "
-        "spec.connectionRef",
-    )
 
 
 def user_fields(spec: UserSpec, stamp: dict[str, str]) -> dict[str, Any]:

@@ -32,15 +32,18 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from function import holders, provenance, rotation
-from function.keys import key_from_secret_data, new_key, token_of
-from function.readiness import (
+from function import provenance
+from function.composed import Desired
+from function.keys import holders, rotation
+from function.keys.request import build_request, created_once, key_payload, token_in_request
+from function.keys.secrets import key_from_secret_data, new_key, token_of
+from function.provider_http.answers import TOKEN, annotations_of, created_at, is_request, payload_of
+from function.provider_http.readiness import (
     CREATE_FAILED,
     CREATE_SETTLED,
     KeyState,
@@ -48,19 +51,14 @@ from function.readiness import (
     revoked,
     unsettled_create,
 )
-from function.request import (
-    annotations_of,
-    build_request,
-    created_once,
-    is_request,
-    payload_of,
-    token_in_request,
-)
+from function.provider_http.request import Place
+from function.units import dollars, duration, money, rfc3339
 
 if TYPE_CHECKING:
-    from function.compose import Owner
-    from function.model import Input, VirtualKeySpec
-    from function.tenancy import Authorization
+    from function.composed import Owner
+    from function.input import Input
+    from function.keys.spec import VirtualKeySpec
+    from function.tenancy.decide import Authorization
 
 SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
 NEXT_SECRET_RESOURCE = "next-key"  # noqa: S105 - a resource name, not a secret.
@@ -74,18 +72,9 @@ ROTATION = "auth.litellm.ai/rotation"  # why: on the key being rotated, and on t
 TRIGGER = "auth.litellm.ai/rotation-trigger"  # the spec.rotation.trigger this key has handled
 EXPOSED = "auth.litellm.ai/exposed"  # provider-http stored this key unmasked once
 _REASONS = ("requested", "scheduled")  # why a rotation started
-_TOKEN = re.compile(r"^[0-9a-f]{64}$")
 # A VirtualKey has at most three key Requests at once (current, new, retiring);
 # only the function composes them, and this bounds what a run reads anyway.
 MAX_KEY_REQUESTS = 16
-
-
-@dataclass(frozen=True)
-class Desired:
-    """One desired composed resource and whether it is ready."""
-
-    body: dict[str, Any]
-    ready: bool
 
 
 @dataclass(frozen=True)
@@ -166,15 +155,15 @@ class KeyContext:
         return f"{self.owner.base_name}-litellm-key-next"
 
     @property
-    def sending(self) -> dict[str, Any]:
-        """What every Request of this VirtualKey shares: where it lives and how it is sent."""
-        return {
-            "namespace": self.owner.namespace,
-            "connection": self.granted.connection,
-            "provider_config": self.settings.provider_config_ref.model_dump(),
-            "wait_timeout": self.settings.request_timeout,
-            "labels": self.labels,
-        }
+    def place(self) -> Place:
+        """Where every Request of this VirtualKey goes and how it reaches the proxy."""
+        return Place(
+            self.owner.namespace,
+            self.granted.connection,
+            self.settings.provider_config_ref.model_dump(),
+            self.settings.request_timeout,
+            self.labels,
+        )
 
     def observed_request(self, token: str) -> dict[str, Any] | None:
         """The observed Request of key `token`, if it is one of ours."""
@@ -211,25 +200,25 @@ class KeyContext:
     ) -> dict[str, Any]:
         """The Request of the key `token`, as build_request makes it for this VirtualKey."""
         observed_request = self.observed_request(token)
-        body = build_request(
-            name=f"{self.owner.base_name}-{token[:8]}",
-            namespace=self.owner.namespace,
-            spec=self.spec,
-            granted=self.granted,
-            token=token,
-            key_secret=key_secret,
-            provider_config=self.settings.provider_config_ref.model_dump(),
-            wait_timeout=self.settings.request_timeout,
-            labels=self.labels,
-            mask_namespace=self.settings.mask_secret_namespace,
+        payload = key_payload(
+            self.spec,
+            self.granted,
+            token,
             # Once LiteLLM has the key, provider-http may never create it again.
             created=created_once(observed_request) or ready,
             provenance=provenance.stamp(
                 self.owner.namespace, self.owner.virtualkey, self.granted.policy
             ),
-            carried_spend=None if carried is None else rotation.money(carried),
+            carried_spend=None if carried is None else money(carried),
             overrides=overrides,
             update_only=update_only,
+        )
+        body = build_request(
+            name=f"{self.owner.base_name}-{token[:8]}",
+            place=self.place,
+            payload=payload,
+            key_secret=key_secret,
+            mask_namespace=self.settings.mask_secret_namespace,
         )
         notes = dict(annotations or {})
         if token in self.exposed:
@@ -264,7 +253,7 @@ def key_flow(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     token = token_of(key)
     notes = annotations_of(ctx.observed_request(token))
     next_token = notes.get(NEXT_KEY)
-    if replaced is None and isinstance(next_token, str) and _TOKEN.fullmatch(next_token):
+    if replaced is None and isinstance(next_token, str) and TOKEN.fullmatch(next_token):
         # A rotation is under way: its new key must be the one the Request names.
         waiting = _secret_key(ctx.observed, NEXT_SECRET_RESOURCE)
         warnings = []
@@ -325,11 +314,11 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     }
     kept, retiring_until = _retiring(ctx, {request_resource(token)})
     resources.update(kept)
-    born = rotation.created_at(observed_request) or ctx.now
+    born = created_at(observed_request) or ctx.now
     status: dict[str, Any] = {}
     schedule: dict[str, Any] = {}
     if made_by in _REASONS:
-        schedule["lastRotatedAt"] = rotation.rfc3339(born)
+        schedule["lastRotatedAt"] = rfc3339(born)
     spec_rotation = ctx.spec.rotation
     reason = rotation.due(spec_rotation, ctx.handled_trigger(token), born, ctx.now)
     next_at = rotation.next_rotation(spec_rotation, born)
@@ -339,9 +328,9 @@ def _steady(ctx: KeyContext, key: str, replaced: str | None) -> Flow:
     if reason is not None and ctx.now < allowed_at:
         reason, next_at = None, allowed_at if next_at is None else max(next_at, allowed_at)
     if next_at is not None:
-        schedule["nextRotationAt"] = rotation.rfc3339(next_at)
+        schedule["nextRotationAt"] = rfc3339(next_at)
     if retiring_until is not None:
-        schedule["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
+        schedule["oldKeyExpiresAt"] = rfc3339(retiring_until)
     if schedule:
         status["rotation"] = schedule
     # With a budget, what the key spent must come from provider-http's answer.
@@ -379,11 +368,11 @@ def _charge(ctx: KeyContext, token: str, new_token: str) -> _Charge:
     fields = fields if isinstance(fields, dict) else {}
     retired = rotation.retired_alias(ctx.spec.key_alias, token)
     new_payload = payload_of(ctx.observed_request(new_token)).get("createOnly")
-    kept = rotation.dollars(new_payload.get("spend")) if isinstance(new_payload, dict) else None
+    kept = dollars(new_payload.get("spend")) if isinstance(new_payload, dict) else None
     spent = rotation.answered_spend(old) or Decimal(0)
     if ctx.spec.max_budget is None:
         return _Charge(None, max(spent, kept or Decimal(0)))
-    applied = rotation.dollars(fields.get("max_budget"))
+    applied = dollars(fields.get("max_budget"))
     if fields.get("key_alias") == retired and applied is not None:
         return _Charge(applied, max(applied, kept or Decimal(0)))
     spec_rotation = ctx.spec.rotation
@@ -414,10 +403,10 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str) -> Flow:
     pending: dict[str, Any] = {
         "tokenHash": new_token,
         "reason": reason,
-        "carriedSpend": rotation.money(charge.carried),
+        "carriedSpend": money(charge.carried),
     }
     if charge.old_key_budget is not None:
-        pending["oldKeyBudget"] = rotation.money(charge.old_key_budget)
+        pending["oldKeyBudget"] = money(charge.old_key_budget)
     resources = {
         SECRET_RESOURCE: Desired(ctx.secret(ctx.secret_name, key), ready=True),
         NEXT_SECRET_RESOURCE: Desired(
@@ -464,11 +453,11 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str) -> Flow:
             )
         schedule: dict[str, Any] = {"pending": pending}
         if retiring_until is not None:
-            schedule["oldKeyExpiresAt"] = rotation.rfc3339(retiring_until)
+            schedule["oldKeyExpiresAt"] = rfc3339(retiring_until)
         return Flow(token, state, resources, {"rotation": schedule}, revisit_at=retiring_until)
     # The new key exists: switch the Secret to it, and retire the old key, which
     # also expires on the proxy then, should its Request's REMOVE never run.
-    grace = rotation.duration(spec_rotation.grace_period if spec_rotation else "1h")
+    grace = duration(spec_rotation.grace_period if spec_rotation else "1h")
     until = ctx.now + grace
     resources[SECRET_RESOURCE] = Desired(ctx.secret(ctx.secret_name, next_key), ready=True)
     resources[request_resource(token)] = Desired(
@@ -477,22 +466,22 @@ def _rotating(ctx: KeyContext, key: str, next_key: str, *, reason: str) -> Flow:
             key_secret=ctx.secret_name,
             ready=True,
             overrides=overrides,
-            annotations={**notes, rotation.RETIRE_AT: rotation.rfc3339(until)},
+            annotations={**notes, rotation.RETIRE_AT: rfc3339(until)},
             update_only={"duration": f"{int(grace.total_seconds())}s"},
         ),
         ready=True,
     )
     done: dict[str, Any] = {
-        "lastRotatedAt": rotation.rfc3339(ctx.now),
-        "oldKeyExpiresAt": rotation.rfc3339(until),
+        "lastRotatedAt": rfc3339(ctx.now),
+        "oldKeyExpiresAt": rfc3339(until),
     }
     if spec_rotation is not None and spec_rotation.every is not None:
-        done["nextRotationAt"] = rotation.rfc3339(ctx.now + rotation.duration(spec_rotation.every))
+        done["nextRotationAt"] = rfc3339(ctx.now + duration(spec_rotation.every))
     event = (
         f"Rotated the key ({reason}): Secret {ctx.owner.namespace}/"
         f"{ctx.secret_name} now holds a new key (token {new_token[:12]}...), which starts "
-        f"at ${rotation.money(charge.carried)} spent. The old key (token {token[:12]}...) "
-        f"keeps working until {rotation.rfc3339(until)}, then it is deleted."
+        f"at ${money(charge.carried)} spent. The old key (token {token[:12]}...) "
+        f"keeps working until {rfc3339(until)}, then it is deleted."
     )
     return Flow(
         new_token,
@@ -513,7 +502,7 @@ def _retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], d
         if name in current or at is None or ctx.now >= at:
             continue  # past it: dropped, and Crossplane deleting it deletes the key
         meta = request.get("metadata") or {}
-        notes = {rotation.RETIRE_AT: rotation.rfc3339(at)}
+        notes = {rotation.RETIRE_AT: rfc3339(at)}
         if token_in_request(request) in ctx.exposed:
             notes[EXPOSED] = "true"
         kept[name] = Desired(
@@ -541,7 +530,7 @@ def _carried(ctx: KeyContext, token: str, replaced: str | None) -> Decimal | Non
     found: list[Decimal] = []
     create_only = payload_of(ctx.observed_request(token)).get("createOnly")
     if isinstance(create_only, dict):
-        found += [s for s in (rotation.dollars(create_only.get("spend")),) if s is not None]
+        found += [s for s in (dollars(create_only.get("spend")),) if s is not None]
     if replaced is not None:
         for request in observed_requests(ctx.observed).values():
             spend = rotation.answered_spend(request)
@@ -564,7 +553,7 @@ def _holder(
     """
     alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
     check = holders.alias_check(
-        name=f"{ctx.owner.base_name}-alias-check", alias=alias, **ctx.sending
+        name=f"{ctx.owner.base_name}-alias-check", alias=alias, place=ctx.place
     )
     resources = {holders.CHECK_RESOURCE: Desired(check, ready=True)}
     found = holders.holders(ctx.observed.get(holders.CHECK_RESOURCE), alias, token)
@@ -586,7 +575,7 @@ def _holder(
             else "that this VirtualKey did not make, which its TenancyPolicy allows it to replace"
         )
         carried_over = (
-            f"its spend (${rotation.money(spend)}) carried over to the new one"
+            f"its spend (${money(spend)}) carried over to the new one"
             if not foreign
             else "its spend, not this VirtualKey's, is not carried over"
         )

@@ -27,10 +27,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from function.connection import Connection, MasterKeyRef, checked_tenant_url
-from function.model import ConnectionRef, InvalidInputError, VirtualKeySpec
-from function.policy import Instance, Policies, Rule, Tenant
-from function.rotation import duration
+from function.keys.spec import VirtualKeySpec
+from function.tenancy.connection import (
+    Connection,
+    ConnectionRef,
+    MasterKeyRef,
+    checked_tenant_url,
+)
+from function.tenancy.policy import Instance, Policies, Rule, Tenant
+from function.units import duration
+from function.validation import InvalidInputError
 
 
 class PolicyRefusedError(InvalidInputError):

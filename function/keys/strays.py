@@ -28,19 +28,26 @@ tenants write: a token there proves nothing, and deletes nothing.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from typing import Any
 
-from function import provenance, rotation
-from function.connection import Connection
-from function.request import (
-    OBSERVE_IS_REMOVED,
+from function import provenance
+from function.keys.request import OBSERVE_IS_REMOVED
+from function.provider_http.answers import (
+    HTTP_OK,
+    TOKEN,
+    answer_body,
+    is_request,
+    json_body,
+    mapping,
+    payload_of,
+    stored_answers,
+)
+from function.provider_http.request import (
     ONLY_OBSERVE,
     ONLY_REMOVE,
+    Place,
     http_request,
-    is_request,
-    payload_of,
     removal_mappings,
 )
 
@@ -50,43 +57,20 @@ REAPER_PREFIX = "stray-"
 # Reapers composed in one run; more wait for the next runs (one tenant's
 # flood never makes a run, or its response, grow without bound).
 MAX_REAPERS = 8
-_TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _RAW_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{20,}")
-_MAX_BODY = 64 * 1024
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _answers(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stored answers of a Request: the last one, and provider-http's cache of one."""
-    status = _mapping(request.get("status"))
-    cache = _mapping(status.get("cache"))
-    return [a for a in (_mapping(status.get("response")), _mapping(cache.get("response"))) if a]
-
-
-def _body(answer: dict[str, Any]) -> Any:
-    body = answer.get("body")
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None
 
 
 def stray_tokens(request: dict[str, Any], own_token: str | None) -> set[str]:
     """Tokens of keys /key/generate made for this Request that are not its own."""
     found = set()
-    for answer in _answers(request):
-        body = _mapping(_body(answer))
+    for answer in stored_answers(request):
+        body = mapping(json_body(answer.get("body")))
         token = body.get("token")
         # Only /key/generate answers carry `key_name` and `token` together.
         if (
-            answer.get("statusCode") == 200  # noqa: PLR2004 - HTTP OK.
+            answer.get("statusCode") == HTTP_OK
             and isinstance(token, str)
-            and _TOKEN.fullmatch(token)
+            and TOKEN.fullmatch(token)
             and isinstance(body.get("key_name"), str)
             and token != own_token
         ):
@@ -97,29 +81,16 @@ def stray_tokens(request: dict[str, Any], own_token: str | None) -> set[str]:
 def exposed(request: dict[str, Any]) -> bool:
     """Whether a raw key is stored unmasked in the Request's answers."""
     return any(
-        isinstance(a.get("body"), str) and _RAW_KEY.search(a["body"]) for a in _answers(request)
+        isinstance(a.get("body"), str) and _RAW_KEY.search(a["body"])
+        for a in stored_answers(request)
     )
 
 
-def reaper(  # noqa: PLR0913 - each argument is one independent fact.
-    *,
-    name: str,
-    namespace: str,
-    token: str,
-    connection: Connection,
-    provider_config: dict[str, str],
-    wait_timeout: str,
-    labels: dict[str, str],
-    may_delete: bool = False,
-) -> dict[str, Any]:
+def reaper(*, name: str, token: str, place: Place, may_delete: bool = False) -> dict[str, Any]:
     """A Request that observes the key `token`; with `may_delete`, deleting it deletes the key."""
     return http_request(
         name=name,
-        namespace=namespace,
-        connection=connection,
-        provider_config=provider_config,
-        wait_timeout=wait_timeout,
-        labels=labels,
+        place=place,
         payload={"token": token},
         mappings=removal_mappings(
             '(.payload.baseUrl + "/key/info?key=" + .payload.body.token)',
@@ -134,7 +105,7 @@ def reaper(  # noqa: PLR0913 - each argument is one independent fact.
 
 def observes_only(request: dict[str, Any] | None) -> bool:
     """Whether an observed reaper is Observe-only (deleting it deletes nothing)."""
-    spec = _mapping(_mapping(request).get("spec"))
+    spec = mapping(mapping(request).get("spec"))
     return spec.get("managementPolicies") != ONLY_REMOVE
 
 
@@ -157,10 +128,10 @@ def judge(  # noqa: PLR0911 - one return per verdict and reason.
     `foreign_ok` (keys.replaceForeignKeys), one with its alias and no
     provenance or provenance from the same namespace.
     """
-    answer = _mapping(_mapping(_mapping(request).get("status")).get("response"))
+    answer = mapping(mapping(mapping(request).get("status")).get("response"))
     if answer.get("statusCode") == _NOT_FOUND:
         return Verdict.GONE
-    info = _mapping(_mapping(rotation.answer_body(request)).get("info"))  # only a 200's
+    info = mapping(mapping(answer_body(request)).get("info"))  # only a 200's
     if not info:
         return Verdict.UNKNOWN
     if info.get("status") == "deleted":
@@ -182,7 +153,7 @@ def reaper_tokens(observed: dict[str, dict[str, Any]]) -> set[str]:
         if not name.startswith(REAPER_PREFIX) or not is_request(request):
             continue
         token = payload_of(request).get("token")
-        if isinstance(token, str) and _TOKEN.fullmatch(token) and name == reaper_resource(token):
+        if isinstance(token, str) and TOKEN.fullmatch(token) and name == reaper_resource(token):
             found.add(token)
     return found
 

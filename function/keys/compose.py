@@ -28,94 +28,31 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from function import identity, strays
-from function.keyflow import (
+from function.accounts import identity
+from function.composed import MANAGED_BY, Composed, Desired, owner_of
+from function.input import Input, parse_input
+from function.keys import strays
+from function.keys.flow import (
     EXPOSED,
     LOST,
     REVOKED,
-    Desired,
     KeyContext,
     choose_key,
     key_flow,
     observed_requests,
 )
-from function.model import Input, InvalidInputError, VirtualKeySpec, parse_input, parse_spec
-from function.policy import Policies, Tenant
-from function.readiness import KeyState, created_just_now, last_answer
-from function.request import (
-    READ_INSTEAD_OF_CREATE,
-    annotations_of,
-    provider_has_it,
-    token_in_request,
-)
-from function.tenancy import Authorization, authorize, user_roles
-
-__all__ = ["Composed", "Desired", "Owner", "compose", "key_requests", "owner_of"]
+from function.keys.request import READ_INSTEAD_OF_CREATE, token_in_request
+from function.keys.spec import VirtualKeySpec, parse_spec
+from function.provider_http.answers import annotations_of, last_answer, provider_has_it
+from function.provider_http.readiness import created_just_now
+from function.tenancy.decide import Authorization, authorize, user_roles
+from function.tenancy.policy import Policies, Tenant
 
 CONDITION_TYPE = "KeyReady"
-LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
-LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
-
-
-@dataclass(frozen=True)
-class Composed:
-    """Everything the function returns for one VirtualKey."""
-
-    resources: dict[str, Desired]
-    status: dict[str, Any]
-    state: KeyState
-    warnings: list[str] = field(default_factory=list)
-    condition: str = CONDITION_TYPE  # the condition type `state` is written as
-    events: list[str] = field(default_factory=list)  # Normal results: what changed
-    revisit_at: datetime | None = None  # when time alone changes what is composed
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Where the composed resources go and what they are named after."""
-
-    namespace: str
-    base_name: str
-    virtualkey: str
-
-
-def owner_of(xr: dict[str, Any]) -> Owner:
-    """Namespace and names for a v2 namespaced XR or a legacy claim's XR."""
-    meta = _mapping(xr.get("metadata"), "metadata")
-    labels = _mapping(meta.get("labels"), "metadata.labels")
-    name = str(meta.get("name") or "")
-    if not name:
-        msg = "metadata.name: the VirtualKey has no name"
-        raise InvalidInputError(msg)
-    if meta.get("namespace"):
-        return Owner(str(meta["namespace"]), identity.base_name(name), name)
-    # A legacy (LegacyCluster) XR is cluster-scoped; its claim's namespace is
-    # where the tenant looks for the Secret.
-    spec = _mapping(xr.get("spec"), "spec")
-    claim_ref = _mapping(spec.get("claimRef"), "spec.claimRef")
-    namespace = labels.get(LEGACY_CLAIM_NAMESPACE) or claim_ref.get("namespace")
-    claim = labels.get(LEGACY_CLAIM_NAME) or claim_ref.get("name")
-    if not namespace or not claim:
-        msg = (
-            f"metadata: XVirtualKey {name!r} is cluster-scoped and has no claim, so there is "
-            "no namespace for its key Secret; create a VirtualKey claim instead"
-        )
-        raise InvalidInputError(msg)
-    return Owner(str(namespace), identity.base_name(str(claim)), str(claim))
-
-
-def _mapping(value: Any, path: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        msg = f"{path}: must be an object, not {type(value).__name__}"
-        raise InvalidInputError(msg)
-    return value
 
 
 def key_requests(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -219,6 +156,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     if state.is_problem:
         warnings.append(f"{state.reason}: {state.message}")
     return Composed(
+        condition=CONDITION_TYPE,
         resources={
             **flow.resources,
             **_lingering(observed, set(flow.resources)),
@@ -365,7 +303,7 @@ def _strays(
             name=f"{ctx.owner.base_name}-stray-{token[:8]}",
             token=token,
             may_delete=may_delete,
-            **ctx.sending,
+            place=ctx.place,
         )
         resources[name] = Desired(body, ready=True)
     return _Reaping(resources, warnings)

@@ -27,11 +27,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from pydantic import model_validator as _model_validator
 
-from function.connection import Connection, MasterKeyRef, checked_platform_url
-from function.model import (
+from function.provenance import MASTER_KEY_USER
+from function.redact import redact
+from function.tenancy.connection import (
+    Connection,
+    InstanceRef,
+    MasterKeyRef,
+    checked_platform_url,
+)
+from function.validation import (
     DNS_LABEL_PATTERN,
     DnsLabel,
     DnsSubdomain,
@@ -39,11 +46,10 @@ from function.model import (
     InvalidInputError,
     SecretKey,
     SmallLimit,
+    StrictModel,
     memoized_by_json,
     validated,
 )
-from function.provenance import MASTER_KEY_USER
-from function.redact import redact
 
 _log = logging.getLogger(__name__)
 POLICY_API_VERSION = "litellm.fn.crossplane.io/v1beta1"
@@ -61,11 +67,7 @@ LabelKey = Annotated[
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=r"^[A-Za-z0-9._-]*$")]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
-
-
-class MasterKeySecretRef(_Model):
+class MasterKeySecretRef(StrictModel):
     """Where an instance's master key lives (defaults: the Operator's Secret)."""
 
     name: DnsSubdomain | None = None
@@ -73,7 +75,7 @@ class MasterKeySecretRef(_Model):
     key: SecretKey = DEFAULT_SECRET_KEY
 
 
-class Instance(_Model):
+class Instance(StrictModel):
     """A LiteLLM instance the platform runs, and the only way to reach it."""
 
     name: DnsLabel
@@ -112,14 +114,7 @@ class Instance(_Model):
         )
 
 
-class InstanceRef(_Model):
-    """An instance a rule grants, by the name its declaration gives it."""
-
-    name: DnsLabel
-    namespace: DnsLabel
-
-
-class SelectorRequirement(_Model):
+class SelectorRequirement(StrictModel):
     """One matchExpressions entry of a Kubernetes label selector."""
 
     key: LabelKey
@@ -145,7 +140,7 @@ class SelectorRequirement(_Model):
         return inside if self.operator == "In" else not inside
 
 
-class LabelSelector(_Model):
+class LabelSelector(StrictModel):
     """A Kubernetes label selector; `{}` selects every namespace."""
 
     match_labels: dict[LabelKey, LabelValue] = Field(
@@ -162,7 +157,7 @@ class LabelSelector(_Model):
         )
 
 
-class Namespaces(_Model):
+class Namespaces(StrictModel):
     """The namespaces a rule applies to: named ones, and those its selector picks."""
 
     names: list[DnsLabel] = Field(default_factory=list, max_length=1000)
@@ -176,7 +171,7 @@ class Namespaces(_Model):
         return self
 
 
-class Teams(_Model):
+class Teams(StrictModel):
     """LiteLLM teams the keys of a namespace join."""
 
     # Set on every key that names no team of its own.
@@ -193,7 +188,7 @@ UserRole = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "intern
 DEFAULT_USER_ROLES: tuple[UserRole, ...] = ("internal_user_viewer",)
 
 
-class Users(_Model):
+class Users(StrictModel):
     """LiteLLM users: IDs a VirtualKey may name, and roles a User may get."""
 
     # Raw user IDs a VirtualKey may name in spec.userID; none by default.
@@ -212,7 +207,7 @@ class Users(_Model):
         return self
 
 
-class TenantProxies(_Model):
+class TenantProxies(StrictModel):
     """Whether a namespace may bring its own LiteLLM proxy (connectionRef.url)."""
 
     allow: bool = False
@@ -223,7 +218,7 @@ class TenantProxies(_Model):
     max_instances: SmallLimit = Field(default=2, alias="maxInstances")
 
 
-class Keys(_Model):
+class Keys(StrictModel):
     """What the keys of a namespace may do to keys the function did not make."""
 
     # A key already on the proxy with a VirtualKey's alias, made by another
@@ -241,7 +236,7 @@ class Keys(_Model):
 RuleName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 
 
-class RuleSpec(_Model):
+class RuleSpec(StrictModel):
     """One rule: the namespaces it selects and what it grants them."""
 
     name: RuleName
@@ -253,7 +248,7 @@ class RuleSpec(_Model):
     tenant_proxies: TenantProxies = Field(default_factory=TenantProxies, alias="tenantProxies")
 
 
-class TenancyPolicySpec(_Model):
+class TenancyPolicySpec(StrictModel):
     """The spec of a TenancyPolicy."""
 
     instances: list[Instance] = Field(default_factory=list, max_length=256)

@@ -27,69 +27,20 @@ longer than it to call again.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from function.model import Rotation
+from function.keys.spec import Rotation
+from function.provider_http.answers import annotations_of, answer_body
+from function.units import MICRO, dollars, duration, parse_time
 
 RETIRE_AT = "auth.litellm.ai/retire-at"
-_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
-_DURATION = re.compile(r"^([1-9][0-9]*)(mo|[smhdw])$")
-_MICRO = Decimal("0.000001")
-_MAX_MONEY = Decimal(10) ** 12
-_MAX_BODY = 64 * 1024
 _ALIAS_ROOM = 255 - len(".rotated-12345678")
 # Without spec.rotation.gracePeriodBudget, the old key may spend this share of
 # maxBudget during its grace period (never more than what is left).
 DEFAULT_GRACE_SHARE = Decimal("0.1")
-
-
-def duration(value: str) -> timedelta:
-    """A LiteLLM duration (`30d`, `1mo` = 30 days) as a timedelta; the model checked it."""
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        msg = f"not a duration: {value!r}"
-        raise ValueError(msg)
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-
-
-def rfc3339(moment: datetime) -> str:
-    """A moment as Kubernetes writes times: whole seconds, UTC, `Z`."""
-    return moment.astimezone(UTC).strftime(_RFC3339)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 time written by `rfc3339`, or None for anything else."""
-    if not isinstance(value, str) or len(value) != len("2026-01-01T00:00:00Z"):
-        return None
-    try:
-        return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def dollars(value: Any) -> Decimal | None:
-    """A non-negative amount of money from a status or an answer, or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or amount < 0 or amount > _MAX_MONEY:
-        return None
-    return amount.quantize(_MICRO, rounding=ROUND_CEILING)
-
-
-def money(amount: Decimal) -> str:
-    """Dollars as the status and the spec write them."""
-    text = format(amount.quantize(_MICRO), "f").rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def retired_alias(alias: str, token: str) -> str:
@@ -122,7 +73,7 @@ def carry(spent: Decimal, max_budget: str | None, grace_budget: str | None) -> C
         return Carry(spent, None)
     most = Decimal(max_budget)
     allowance = Decimal(grace_budget) if grace_budget is not None else most * DEFAULT_GRACE_SHARE
-    allowance = max(Decimal(0), min(allowance, most - spent)).quantize(_MICRO)
+    allowance = max(Decimal(0), min(allowance, most - spent)).quantize(MICRO)
     return Carry(spent + allowance, spent + allowance)
 
 
@@ -159,19 +110,9 @@ def whole(value: Any) -> int | None:
     return int(value)
 
 
-def created_at(resource: dict[str, Any] | None) -> datetime | None:
-    """When the API server created an observed resource (`metadata.creationTimestamp`)."""
-    meta = (resource or {}).get("metadata")
-    return parse_time(meta.get("creationTimestamp")) if isinstance(meta, dict) else None
-
-
 def retire_at(request: dict[str, Any]) -> datetime | None:
     """When an observed Request of a rotated-out key is to be dropped (its annotation)."""
-    meta = request.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    if not isinstance(annotations, dict):
-        return None
-    return parse_time(annotations.get(RETIRE_AT))
+    return parse_time(annotations_of(request).get(RETIRE_AT))
 
 
 def answered_alias(request: dict[str, Any] | None) -> str | None:
@@ -191,19 +132,3 @@ def answered_spend(request: dict[str, Any] | None) -> Decimal | None:
         return None
     info = body.get("info")
     return dollars((info if isinstance(info, dict) else body).get("spend"))
-
-
-def answer_body(request: dict[str, Any] | None, max_body: int = _MAX_BODY) -> dict[str, Any] | None:
-    """LiteLLM's last 200 answer stored on an observed Request, as JSON, or None."""
-    status = (request or {}).get("status")
-    response = status.get("response") if isinstance(status, dict) else None
-    if not isinstance(response, dict) or response.get("statusCode") != 200:  # noqa: PLR2004
-        return None
-    body = response.get("body")
-    if not isinstance(body, str) or len(body) > max_body:
-        return None
-    try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return decoded if isinstance(decoded, dict) else None

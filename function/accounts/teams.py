@@ -23,88 +23,43 @@ proxy's own and is left alone.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from typing import Any
 
 from function import provenance
-from function.accounts import (
+from function.accounts.identity import litellm_id, request_name, resolve
+from function.accounts.requests import (
     MEMBER_IS_GONE,
     MEMBER_MATCHES,
     Calls,
-    Place,
     account_request,
     dollars,
     fields_match,
     gone_or_not_ours,
     ownership,
 )
-from function.compose import MANAGED_BY, Composed, Desired, Owner, owner_of
-from function.identity import LocalID, litellm_id, request_name, resolve
-from function.model import (
-    AccountSpec,
-    Dollars,
-    LocalRef,
-    parse_input,
-    refuse_repeats,
-    validated,
-)
-from function.policy import Policies, Tenant
+from function.accounts.spec import Member, TeamSpec, parse_team_spec
+from function.composed import MANAGED_BY, Composed, Desired, Owner, owner_of
+from function.input import parse_input
 from function.provenance import MASTER_KEY_USER
-from function.readiness import KeyState, state_of
-from function.request import (
-    ONLY_REMOVE,
+from function.provider_http.answers import (
     annotations_of,
-    http_request,
+    answer_body,
     is_request,
+    mapping,
     payload_of,
     provider_has_it,
-    removal_mappings,
 )
-from function.tenancy import connect
+from function.provider_http.readiness import KeyState, state_of
+from function.provider_http.request import ONLY_REMOVE, Place, http_request, removal_mappings
+from function.tenancy.decide import connect
+from function.tenancy.policy import Policies, Tenant
+from function.validation import LocalRef
 
 CONDITION_TYPE = "TeamReady"
 TEAM_RESOURCE = "team"
 MEMBER_PREFIX = "member-"
-
-
-class Member(BaseModel):
-    """One member: a User of the namespace, its role in the team and its budget there."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
-
-    user_ref: LocalRef = Field(alias="userRef")
-    role: Literal["admin", "user"] = "user"
-    max_budget_in_team: Dollars | None = Field(default=None, alias="maxBudgetInTeam")
-
-
-class TeamSpec(AccountSpec):
-    """The user-facing part of a Team's spec (Crossplane's own fields are ignored)."""
-
-    team_alias: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
-        alias="teamAlias"
-    )
-    team_id: LocalID | None = Field(default=None, alias="teamID")
-    members: list[Member] = Field(default_factory=list, max_length=256)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TeamSpec:
-        refuse_repeats("spec.members", [m.user_ref.name for m in self.members])
-        return self
-
-
-def parse_team_spec(spec: Any) -> TeamSpec:
-    """Validate a Team's spec, or raise InvalidInputError naming each bad field."""
-    return validated(
-        TeamSpec,
-        spec,
-        "spec",
-        not_object="spec: is missing or not an object; a Team needs spec.teamAlias and "
-        "spec.connectionRef",
-    )
 
 
 def team_fields(spec: TeamSpec, stamp: dict[str, str]) -> dict[str, Any]:
@@ -365,11 +320,7 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
             continue
         body = http_request(
             name=f"{base_name}-prune-{_digest(user_id)[:8]}",
-            namespace=place.namespace,
-            connection=place.connection,
-            provider_config=place.provider_config,
-            wait_timeout=place.wait_timeout,
-            labels=place.labels,
+            place=place,
             payload={
                 "userId": user_id,
                 "info": f"/team/info?team_id={team_id}",
@@ -389,22 +340,13 @@ def _prunes(  # noqa: PLR0913 - each argument is one independent fact.
 
 
 _MAX_BODY = 256 * 1024
-HTTP_OK = 200
 _ROLES = ("admin", "user")
 
 
 def _stored_members(request: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The members in the Request's last stored answer, if it is a 200 team info."""
-    response = ((request or {}).get("status") or {}).get("response")
-    if not isinstance(response, dict) or response.get("statusCode") != HTTP_OK:
-        return []
-    body = response.get("body")
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
-        return []
-    try:
-        members = json.loads(body).get("team_info").get("members_with_roles")
-    except (ValueError, AttributeError, RecursionError):
-        return []
+    info = mapping(mapping(answer_body(request, _MAX_BODY)).get("team_info"))
+    members = info.get("members_with_roles")
     if not isinstance(members, list):
         return []
     return [m for m in members[:_MAX_MEMBERS] if isinstance(m, dict)]

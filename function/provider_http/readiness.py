@@ -25,14 +25,20 @@ the action and what to do.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from function.connection import Connection
-from function.request import created_once
+from function.provider_http.answers import (
+    error_text,
+    json_body,
+    last_answer,
+    mapping,
+    payload_of,
+    status_code,
+)
+from function.tenancy.connection import Connection
 
 HTTP_OK_MIN, HTTP_OK_MAX = 200, 299
 HTTP_BAD_REQUEST = 400
@@ -83,26 +89,6 @@ def _ready(message: str) -> KeyState:
     return KeyState(ready=True, reason="Available", message=message)
 
 
-_MAX_BODY = 64 * 1024
-
-
-def _error_text(body: Any) -> str:
-    """LiteLLM's error text, lower-cased, only to classify an answer; never shown."""
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
-        return ""
-    try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    if not isinstance(decoded, dict):
-        return ""
-    error = decoded.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"]).lower()
-    detail = decoded.get("detail")
-    return detail.lower() if isinstance(detail, str) else ""
-
-
 def _synced_failure(status: dict[str, Any]) -> bool:
     conditions = status.get("conditions")
     return isinstance(conditions, list) and any(
@@ -130,29 +116,6 @@ class _Answer:
         return f"it answered HTTP {self.code}"
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _status_code(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    code = int(value)
-    return code if 100 <= code <= 599 else 0  # noqa: PLR2004 - HTTP's range.
-
-
-def last_answer(request: dict[str, Any]) -> tuple[int, str, str]:
-    """(status code, URL, lower-cased error text) of the last call provider-http stored."""
-    status = _mapping(request.get("status"))
-    response = _mapping(status.get("response"))
-    url = _mapping(status.get("requestDetails")).get("url")
-    return (
-        _status_code(response.get("statusCode")),
-        url if isinstance(url, str) else "",
-        _error_text(response.get("body")),
-    )
-
-
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 _WHOLE_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 CREATE_PENDING = "crossplane.io/external-create-pending"
@@ -178,7 +141,7 @@ def unsettled_create(request: dict[str, Any] | None) -> str | None:
     """
     if request is None:
         return None
-    annotations = _mapping(_mapping(request.get("metadata")).get("annotations"))
+    annotations = mapping(mapping(request.get("metadata")).get("annotations"))
     pending = annotations.get(CREATE_PENDING)
     if not isinstance(pending, str) or not _WHOLE_SECONDS.fullmatch(pending):
         return None
@@ -196,7 +159,7 @@ def unsettled_create(request: dict[str, Any] | None) -> str | None:
 
 
 def _synced_message_has(request: dict[str, Any], text: str) -> bool:
-    conditions = _mapping(request.get("status")).get("conditions")
+    conditions = mapping(request.get("status")).get("conditions")
     return isinstance(conditions, list) and any(
         isinstance(c, dict)
         and c.get("type") == "Synced"
@@ -214,43 +177,32 @@ def created_just_now(request: dict[str, Any]) -> bool:
 
 def revoked(request: dict[str, Any] | None) -> bool:
     """Whether the Request's key existed and has since been deleted on the proxy."""
-    if request is None or not created_once(request):
+    if request is None or payload_of(request).get("created") is not True:
         return False
     code, url, _ = last_answer(request)
     if "/key/info" not in url:
         return False
     if code == HTTP_NOT_FOUND:
         return True
-    body = _mapping(_mapping(request.get("status")).get("response")).get("body")
-    return code == HTTP_OK_MIN and _info_status(body) == "deleted"
-
-
-def _info_status(body: Any) -> str:
-    """`info.status` of a stored /key/info answer, or ''."""
-    if not isinstance(body, str) or len(body) > _MAX_BODY:
-        return ""
-    try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    status = _mapping(_mapping(decoded).get("info")).get("status")
-    return status if isinstance(status, str) else ""
+    body = mapping(mapping(request.get("status")).get("response")).get("body")
+    info = mapping(mapping(json_body(body)).get("info"))
+    return code == HTTP_OK_MIN and info.get("status") == "deleted"
 
 
 def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:
     """Read the state of the key from the observed Request (None: not created yet)."""
     if request is None:
         return _not_ready("Creating", "Waiting for the Request that creates the key.")
-    status = _mapping(request.get("status"))
+    status = mapping(request.get("status"))
     early = _before_answer(status, connection)
     if early is not None:
         return early
-    response = _mapping(status.get("response"))
-    url = _mapping(status.get("requestDetails")).get("url")
+    response = mapping(status.get("response"))
+    url = mapping(status.get("requestDetails")).get("url")
     answer = _Answer(
-        code=_status_code(response.get("statusCode")),
+        code=status_code(response.get("statusCode")),
         url=url if isinstance(url, str) else "",
-        text=_error_text(response.get("body")),
+        text=error_text(response.get("body")),
         connection=connection,
         alias=alias,
     )
@@ -361,7 +313,7 @@ def state_of(  # noqa: C901, PLR0911 - one return per kind of answer.
     """
     if request is None:
         return _not_ready("Creating", f"Waiting for the Request that creates {subject}.")
-    status = _mapping(request.get("status"))
+    status = mapping(request.get("status"))
     early = _before_answer(status, connection)
     if early is not None:
         return early

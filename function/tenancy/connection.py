@@ -3,9 +3,11 @@
 Shared by the function (which writes the URL and a secret placeholder into
 the Request) and the poller (which groups keys by instance and reads the
 master key itself). Which connection a VirtualKey gets is decided by
-`function.tenancy` from the platform's policy; this module only says what
+`function.tenancy.decide` from the platform's policy; this module only says what
 a connection is and checks URLs:
 
+- `ConnectionRef`, `InstanceRef`, `SecretKeyRef`: what every kind's spec, and a
+  TenancyPolicy rule, write to name a proxy.
 - `Connection`, `MasterKeyRef`: a resolved connection. The master key's
   value never passes through here: only where it lives.
 - `checked_platform_url(url)`: a URL the platform declared for an instance.
@@ -22,7 +24,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from function.model import InvalidInputError
+from pydantic import Field, model_validator
+
+from function.validation import DnsLabel, DnsSubdomain, InvalidInputError, SecretKey, StrictModel
 
 _MAX_PORT = 65535
 _MAX_URL = 2048
@@ -143,3 +147,39 @@ def _refused_name(host: str, *, allow_loopback: bool) -> str | None:
     if (name == "localhost" or name.endswith(".localhost")) and not allow_loopback:
         return _LOOPBACK
     return None
+
+
+class InstanceRef(StrictModel):
+    """A LiteLLM instance, by the name a TenancyPolicy declares it under."""
+
+    name: DnsLabel
+    namespace: DnsLabel
+
+
+class SecretKeyRef(StrictModel):
+    """One data key of one Secret."""
+
+    name: DnsSubdomain
+    namespace: DnsLabel | None = None
+    key: SecretKey | None = None
+
+
+class ConnectionRef(StrictModel):
+    """Where the proxy is: an instance, or an explicit URL and master-key Secret."""
+
+    instance_ref: InstanceRef | None = Field(default=None, alias="instanceRef")
+    url: str | None = None
+    master_key_secret_ref: SecretKeyRef | None = Field(default=None, alias="masterKeySecretRef")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ConnectionRef:
+        explicit = self.url is not None or self.master_key_secret_ref is not None
+        if self.instance_ref is not None and explicit:
+            msg = "set either instanceRef or url with masterKeySecretRef, not both"
+            raise ValueError(msg)
+        if self.instance_ref is None and not (
+            self.url is not None and self.master_key_secret_ref is not None
+        ):
+            msg = "set instanceRef {name, namespace}, or both url and masterKeySecretRef"
+            raise ValueError(msg)
+        return self
