@@ -18,7 +18,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from function import logs
 from function.fn import run
-from function.keys import flow as compose_module
+from function.keys import context as compose_module
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
 from tests.grpc_harness import make_request
 

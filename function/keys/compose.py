@@ -36,18 +36,12 @@ from function.accounts import identity
 from function.composed import MANAGED_BY, Composed, Desired, owner_of
 from function.input import Input, parse_input
 from function.keys import strays
-from function.keys.flow import (
-    EXPOSED,
-    LOST,
-    REVOKED,
-    KeyContext,
-    choose_key,
-    key_flow,
-    observed_requests,
-)
+from function.keys.context import KeyContext, observed_requests
+from function.keys.flow import LOST, REVOKED, choose_key, key_flow
+from function.keys.memory import KeyMemory
 from function.keys.request import READ_INSTEAD_OF_CREATE, token_in_request
 from function.keys.spec import VirtualKeySpec, parse_spec
-from function.provider_http.answers import annotations_of, last_answer, provider_has_it
+from function.provider_http.answers import last_answer, provider_has_it
 from function.provider_http.readiness import created_just_now
 from function.tenancy.decide import Authorization, authorize, user_roles
 from function.tenancy.policy import Policies, Tenant
@@ -113,7 +107,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         token
         for r in requests.values()
         if (token := token_in_request(r)) is not None
-        and (strays.exposed(r) or annotations_of(r).get(EXPOSED) == "true")
+        and (strays.exposed(r) or KeyMemory.of(r).exposed)
     }
     ctx = KeyContext(
         observed=observed,
