@@ -10,7 +10,7 @@ are checked against the same cases.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,16 @@ import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
 from function.poller.kube import KubeCluster, api_client
-from tests.poller.conftest import MASTER_NAMESPACE, MASTER_SECRET, make_poller, new_raw_key
+from tests.poller.conftest import (
+    MASTER_NAMESPACE,
+    MASTER_SECRET,
+    RawProxy,
+    Writer,
+    make_poller,
+    new_raw_key,
+    routes,
+    virtualkey,
+)
 from tests.poller.fake_apiserver import FakeAPIServer
 from tests.test_tenancy import ATTACKS, SHIPPED, TEAM_B, seed
 
@@ -144,3 +153,33 @@ def test_a_label_selected_namespace_is_polled(
         assert [t.tenant for t in targets] == [("team-a", "example-service")]
         assert skipped == 1
         assert targets[0].connection.base_url == proxy.url
+
+
+def test_policies_and_labels_are_listed_once_a_cycle(
+    apiserver: FakeAPIServer, cluster: KubeCluster, raw: Callable[[Writer], RawProxy]
+) -> None:
+    """VirtualKeys, Users and Teams are all decided from one listing of each."""
+    apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": "sk-master"})
+    proxy = raw(
+        routes(
+            {
+                "/key/list": b'{"keys": [], "total_pages": 1}',
+                "/user/list": b'{"users": [], "total_pages": 1}',
+                "/v2/team/list": b'{"teams": [], "total_pages": 1}',
+            }
+        )
+    )
+    apiserver.add("virtualkeys", virtualkey("svc", proxy.url))
+    connection = virtualkey("svc", proxy.url)["spec"]["connectionRef"]
+    for plural, named in (
+        ("users", {"userEmail": "one@example.com"}),
+        ("teams", {"teamAlias": "one"}),
+    ):
+        spec = {"connectionRef": connection, **named}
+        apiserver.add(plural, {"metadata": {"name": "one", "namespace": "team-a"}, "spec": spec})
+    apiserver.requests.clear()
+    report = make_poller(cluster).cycle()
+    assert (report.keys, report.accounts, report.skipped) == (1, 2, 0)
+    listed = [target.split("?", 1)[0] for method, target in apiserver.requests if method == "GET"]
+    assert listed.count("/apis/litellm.fn.crossplane.io/v1beta1/tenancypolicies") == 1
+    assert listed.count("/api/v1/namespaces") == 1
