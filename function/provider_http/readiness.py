@@ -6,7 +6,9 @@ comes from what LiteLLM last answered: `status.response.statusCode`, which
 call that was (`status.requestDetails.url`), `status.error` for transport
 failures and the Request's Synced condition for templating failures.
 
-- `key_state(request, ...)` -> `KeyState` (ready, reason, message)
+- `classify(request, connection, about)` -> `KeyState` (ready, reason, message):
+  the one classifier; `key_state` and `state_of` give it what a key, and a
+  user, team or member, say about themselves (`About`).
 - `unsettled_create(request)` -> when to mark a CREATE failed that the
   provider began and never finished (it died in between).
 - `created_just_now(request)` -> whether the stored answer is still
@@ -26,17 +28,16 @@ the action and what to do.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from function.provider_http.answers import (
-    error_text,
     json_body,
     last_answer,
     mapping,
     payload_of,
-    status_code,
 )
 from function.tenancy.connection import Connection
 
@@ -95,25 +96,6 @@ def _synced_failure(status: dict[str, Any]) -> bool:
         isinstance(c, dict) and c.get("type") == "Synced" and c.get("status") == "False"
         for c in conditions
     )
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """LiteLLM's last answer, with what is needed to explain it."""
-
-    code: int
-    url: str
-    text: str  # LiteLLM's error text, lower-cased, for classifying only
-    connection: Connection
-    alias: str
-
-    @property
-    def action(self) -> str:
-        return next((v for k, v in _ACTIONS.items() if k in self.url), "call LiteLLM")
-
-    @property
-    def detail(self) -> str:
-        return f"it answered HTTP {self.code}"
 
 
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
@@ -189,34 +171,92 @@ def revoked(request: dict[str, Any] | None) -> bool:
     return code == HTTP_OK_MIN and info.get("status") == "deleted"
 
 
-def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:
-    """Read the state of the key from the observed Request (None: not created yet)."""
+@dataclass(frozen=True)
+class Answer:
+    """LiteLLM's last answer to a Request, with what is needed to explain it."""
+
+    code: int
+    url: str
+    text: str  # LiteLLM's error text, lower-cased, for classifying only: never shown
+    connection: Connection
+
+    @property
+    def path(self) -> str:
+        """The URL's path (without the query)."""
+        return self.url.split("?")[0]
+
+    @property
+    def action(self) -> str:
+        """What the call tried, in words."""
+        return next((v for k, v in _ACTIONS.items() if k in self.url), "call LiteLLM")
+
+    @property
+    def detail(self) -> str:
+        """The status code, as every message gives it."""
+        return f"it answered HTTP {self.code}"
+
+
+Rule = Callable[[Answer], "KeyState | None"]
+
+
+@dataclass(frozen=True)
+class About:
+    """What the one classifier says of one kind of object (a key, a user, a team, a member)."""
+
+    subject: str  # names it in messages: "Key team-a-service", "User team-a/alice (...)"
+    creating: str  # before its Request exists
+    not_found: Callable[[Answer], KeyState]  # a 404
+    rejected: Callable[[Answer], str]  # any other refusal
+    rules: tuple[Rule, ...] = ()  # the kind's own answers, read first
+
+
+def classify(request: dict[str, Any] | None, connection: Connection, about: About) -> KeyState:
+    """The state of an object from its observed Request (None: not created yet).
+
+    The proxy's own text is never shown, only the status code and the call.
+    """
     if request is None:
-        return _not_ready("Creating", "Waiting for the Request that creates the key.")
+        return _not_ready("Creating", about.creating)
     status = mapping(request.get("status"))
     early = _before_answer(status, connection)
     if early is not None:
         return early
-    response = mapping(status.get("response"))
-    url = mapping(status.get("requestDetails")).get("url")
-    answer = _Answer(
-        code=status_code(response.get("statusCode")),
-        url=url if isinstance(url, str) else "",
-        text=error_text(response.get("body")),
-        connection=connection,
-        alias=alias,
-    )
-    if answer.code == 0:
+    code, url, text = last_answer(request)
+    answer = Answer(code, url, text, connection)
+    for rule in about.rules:
+        found = rule(answer)
+        if found is not None:
+            return found
+    return _by_code(answer, about)
+
+
+def _by_code(answer: Answer, about: About) -> KeyState:  # noqa: PLR0911
+    """What a status code no rule of the kind claimed says, for every kind alike."""
+    code, connection = answer.code, answer.connection
+    where = connection.base_url
+    if code == 0:
         return _not_ready("Creating", "Waiting for LiteLLM's first answer.")
-    if HTTP_OK_MIN <= answer.code <= HTTP_OK_MAX:
-        where = connection.base_url
-        if "/key/delete" in answer.url:
-            return _not_ready("Deleting", f"Key {alias} is being deleted from {where}.")
-        return _ready(f"Key {alias} is in place on {where}.")
-    explain = _BY_CODE.get(answer.code)
-    if explain is None:
-        explain = _server_error if answer.code >= HTTP_SERVER_ERROR else _rejected
-    return explain(answer)
+    if HTTP_OK_MIN <= code <= HTTP_OK_MAX:
+        if answer.path.endswith(("/delete", "/member_delete")):
+            return _not_ready("Deleting", f"{about.subject} is being deleted from {where}.")
+        return _ready(f"{about.subject} is in place on {where}.")
+    if code == HTTP_UNAUTHORIZED:
+        secret = connection.master_key
+        return _not_ready(
+            "Unauthorized",
+            f"LiteLLM at {where} refused the master key when trying to {answer.action} "
+            f"({answer.detail}). Put the proxy's master key in Secret "
+            f"{secret.namespace}/{secret.name}, data key {secret.key!r}.",
+        )
+    if code == HTTP_NOT_FOUND:
+        return about.not_found(answer)
+    if code >= HTTP_SERVER_ERROR:
+        return _not_ready(
+            "ProxyError",
+            f"LiteLLM at {where} failed to {answer.action} ({answer.detail}). "
+            "provider-http retries; check the proxy's logs and its database.",
+        )
+    return _not_ready("Rejected", about.rejected(answer))
 
 
 def _before_answer(status: dict[str, Any], connection: Connection) -> KeyState | None:
@@ -240,17 +280,45 @@ def _before_answer(status: dict[str, Any], connection: Connection) -> KeyState |
     return None
 
 
-def _unauthorized(a: _Answer) -> KeyState:
-    secret = a.connection.master_key
-    return _not_ready(
-        "Unauthorized",
-        f"LiteLLM at {a.connection.base_url} refused the master key when trying to "
-        f"{a.action} ({a.detail}). Put the proxy's master key in Secret "
-        f"{secret.namespace}/{secret.name}, data key {secret.key!r}.",
+# --- a key ------------------------------------------------------------------------------------
+
+
+def key_state(request: dict[str, Any] | None, connection: Connection, alias: str) -> KeyState:
+    """The state of a key from its observed Request (None: not created yet)."""
+    return classify(request, connection, _key(alias))
+
+
+def _key(alias: str) -> About:
+    def alias_taken(a: Answer) -> KeyState | None:
+        if a.code != HTTP_BAD_REQUEST or "/key/generate" not in a.url or "alias" not in a.text:
+            return None
+        return _not_ready(
+            "AliasConflict",
+            f"keyAlias {alias!r} is already used by another key on {a.connection.base_url} "
+            f"({a.detail}). Aliases are unique per proxy: recreate the VirtualKey with another "
+            "keyAlias. If this VirtualKey is replacing a key whose Secret was lost, this "
+            "clears once the old key is deleted.",
+        )
+
+    return About(
+        subject=f"Key {alias}",
+        creating="Waiting for the Request that creates the key.",
+        not_found=lambda a: _not_ready(
+            "KeyNotFound",
+            f"LiteLLM at {a.connection.base_url} has no such key; it is being created again.",
+        ),
+        rejected=lambda a: (
+            f"LiteLLM refused to {a.action} ({a.detail}). Check the VirtualKey's fields against "
+            "what the proxy accepts (models it serves, team and user IDs that exist); the "
+            "platform team finds LiteLLM's answer in the Request's status."
+        ),
+        rules=(alias_taken, _forbidden),
     )
 
 
-def _forbidden(a: _Answer) -> KeyState:
+def _forbidden(a: Answer) -> KeyState | None:
+    if a.code != HTTP_FORBIDDEN:
+        return None
     return _not_ready(
         "Forbidden",
         f"LiteLLM refused to {a.action} ({a.detail}). A field of the VirtualKey needs a "
@@ -259,108 +327,49 @@ def _forbidden(a: _Answer) -> KeyState:
     )
 
 
-def _bad_request(a: _Answer) -> KeyState:
-    if "/key/generate" in a.url and "alias" in a.text:
-        return _not_ready(
-            "AliasConflict",
-            f"keyAlias {a.alias!r} is already used by another key on {a.connection.base_url} "
-            f"({a.detail}). Aliases are unique per proxy: recreate the VirtualKey with another "
-            "keyAlias. If this VirtualKey is replacing a key whose Secret was lost, this "
-            "clears once the old key is deleted.",
-        )
-    return _rejected(a)
+# --- a user, a team, a member -----------------------------------------------------------------
 
 
-def _not_found(a: _Answer) -> KeyState:
-    return _not_ready(
-        "KeyNotFound",
-        f"LiteLLM at {a.connection.base_url} has no such key; it is being created again.",
-    )
+def state_of(request: dict[str, Any] | None, connection: Connection, subject: str) -> KeyState:
+    """The state of a User's, Team's or member's Request; `subject` names it in messages."""
+    return classify(request, connection, _account(subject))
 
 
-def _server_error(a: _Answer) -> KeyState:
-    return _not_ready(
-        "ProxyError",
-        f"LiteLLM at {a.connection.base_url} failed to {a.action} ({a.detail}). "
-        "provider-http retries; check the proxy's logs and its database.",
-    )
-
-
-def _rejected(a: _Answer) -> KeyState:
-    return _not_ready(
-        "Rejected",
-        f"LiteLLM refused to {a.action} ({a.detail}). Check the VirtualKey's fields against "
-        "what the proxy accepts (models it serves, team and user IDs that exist); the "
-        "platform team finds LiteLLM's answer in the Request's status.",
-    )
-
-
-_BY_CODE = {
-    HTTP_BAD_REQUEST: _bad_request,
-    HTTP_UNAUTHORIZED: _unauthorized,
-    HTTP_FORBIDDEN: _forbidden,
-    HTTP_NOT_FOUND: _not_found,
-}
-
-
-def state_of(  # noqa: C901, PLR0911 - one return per kind of answer.
-    request: dict[str, Any] | None, connection: Connection, subject: str
-) -> KeyState:
-    """The state of a User's, Team's or member's Request; `subject` names it in messages.
-
-    The same reading as `key_state`, with messages about that object: the
-    proxy's own text is never shown, only the status code and the call.
-    """
-    if request is None:
-        return _not_ready("Creating", f"Waiting for the Request that creates {subject}.")
-    status = mapping(request.get("status"))
-    early = _before_answer(status, connection)
-    if early is not None:
-        return early
-    code, url, text = last_answer(request)
-    where = connection.base_url
-    action = next((v for k, v in _ACTIONS.items() if k in url), "call LiteLLM")
-    if "/user/new" in url and code in (HTTP_BAD_REQUEST, HTTP_CONFLICT) and "email" in text:
+def _account(subject: str) -> About:
+    def email_taken(a: Answer) -> KeyState | None:
+        conflict = a.code in (HTTP_BAD_REQUEST, HTTP_CONFLICT)
+        if not conflict or "/user/new" not in a.url or "email" not in a.text:
+            return None
         return _not_ready(
             "EmailConflict",
-            f"Another user on {where} has this User's userEmail (it answered HTTP {code}); "
+            f"Another user on {a.connection.base_url} has this User's userEmail ({a.detail}); "
             "LiteLLM keeps e-mails unique per proxy. Use another userEmail, or ask the "
             "platform team to delete the other user.",
         )
-    created_here = url.split("?")[0].endswith(("/user/new", "/team/new"))
-    if created_here and code in (HTTP_BAD_REQUEST, HTTP_CONFLICT) and "already exists" in text:
+
+    def id_taken(a: Answer) -> KeyState | None:
+        conflict = a.code in (HTTP_BAD_REQUEST, HTTP_CONFLICT)
+        created_here = a.path.endswith(("/user/new", "/team/new"))
+        if not conflict or not created_here or "already exists" not in a.text:
+            return None
         return _not_ready(
             "IDConflict",
-            f"The LiteLLM ID of {subject} already exists on {where} (it answered HTTP {code}) "
-            "and was not made by this object, so it is never changed or deleted from here. "
-            "Use another ID (userID or teamID), or ask the platform team to delete the "
-            "existing one if it is nobody's.",
+            f"The LiteLLM ID of {subject} already exists on {a.connection.base_url} "
+            f"({a.detail}) and was not made by this object, so it is never changed or deleted "
+            "from here. Use another ID (userID or teamID), or ask the platform team to delete "
+            "the existing one if it is nobody's.",
         )
-    if code == 0:
-        return _not_ready("Creating", "Waiting for LiteLLM's first answer.")
-    if HTTP_OK_MIN <= code <= HTTP_OK_MAX:
-        if url.split("?")[0].endswith(("/delete", "/member_delete")):
-            return _not_ready("Deleting", f"{subject} is being deleted from {where}.")
-        return _ready(f"{subject} is in place on {where}.")
-    if code == HTTP_UNAUTHORIZED:
-        secret = connection.master_key
-        return _not_ready(
-            "Unauthorized",
-            f"LiteLLM at {where} refused the master key when trying to {action} (it "
-            f"answered HTTP {code}). Put the proxy's master key in Secret "
-            f"{secret.namespace}/{secret.name}, data key {secret.key!r}.",
-        )
-    if code == HTTP_NOT_FOUND:
-        return _not_ready("NotFound", f"LiteLLM at {where} has no {subject} yet; creating it.")
-    if code >= HTTP_SERVER_ERROR:
-        return _not_ready(
-            "ProxyError",
-            f"LiteLLM at {where} failed to {action} (it answered HTTP {code}). "
-            "provider-http retries; check the proxy's logs and its database.",
-        )
-    return _not_ready(
-        "Rejected",
-        f"LiteLLM refused to {action} for {subject} (it answered HTTP {code}). Check the "
-        "spec against what the proxy accepts (models it serves; a team admin role needs "
-        "LiteLLM Enterprise); the platform team finds LiteLLM's answer in the Request's status.",
+
+    return About(
+        subject=subject,
+        creating=f"Waiting for the Request that creates {subject}.",
+        not_found=lambda a: _not_ready(
+            "NotFound", f"LiteLLM at {a.connection.base_url} has no {subject} yet; creating it."
+        ),
+        rejected=lambda a: (
+            f"LiteLLM refused to {a.action} for {subject} ({a.detail}). Check the spec against "
+            "what the proxy accepts (models it serves; a team admin role needs LiteLLM "
+            "Enterprise); the platform team finds LiteLLM's answer in the Request's status."
+        ),
+        rules=(email_taken, id_taken),
     )
