@@ -112,7 +112,9 @@ def _master_key_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_master_key_rbac_follows_the_shipped_policy() -> None:
     # The seed's instance is litellm-example: its Secret, not a convention's guess.
-    policies = list(yaml.safe_load_all((ROOT / "examples" / "tenancy-policy.yaml").read_text()))
+    policies = list(
+        yaml.safe_load_all((ROOT / "examples" / "install" / "tenancy-policy.yaml").read_text())
+    )
     generated = master_key_rbac([p for p in policies if p])
     assert _master_key_docs(_docs("rbac.yaml")) == generated
     (role,) = [d for d in generated if d["kind"] == "Role"]
@@ -136,6 +138,6 @@ def test_master_key_rbac_covers_every_declared_instance() -> None:
 
 
 def test_poller_rbac_command_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["poller-rbac", str(ROOT / "examples" / "tenancy-policy.yaml")]) == 0
+    assert main(["poller-rbac", str(ROOT / "examples" / "install" / "tenancy-policy.yaml")]) == 0
     printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert printed == _master_key_docs(_docs("rbac.yaml"))
