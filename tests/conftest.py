@@ -18,6 +18,13 @@ from tests.grpc_harness import FunctionServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# The examples by feature, as function-go-templating's example/<feature>/.
+INSTALL = EXAMPLES / "install"  # what the platform team applies once
+VIRTUALKEYS = EXAMPLES / "virtualkey"
+ROTATION = EXAMPLES / "rotation"
+ACCOUNTS = EXAMPLES / "accounts"  # Users and Teams
+LEGACY = EXAMPLES / "legacy"
+POLLER = EXAMPLES / "poller"
 # ../shared beside the checkout: the LiteLLM harness, samples and CRD schemas.
 SHARED = ROOT.parent / "shared"
 
@@ -29,6 +36,7 @@ def function_server() -> Iterator[FunctionServer]:
 
 
 def load_example(name: str) -> dict[str, Any]:
+    """One example by its path under examples/, e.g. `virtualkey/virtualkey.yaml`."""
     doc = yaml.safe_load((EXAMPLES / name).read_text())
     assert isinstance(doc, dict)
     return doc
@@ -37,7 +45,7 @@ def load_example(name: str) -> dict[str, Any]:
 @pytest.fixture
 def seed_xr() -> dict[str, Any]:
     """The seed's example-service VirtualKey, as a v2 XR."""
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["metadata"]["uid"] = "5e1f1c57-0000-4000-8000-000000000001"
     return xr
 

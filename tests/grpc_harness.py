@@ -4,7 +4,7 @@
 its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
 `make_request` builds a RunFunctionRequest from plain dicts, with the
 required resources Crossplane would have fetched (by default the shipped
-TenancyPolicy, examples/tenancy-policy.yaml, the tenant's Namespace, and for
+TenancyPolicy, examples/install/tenancy-policy.yaml, the tenant's Namespace, and for
 each observed key Request the mask Secret provider-http wrote, function.mask).
 Tests and the benchmark share this module.
 """
@@ -83,8 +83,8 @@ class FunctionServer:
 
 
 def example_policies() -> list[dict[str, Any]]:
-    """The shipped TenancyPolicies (examples/tenancy-policy.yaml)."""
-    text = (_EXAMPLES / "tenancy-policy.yaml").read_text()
+    """The shipped TenancyPolicies (examples/install/tenancy-policy.yaml)."""
+    text = (_EXAMPLES / "install" / "tenancy-policy.yaml").read_text()
     return [d for d in yaml.safe_load_all(text) if d]
 
 

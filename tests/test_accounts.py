@@ -26,7 +26,7 @@ MASTER = "{{ litellm-example-secrets:litellm:masterkey }}"
 
 def user(name: str = "alice", status: Obj | None = None, **spec: Any) -> Obj:
     """A User; `status` is what a tenant may have written there, which proves nothing."""
-    xr = copy.deepcopy(load_example("user.yaml"))
+    xr = copy.deepcopy(load_example("accounts/user.yaml"))
     xr["metadata"]["name"] = name
     xr["metadata"]["uid"] = f"uid-user-{name}"
     xr["spec"].update(spec)
@@ -37,7 +37,7 @@ def user(name: str = "alice", status: Obj | None = None, **spec: Any) -> Obj:
 
 
 def team(status: Obj | None = None, **spec: Any) -> Obj:
-    xr = copy.deepcopy(load_example("team.yaml"))
+    xr = copy.deepcopy(load_example("accounts/team.yaml"))
     xr["metadata"]["uid"] = "uid-team-research"
     xr["spec"].update(spec)
     if status is not None:
@@ -367,7 +367,7 @@ def test_a_team_member_twice_is_refused(function_server: FunctionServer) -> None
 
 
 def key(**spec: Any) -> Obj:
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["spec"].update(spec)
     return xr
 

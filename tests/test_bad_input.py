@@ -97,11 +97,11 @@ def observed_state(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def seed_virtualkey() -> dict[str, Any]:
-    return copy.deepcopy(load_example("virtualkey.yaml"))
+    return copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
 
 
 def explicit_xr() -> dict[str, Any]:
-    return copy.deepcopy(load_example("virtualkey-explicit.yaml"))
+    return copy.deepcopy(load_example("virtualkey/virtualkey-explicit.yaml"))
 
 
 def call(server: FunctionServer, req: fnv1.RunFunctionRequest) -> fnv1.RunFunctionResponse:

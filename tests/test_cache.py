@@ -37,7 +37,7 @@ def test_lru_by_bytes() -> None:
 
 def maximal(index: int) -> dict[str, Any]:
     """A VirtualKey as large as the XRD allows."""
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["metadata"]["name"] = f"big-{index}"
     letters = string.ascii_letters
     xr["spec"].update(

@@ -1,8 +1,8 @@
 """The real Crossplane CLI against the function and the manifests.
 
 - `crossplane render` calls the function's gRPC server (`serve --insecure`)
-  the way Crossplane does, with examples/composition.yaml and
-  examples/functions.yaml (its Development runtime pointed at our port).
+  the way Crossplane does, with examples/install/composition.yaml
+  and functions.yaml (its Development runtime pointed at our port).
 - `crossplane beta validate` checks the rendered resources and the example
   VirtualKeys against the XRD (OpenAPI and CEL, through the API server's own
   validation library), provider-http's Request CRD and Crossplane's CRDs,
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, ROOT, SHARED
+from tests.conftest import ACCOUNTS, EXAMPLES, INSTALL, ROOT, SHARED, VIRTUALKEYS
 
 CLI = Path(os.environ.get("CROSSPLANE_CLI", ROOT / ".tools" / "bin" / "crossplane"))
 # The image name only keys the offline cache that holds Crossplane's CRDs.
@@ -76,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             break
         except OSError:
             time.sleep(0.1)
-    functions = yaml.safe_load((EXAMPLES / "functions.yaml").read_text())
+    functions = yaml.safe_load((INSTALL / "functions.yaml").read_text())
     annotations = functions["metadata"]["annotations"]
     annotations["render.crossplane.io/runtime-development-target"] = f"127.0.0.1:{port}"
     path = tmp_path_factory.mktemp("render") / "functions.yaml"
@@ -90,8 +90,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def extensions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The schemas to validate against, and a cache that holds Crossplane's own CRDs."""
     ext = tmp_path_factory.mktemp("extensions")
-    for name in ("definition.yaml", "user-definition.yaml", "team-definition.yaml"):
-        shutil.copy(EXAMPLES / name, ext / name)
+    for xrd in (
+        INSTALL / "definition.yaml",
+        ACCOUNTS / "user-definition.yaml",
+        ACCOUNTS / "team-definition.yaml",
+    ):
+        shutil.copy(xrd, ext / xrd.name)
     shutil.copy(
         SHARED / "schemas" / "provider-http" / "http.m.crossplane.io_requests.yaml",
         ext / "requests.yaml",
@@ -146,14 +150,14 @@ def required(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
         for n in ("team-a", "team-b")
     ]
-    text = (EXAMPLES / "tenancy-policy.yaml").read_text()
+    text = (INSTALL / "tenancy-policy.yaml").read_text()
     path.write_text(text + "".join("---\n" + yaml.safe_dump(n) for n in namespaces))
     return path
 
 
 def _render(cli: Path, functions: Path, xr: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
-        [str(cli), "render", str(xr), str(EXAMPLES / "composition.yaml"), str(functions), *extra],
+        [str(cli), "render", str(xr), str(INSTALL / "composition.yaml"), str(functions), *extra],
         capture_output=True,
         text=True,
         timeout=120,
@@ -173,7 +177,7 @@ def test_render_composes_a_secret_and_a_request(  # noqa: PLR0917 - pytest fixtu
     example: str,
 ) -> None:
     rendered = _render(
-        cli, served, EXAMPLES / example, "--include-full-xr", f"--required-resources={required}"
+        cli, served, VIRTUALKEYS / example, "--include-full-xr", f"--required-resources={required}"
     )
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
@@ -194,7 +198,7 @@ def test_render_composes_a_secret_and_a_request(  # noqa: PLR0917 - pytest fixtu
 def test_render_reports_invalid_input_as_fatal(
     cli: Path, served: Path, required: Path, tmp_path: Path
 ) -> None:
-    xr = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
+    xr = yaml.safe_load((VIRTUALKEYS / "virtualkey.yaml").read_text())
     xr["spec"]["budgetDuration"] = "hourly"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(xr))
@@ -204,7 +208,7 @@ def test_render_reports_invalid_input_as_fatal(
 
 
 def test_render_without_a_policy_grants_nothing(cli: Path, served: Path) -> None:
-    rendered = _render(cli, served, EXAMPLES / "virtualkey.yaml")
+    rendered = _render(cli, served, VIRTUALKEYS / "virtualkey.yaml")
     assert rendered.returncode != 0
     assert "spec.connectionRef.instanceRef" in rendered.stderr, rendered.stderr
     assert "there is no TenancyPolicy in the cluster" in rendered.stderr, rendered.stderr
@@ -212,17 +216,17 @@ def test_render_without_a_policy_grants_nothing(cli: Path, served: Path) -> None
 
 def test_examples_validate(cli: Path, extensions: tuple[Path, Path], tmp_path: Path) -> None:
     files = [
-        "virtualkey.yaml",
-        "virtualkey-advanced.yaml",
-        "virtualkey-explicit.yaml",
-        "virtualkey-team.yaml",
-        "user.yaml",
-        "team.yaml",
-        "composition.yaml",
-        "user-composition.yaml",
-        "team-composition.yaml",
-        "providerconfig.yaml",
-        "tenancy-policy.yaml",
+        "virtualkey/virtualkey.yaml",
+        "virtualkey/virtualkey-advanced.yaml",
+        "virtualkey/virtualkey-explicit.yaml",
+        "accounts/virtualkey-team.yaml",
+        "accounts/user.yaml",
+        "accounts/team.yaml",
+        "install/composition.yaml",
+        "accounts/user-composition.yaml",
+        "accounts/team-composition.yaml",
+        "install/providerconfig.yaml",
+        "install/tenancy-policy.yaml",
     ]
     out = tmp_path / "examples.yaml"
     out.write_text("---\n".join((EXAMPLES / f).read_text() for f in files))
@@ -255,7 +259,7 @@ def test_api_server_rules_reject_bad_virtualkeys(
     change: dict[str, object],
     complaint: str,
 ) -> None:
-    xr = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
+    xr = yaml.safe_load((VIRTUALKEYS / "virtualkey.yaml").read_text())
     xr["spec"].update(change)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(xr))
@@ -299,7 +303,7 @@ def test_render_users_and_teams(  # noqa: PLR0917 - pytest fixtures and a table.
     """The real CLI renders a User and a Team: one Request each before anything exists."""
     rendered = subprocess.run(  # noqa: S603
         [
-            str(cli), "render", str(EXAMPLES / example), str(EXAMPLES / composition),
+            str(cli), "render", str(ACCOUNTS / example), str(ACCOUNTS / composition),
             str(served), "--include-full-xr", f"--required-resources={required}",
         ],
         capture_output=True,

@@ -35,7 +35,7 @@ from tests.grpc_harness import FunctionServer, make_request
 GOLDEN = Path(__file__).parent / "testdata" / "fn"
 
 
-def _xr(example: str = "virtualkey.yaml", **spec: Any) -> dict[str, Any]:
+def _xr(example: str = "virtualkey/virtualkey.yaml", **spec: Any) -> dict[str, Any]:
     xr = copy.deepcopy(load_example(example))
     xr["spec"].update(spec)
     return xr
@@ -46,14 +46,14 @@ _STEADY = {"key": observed_secret(), request_resource_name(): observed_request()
 GOLDEN_CASES: dict[str, dict[str, Any]] = {
     "steady-state-available": {"xr": _xr(), "observed": _STEADY},
     "advanced-example": {
-        "xr": _xr("virtualkey-advanced.yaml"),
+        "xr": _xr("virtualkey/virtualkey-advanced.yaml"),
         "observed": {
             "key": observed_secret(name="research-key-litellm-key"),
             request_resource_name(): observed_request(),
         },
     },
     "every-option-explicit-connection": {
-        "xr": _xr("virtualkey-explicit.yaml", blocked=False, userID="u-1", teamID="t-1"),
+        "xr": _xr("virtualkey/virtualkey-explicit.yaml", blocked=False, userID="u-1", teamID="t-1"),
         "observed": {"key": observed_secret(name="batch-jobs-litellm-key")},
         "input": {
             "apiVersion": "litellm.fn.crossplane.io/v1beta1",

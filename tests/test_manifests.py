@@ -220,7 +220,7 @@ def _request(key: str = KEY) -> dict[str, Any]:
 
 
 def _all_fields() -> dict[str, Any]:
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["spec"].update(
         {
             "models": ["gpt-4o", "claude-3-sonnet"],
@@ -242,48 +242,56 @@ def _all_fields() -> dict[str, Any]:
 
 
 def _long_name_xr() -> dict[str, Any]:
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["metadata"]["name"] = ("a" * 62 + ".") * 3 + "b" * 60  # 249 characters, valid
     return xr
 
 
 @functools.cache
 def composition_input() -> dict[str, Any]:
-    docs = _yaml_docs(ROOT / "examples" / "composition.yaml")
+    docs = _yaml_docs(ROOT / "examples" / "install" / "composition.yaml")
     step = docs[0]["spec"]["pipeline"][0]
     assert isinstance(step["input"], dict)
     return dict(step["input"])
 
 
 SCENARIOS: dict[str, Any] = {
-    "seed": lambda: (load_example("virtualkey.yaml"), {}, None),
+    "seed": lambda: (load_example("virtualkey/virtualkey.yaml"), {}, None),
     "seed with composition input": lambda: (
-        load_example("virtualkey.yaml"),
+        load_example("virtualkey/virtualkey.yaml"),
         {},
         composition_input(),
     ),
-    "advanced": lambda: (load_example("virtualkey-advanced.yaml"), {}, composition_input()),
+    "advanced": lambda: (
+        load_example("virtualkey/virtualkey-advanced.yaml"),
+        {},
+        composition_input(),
+    ),
     "explicit connection": lambda: (
-        load_example("virtualkey-explicit.yaml"),
+        load_example("virtualkey/virtualkey-explicit.yaml"),
         {},
         composition_input(),
     ),
     "all optional fields": lambda: (_all_fields(), {}, None),
     "legacy claim XR": lambda: (legacy_xr(), {}, composition_input()),
-    "observed Secret": lambda: (load_example("virtualkey.yaml"), {"key": _secret()}, None),
+    "observed Secret": lambda: (
+        load_example("virtualkey/virtualkey.yaml"),
+        {"key": _secret()},
+        None,
+    ),
     "steady state": lambda: (
-        load_example("virtualkey.yaml"),
+        load_example("virtualkey/virtualkey.yaml"),
         {"key": _secret(), f"request-{token_of(KEY)[:10]}": _request()},
         None,
     ),
     "replaced key (Secret lost)": lambda: (
-        load_example("virtualkey.yaml"),
+        load_example("virtualkey/virtualkey.yaml"),
         {f"request-{token_of(KEY)[:10]}": _request()},
         None,
     ),
     "long XR name": lambda: (_long_name_xr(), {}, None),
     "namespaced ProviderConfig": lambda: (
-        load_example("virtualkey.yaml"),
+        load_example("virtualkey/virtualkey.yaml"),
         {},
         {"providerConfigRef": {"kind": "ProviderConfig", "name": "litellm"}},
     ),
@@ -461,7 +469,7 @@ def manifest_docs(files: list[Path]) -> list[Any]:
 @functools.cache
 def xrd_version_schema(kind: str) -> dict[str, Any]:
     """Our XRD's schema for a VirtualKey (v2 XR) or its legacy claim."""
-    path = ROOT / "examples" / ("definition.yaml" if kind == "v2" else "legacy/definition.yaml")
+    path = ROOT / "examples" / ("install" if kind == "v2" else "legacy") / "definition.yaml"
     (xrd,) = _yaml_docs(path)
     (version,) = xrd["spec"]["versions"]
     schema = version["schema"]["openAPIV3Schema"]
@@ -555,8 +563,8 @@ def check_virtualkey(doc: dict[str, Any]) -> None:
 def check_account(doc: dict[str, Any]) -> None:
     """A User or Team against its XRD (schema, CEL on create) and the function's model."""
     kind = doc["kind"]
-    for variant in ("", "legacy/"):
-        (xrd,) = _yaml_docs(ROOT / "examples" / f"{variant}{kind.lower()}-definition.yaml")
+    for variant in ("accounts", "legacy"):
+        (xrd,) = _yaml_docs(ROOT / "examples" / variant / f"{kind.lower()}-definition.yaml")
         (version,) = xrd["spec"]["versions"]
         schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
         assert schema_errors(schema, doc["spec"]) == []
@@ -658,12 +666,12 @@ def test_manifest_is_valid(path: Path, index: int, doc: dict[str, Any]) -> None:
 def test_manifest_list_is_complete() -> None:
     files = {p.relative_to(ROOT).as_posix() for p in manifest_files()}
     assert {
-        "examples/definition.yaml",
+        "examples/install/definition.yaml",
         "examples/legacy/definition.yaml",
-        "examples/composition.yaml",
+        "examples/install/composition.yaml",
         "examples/legacy/composition.yaml",
-        "examples/functions.yaml",
-        "examples/providerconfig.yaml",
+        "examples/install/functions.yaml",
+        "examples/install/providerconfig.yaml",
         "crossplane.yaml",
         "package/crossplane.yaml",
         "package/input/litellm.fn.crossplane.io_inputs.yaml",
@@ -724,7 +732,7 @@ def _one(path: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("xrd_path", "composition_path", "kind"),
     [
-        ("examples/definition.yaml", "examples/composition.yaml", "VirtualKey"),
+        ("examples/install/definition.yaml", "examples/install/composition.yaml", "VirtualKey"),
         ("examples/legacy/definition.yaml", "examples/legacy/composition.yaml", "XVirtualKey"),
     ],
 )
@@ -732,7 +740,7 @@ def test_composition_matches_its_xrd_and_function(
     xrd_path: str, composition_path: str, kind: str
 ) -> None:
     xrd, composition = _one(xrd_path), _one(composition_path)
-    function = _one("examples/functions.yaml")
+    function = _one("examples/install/functions.yaml")
     (version,) = xrd["spec"]["versions"]
     assert xrd["spec"]["names"]["kind"] == kind
     assert composition["spec"]["compositeTypeRef"] == {
@@ -756,15 +764,17 @@ def test_composition_matches_its_xrd_and_function(
 
 
 def test_providerconfig_is_what_the_composition_names() -> None:
-    config = _one("examples/providerconfig.yaml")
-    ref = _one("examples/composition.yaml")["spec"]["pipeline"][0]["input"]["providerConfigRef"]
+    config = _one("examples/install/providerconfig.yaml")
+    ref = _one("examples/install/composition.yaml")["spec"]["pipeline"][0]["input"][
+        "providerConfigRef"
+    ]
     assert (config["kind"], config["metadata"]["name"]) == (ref["kind"], ref["name"])
     assert config["apiVersion"] == "http.m.crossplane.io/v1alpha2"
 
 
 def test_configuration_depends_on_this_function_and_provider_http() -> None:
     configuration = _one("crossplane.yaml")
-    function = _one("examples/functions.yaml")
+    function = _one("examples/install/functions.yaml")
     packages = {d["kind"]: d for d in configuration["spec"]["dependsOn"]}
     image, _, tag = function["spec"]["package"].rpartition(":")
     assert packages["Function"]["package"] == image
@@ -777,9 +787,9 @@ def test_configuration_depends_on_this_function_and_provider_http() -> None:
 
 
 XRD_FILES = {
-    "VirtualKey": "definition.yaml",
-    "User": "user-definition.yaml",
-    "Team": "team-definition.yaml",
+    "VirtualKey": "install/definition.yaml",
+    "User": "accounts/user-definition.yaml",
+    "Team": "accounts/team-definition.yaml",
 }
 SPEC_MODELS: dict[str, type[Any]] = {
     "VirtualKey": key_spec.VirtualKeySpec,
@@ -791,7 +801,7 @@ SPEC_MODELS: dict[str, type[Any]] = {
 @pytest.mark.parametrize("kind", sorted(XRD_FILES))
 def test_legacy_xrd_versions_are_the_v2_xrds(kind: str) -> None:
     v2 = _one(f"examples/{XRD_FILES[kind]}")
-    legacy = _one(f"examples/legacy/{XRD_FILES[kind]}")
+    legacy = _one(f"examples/legacy/{Path(XRD_FILES[kind]).name}")
     assert legacy["spec"]["versions"] == v2["spec"]["versions"]
     assert legacy["spec"]["claimNames"] == {
         k: v for k, v in v2["spec"]["names"].items() if k != "categories"
@@ -822,7 +832,7 @@ def _no_nulls(value: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(f"{d}{f}" for f in XRD_FILES.values() for d in ("", "legacy/"))
+    "path", sorted([*XRD_FILES.values(), *(f"legacy/{Path(f).name}" for f in XRD_FILES.values())])
 )
 def test_xrd_schemas_are_structural(path: str) -> None:
     """A YAML slip (a comma in a flow mapping) becomes a null the API server refuses."""
@@ -902,7 +912,7 @@ def test_input_crd_matches_the_input_model() -> None:
 
 
 def _seed_spec() -> dict[str, Any]:
-    spec = copy.deepcopy(load_example("virtualkey-explicit.yaml")["spec"])
+    spec = copy.deepcopy(load_example("virtualkey/virtualkey-explicit.yaml")["spec"])
     assert isinstance(spec, dict)
     return spec
 
@@ -932,10 +942,10 @@ def test_every_xrd_rule_is_evaluable_by_cel_python() -> None:
         _program(rule)  # raises CelUnevaluableError if cel-python cannot
     # Every rule holds for the examples on create and on an unchanged update.
     for name in (
-        "virtualkey.yaml",
-        "virtualkey-advanced.yaml",
-        "virtualkey-explicit.yaml",
-        "virtualkey-rotation.yaml",
+        "virtualkey/virtualkey.yaml",
+        "virtualkey/virtualkey-advanced.yaml",
+        "virtualkey/virtualkey-explicit.yaml",
+        "rotation/virtualkey-rotation.yaml",
     ):
         spec = load_example(name)["spec"]
         failed, unevaluable = cel_violations(xrd_version_schema("v2")["properties"]["spec"], spec)
@@ -1108,8 +1118,12 @@ def test_xrd_schema_refuses_what_the_function_refuses() -> None:
 
 
 def test_readme_policy_examples_are_valid() -> None:
-    """Every TenancyPolicy (and every rules fragment) the README shows passes our checks."""
-    text = (ROOT / "README.md").read_text()
+    """Every TenancyPolicy (and every rules fragment) the docs show passes our checks.
+
+    They are in docs/tenancy.md; the README showed them until that page existed.
+    """
+    page = ROOT / "docs" / "tenancy.md"
+    text = (page if page.exists() else ROOT / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
     policies = [yaml.safe_load(b) for b in blocks if "kind: TenancyPolicy" in b]
     fragments = [yaml.safe_load(b) for b in blocks if b.startswith("rules:")]

@@ -84,7 +84,7 @@ def test_stdin_with_bad_bytes_is_one_clear_line() -> None:
 
 
 def test_long_names_sharing_200_characters_do_not_share_a_secret() -> None:
-    first = copy.deepcopy(load_example("virtualkey.yaml"))
+    first = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     second = copy.deepcopy(first)
     stem = "a" * 62 + "." + "b" * 62 + "." + "c" * 62 + "." + "d" * 20  # 209 characters
     first["metadata"]["name"] = stem + "-one"

@@ -38,12 +38,12 @@ TOKEN = token_of(FIXED_KEY)
 RETIRED = f"example-service.rotated-{TOKEN[:8]}"
 NEXT_KEY = "sk-" + "NextKey0123456789abcdefghijklmnopqrstuvwxyz"
 NEXT = token_of(NEXT_KEY)
-POLICIES = load_policies([load_example("tenancy-policy.yaml")])
+POLICIES = load_policies([load_example("install/tenancy-policy.yaml")])
 
 
 def xr(rotation_spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
     """The seed VirtualKey; `status` is whatever a tenant wrote there, which counts for nothing."""
-    found = copy.deepcopy(load_example("virtualkey.yaml"))
+    found = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     if rotation_spec is not None:
         found["spec"]["rotation"] = rotation_spec
     found["status"] = {"tokenHash": TOKEN, "currentSpend": "2", **status}
@@ -453,7 +453,7 @@ def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str)
 def test_the_policys_opt_in_replaces_only_keys_of_no_one_or_of_this_namespace(
     owner: str, replaced: bool
 ) -> None:
-    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    policy = copy.deepcopy(load_example("install/tenancy-policy.yaml"))
     policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
     composed = run(
         conflicting(), checked(held(owner, spend=9.99)), policies=load_policies([policy])
@@ -548,7 +548,7 @@ def test_a_cached_response_is_not_served_past_the_time_it_changes(
 
 
 def with_keys(**keys: Any) -> Any:
-    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    policy = copy.deepcopy(load_example("install/tenancy-policy.yaml"))
     policy["spec"]["rules"][0]["keys"] = keys
     return load_policies([policy])
 

@@ -54,7 +54,7 @@ def rule(name: str, names: list[str] | None = None, **grants: Any) -> dict[str, 
     return {"name": name, "namespaces": namespaces, **grants}
 
 
-SHIPPED = load_example("tenancy-policy.yaml")
+SHIPPED = load_example("install/tenancy-policy.yaml")
 # A second tenant with its own instance, bound team and allowed user.
 TEAM_B = policy(
     "team-b",
@@ -72,7 +72,7 @@ TEAM_B = policy(
 
 
 def seed(**spec: Any) -> dict[str, Any]:
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["spec"].update(spec)
     return xr
 
@@ -287,7 +287,7 @@ class Grant:
     user: str | None = None
 
 
-SEED_SPEC = load_example("virtualkey.yaml")["spec"]
+SEED_SPEC = load_example("virtualkey/virtualkey.yaml")["spec"]
 LABELLED = policy(
     "by-label",
     instances=[instance()],

@@ -98,17 +98,17 @@ ROTATING = {
 
 
 def _virtualkey(**spec: Any) -> dict[str, Any]:
-    xr = copy.deepcopy(load_example("virtualkey.yaml"))
+    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
     xr["spec"].update(spec)
     return xr
 
 
 CASES = {
-    "a VirtualKey in place": (_virtualkey(), ROTATING, "definition.yaml"),
+    "a VirtualKey in place": (_virtualkey(), ROTATING, "install/definition.yaml"),
     "a VirtualKey whose rotation is due": (
         _virtualkey(rotation={"trigger": 1}),
         ROTATING,
-        "definition.yaml",
+        "install/definition.yaml",
     ),
     "a VirtualKey whose alias is taken": (
         _virtualkey(),
@@ -118,11 +118,11 @@ CASES = {
                 code=400, path="/key/generate", body={"error": {"message": "alias exists"}}
             ),
         },
-        "definition.yaml",
+        "install/definition.yaml",
     ),
-    "a new VirtualKey": (_virtualkey(), {"key": observed_secret()}, "definition.yaml"),
-    "a User": (load_example("user.yaml"), {}, "user-definition.yaml"),
-    "a Team": (load_example("team.yaml"), {}, "team-definition.yaml"),
+    "a new VirtualKey": (_virtualkey(), {"key": observed_secret()}, "install/definition.yaml"),
+    "a User": (load_example("accounts/user.yaml"), {}, "accounts/user-definition.yaml"),
+    "a Team": (load_example("accounts/team.yaml"), {}, "accounts/team-definition.yaml"),
 }
 
 
@@ -153,7 +153,7 @@ def test_a_status_with_twenty_thousand_tokens_gives_a_small_response(
     """1.3 MB of forged tokens once made 20,000 reaper Requests (74 MB); the time is measured
     by `benchmarks/function_bench.py` (its hostile-status row), not asserted here."""
     xr = _virtualkey()
-    xr["status"] = forged_status("definition.yaml", many=20_000)
+    xr["status"] = forged_status("install/definition.yaml", many=20_000)
     xr["status"]["strayTokens"] = [
         hashlib.sha256(str(i).encode()).hexdigest() for i in range(20_000)
     ]

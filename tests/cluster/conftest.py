@@ -5,10 +5,11 @@ Crossplane core, provider-http and the function, and prints `export KUBECONFIG=.
 CLUSTER_STATE_DIR=...`. Without them the suite is skipped; with CLUSTER_REQUIRED=1
 (as .ci/run sets) a missing control plane fails the run instead.
 
-The platform team's part is applied once per session, verbatim from examples/ and
-package/: the namespaces, the TenancyPolicy CRD and policy, Crossplane's RBAC, the
-ProviderConfig, the XRD and the Composition, and the instance's master-key Secret
-(with the real proxy's key, as the LiteLLM Operator would make it).
+The platform team's part is applied once per session, verbatim from
+examples/install/, examples/accounts/ and package/: the namespaces, the
+TenancyPolicy CRD and policy, Crossplane's RBAC, the ProviderConfig, the XRDs
+and the Compositions, and the instance's master-key Secret (with the real
+proxy's key, as the LiteLLM Operator would make it).
 
 **DNS.** The seed's instance is `litellm-example-service.litellm.svc.cluster.local`
 on port 4000, a name no machine here resolves. The suite patches one value, the
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES, ROOT, Proxy, unavailable
+from tests.conftest import ACCOUNTS, INSTALL, POLLER, ROOT, VIRTUALKEYS, Proxy, unavailable
 
 SEED_ALIASES = ("example-service", "research-key")
 TIMEOUT = 120.0
@@ -182,7 +183,7 @@ def plane() -> Plane:
 
 def platform_policy(url: str) -> Obj:
     """The shipped TenancyPolicy with the seed's instance where the proxy runs."""
-    policy: Obj = yaml.safe_load((EXAMPLES / "tenancy-policy.yaml").read_text())
+    policy: Obj = yaml.safe_load((INSTALL / "tenancy-policy.yaml").read_text())
     policy["spec"]["instances"][0]["url"] = url
     return policy
 
@@ -198,14 +199,14 @@ def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
         "wait", "--for", "condition=Established", "crd/tenancypolicies.litellm.fn.crossplane.io"
     )
     for name in ("crossplane-rbac.yaml", "providerconfig.yaml"):
-        plane.kubectl("apply", "-f", str(EXAMPLES / name))
-    install_xrd(plane, EXAMPLES / "definition.yaml", EXAMPLES / "composition.yaml")
+        plane.kubectl("apply", "-f", str(INSTALL / name))
+    install_xrd(plane, INSTALL / "definition.yaml", INSTALL / "composition.yaml")
     for kind in ("user", "team"):
         install_xrd(
-            plane, EXAMPLES / f"{kind}-definition.yaml", EXAMPLES / f"{kind}-composition.yaml"
+            plane, ACCOUNTS / f"{kind}-definition.yaml", ACCOUNTS / f"{kind}-composition.yaml"
         )
     plane.apply(platform_policy(proxy.url))
-    instance: Obj = yaml.safe_load((EXAMPLES / "instance-secret.yaml").read_text())
+    instance: Obj = yaml.safe_load((INSTALL / "instance-secret.yaml").read_text())
     instance["stringData"]["masterkey"] = proxy.master_key
     plane.apply(instance)
     with proxy.admin() as admin:  # a run that died half-way may have left them
@@ -222,7 +223,7 @@ class Tenant:
     made: list[tuple[str, str]]
 
     def virtualkey(self, example: str = "virtualkey.yaml", **spec: Any) -> Obj:
-        xr: Obj = yaml.safe_load((EXAMPLES / example).read_text())
+        xr: Obj = yaml.safe_load((VIRTUALKEYS / example).read_text())
         suffix = f"{self.unique}-{len(self.made)}"
         xr["metadata"]["name"] = f"{xr['metadata']['name']}-{suffix}"
         xr["spec"]["keyAlias"] = f"{xr['spec']['keyAlias']}-{suffix}"
@@ -288,7 +289,7 @@ SERVICE_ACCOUNT = "function-litellm-keys-poller"
 @pytest.fixture(scope="session")
 def poller_kubeconfig(platform: Plane, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig with the poller ServiceAccount's token, after rbac.yaml, verbatim."""
-    platform.kubectl("apply", "-f", str(ROOT / "examples" / "poller" / "rbac.yaml"))
+    platform.kubectl("apply", "-f", str(POLLER / "rbac.yaml"))
     token = platform.kubectl(
         "create", "token", SERVICE_ACCOUNT, "-n", "crossplane-system", "--duration", "2h"
     ).stdout.strip()

@@ -1,7 +1,7 @@
 """Users and Teams on the real control plane, against the real proxy, from the examples verbatim.
 
 One journey, in the order a tenant lives it (README, "Users and Teams"):
-examples/user.yaml, team.yaml and virtualkey-team.yaml are applied as they
+examples/accounts/user.yaml, team.yaml and virtualkey-team.yaml are applied as they
 are; the user gets a working key with its models and budget and no key
 nothing tracks; the team gets its member and its spend; a member leaves;
 the Team and the User are deleted, with what the README says happens to
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import Plane, condition, keys_with_alias, poll_once, until
-from tests.conftest import EXAMPLES, Proxy, chat
+from tests.conftest import ACCOUNTS, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 
@@ -33,7 +33,7 @@ ALIASES = ("alice-key", "research-batch")
 
 
 def example(name: str) -> Obj:
-    found: Obj = yaml.safe_load((EXAMPLES / name).read_text())
+    found: Obj = yaml.safe_load((ACCOUNTS / name).read_text())
     return found
 
 
@@ -61,11 +61,11 @@ def clean_proxy(proxy: Proxy) -> None:
 @pytest.fixture
 def examples(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
     for name in EXAMPLE_FILES:
-        platform.kubectl("delete", "-f", str(EXAMPLES / name), "--wait=true", check=False)
+        platform.kubectl("delete", "-f", str(ACCOUNTS / name), "--wait=true", check=False)
     clean_proxy(proxy)
     yield platform
     for name in EXAMPLE_FILES:
-        platform.kubectl("delete", "-f", str(EXAMPLES / name), "--wait=false", check=False)
+        platform.kubectl("delete", "-f", str(ACCOUNTS / name), "--wait=false", check=False)
     for team in platform.items("team", "team-a"):
         if team["metadata"]["name"].startswith("admins-"):
             platform.kubectl(
@@ -88,7 +88,7 @@ def test_users_and_teams_as_the_readme_says(
 ) -> None:
     plane = examples
     for name in EXAMPLE_FILES:
-        plane.kubectl("apply", "-f", str(EXAMPLES / name))
+        plane.kubectl("apply", "-f", str(ACCOUNTS / name))
     started = time.monotonic()
 
     def step(done: str) -> None:
@@ -176,7 +176,7 @@ def members_are_kept_in_step(plane: Plane, proxy: Proxy) -> None:
         plane.apply(team)
         wanted = float(budget)
         until(lambda: member_budget(proxy) == wanted, f"alice's budget {budget}")  # noqa: B023
-    plane.kubectl("apply", "-f", str(EXAMPLES / "team.yaml"))  # back to spec.teams alone
+    plane.kubectl("apply", "-f", str(ACCOUNTS / "team.yaml"))  # back to spec.teams alone
     ready(plane, "team", "research")
     # Another team, where alice would be admin (LiteLLM Enterprise only). provider-http
     # retries the refused update at every poll, so Crossplane throttles that Team's
@@ -294,7 +294,7 @@ def the_team_is_deleted(plane: Plane, proxy: Proxy) -> None:
     dead = plane.secret_value("team-a", "research-batch-litellm-key", "key")
     assert chat(proxy, dead) != 200
     # The Team is back: the VirtualKey issues a new key, in the new team.
-    plane.kubectl("apply", "-f", str(EXAMPLES / "team.yaml"))
+    plane.kubectl("apply", "-f", str(ACCOUNTS / "team.yaml"))
 
     def new_key() -> str:
         value = plane.secret_value("team-a", "research-batch-litellm-key", "key")

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import Plane, Tenant, key_info, keys_with_alias, platform_policy, until
-from tests.conftest import EXAMPLES, Proxy, chat
+from tests.conftest import INSTALL, VIRTUALKEYS, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 
@@ -134,7 +134,7 @@ def quota_namespace(platform: Plane, proxy: Proxy, unique: str) -> Iterator[str]
             "instances": [{"name": "litellm-example", "namespace": "litellm"}],
         }
     ]
-    composition = yaml.safe_load((EXAMPLES / "composition.yaml").read_text())
+    composition = yaml.safe_load((INSTALL / "composition.yaml").read_text())
     composition["metadata"]["name"] = f"quota-{unique}"
     composition["spec"]["pipeline"][0]["input"]["maskSecretNamespace"] = masks
     quota = {
@@ -168,7 +168,7 @@ def _exposed_note(platform: Plane, namespace: str, name: str) -> str:
 def test_a_raw_key_stored_unmasked_is_reported(
     tenant: Tenant, platform: Plane, quota_namespace: str
 ) -> None:
-    xr = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
+    xr = yaml.safe_load((VIRTUALKEYS / "virtualkey.yaml").read_text())
     xr["metadata"].update(name=f"quota-{tenant.unique}", namespace=quota_namespace)
     xr["spec"]["keyAlias"] = f"quota-{tenant.unique}"
     xr["spec"]["crossplane"] = {"compositionRef": {"name": f"quota-{tenant.unique}"}}

@@ -1,7 +1,7 @@
 """Hostile tenants on the real control plane, acting through the role the product ships.
 
 Each tenant is a user impersonated with `kubectl --as`, bound to
-`examples/tenant-rbac.yaml` in its namespace, plus what a platform that binds
+`examples/install/tenant-rbac.yaml` in its namespace, plus what a platform that binds
 Crossplane's generated XRD edit roles would add: writing its objects' status.
 What it tries:
 
@@ -36,7 +36,7 @@ from tests.cluster.conftest import (
     poll_once,
     until,
 )
-from tests.conftest import EXAMPLES, Proxy, chat, platform_admin
+from tests.conftest import ACCOUNTS, INSTALL, VIRTUALKEYS, Proxy, chat, platform_admin
 
 pytestmark = pytest.mark.cluster
 
@@ -70,7 +70,7 @@ def tenants(platform: Plane, proxy: Proxy) -> Iterator[Plane]:
     """The shipped tenant role in each namespace, status writes on top, and a policy for them."""
     if platform.get("namespace", "john") is None:
         platform.kubectl("create", "namespace", "john")
-    platform.kubectl("apply", "-f", str(EXAMPLES / "tenant-rbac.yaml"))
+    platform.kubectl("apply", "-f", str(INSTALL / "tenant-rbac.yaml"))
     status_writer = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
@@ -112,7 +112,7 @@ def _apply_as(plane: Plane, namespace: str, obj: Obj) -> None:
 
 
 def _virtualkey(namespace: str, name: str, alias: str) -> Obj:
-    xr: Obj = yaml.safe_load((EXAMPLES / "virtualkey.yaml").read_text())
+    xr: Obj = yaml.safe_load((VIRTUALKEYS / "virtualkey.yaml").read_text())
     xr["metadata"] = {"name": name, "namespace": namespace}
     xr["spec"]["keyAlias"] = alias
     return xr
@@ -294,7 +294,7 @@ def test_a_squat_with_forged_provenance_is_not_taken_for_anyones_own(
 def test_a_platform_user_is_never_taken_over_or_bound_to(tenants: Plane, proxy: Proxy) -> None:
     unique = uuid.uuid4().hex[:6]
     platform_id = f"john.doe-{unique}@corp.example"
-    user: Obj = yaml.safe_load((EXAMPLES / "user.yaml").read_text())
+    user: Obj = yaml.safe_load((ACCOUNTS / "user.yaml").read_text())
     user["metadata"] = {"name": f"doe-{unique}", "namespace": "john"}
     user["spec"].update(
         userID=f"doe-{unique}@corp.example",

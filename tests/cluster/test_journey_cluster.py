@@ -25,7 +25,7 @@ from tests.cluster.conftest import (
     poll_once,
     until,
 )
-from tests.conftest import ROOT, Proxy, chat
+from tests.conftest import ROOT, VIRTUALKEYS, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 
@@ -81,10 +81,8 @@ def test_readme_journey_runs_verbatim(platform: Plane, proxy: Proxy) -> None:
             ["claude-3-sonnet", "gemini-pro", "gpt-4o"],
         )
     finally:
-        platform.kubectl(
-            "delete", "-f", str(ROOT / "examples" / "virtualkey-advanced.yaml"), check=False
-        )
-        platform.kubectl("delete", "-f", str(ROOT / "examples" / "virtualkey.yaml"), check=False)
+        platform.kubectl("delete", "-f", str(VIRTUALKEYS / "virtualkey-advanced.yaml"), check=False)
+        platform.kubectl("delete", "-f", str(VIRTUALKEYS / "virtualkey.yaml"), check=False)
 
 
 def test_openai_client_uses_the_secret(tenant: Tenant) -> None:

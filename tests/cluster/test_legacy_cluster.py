@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import Plane, condition, install_xrd, key_info, poll_once, until
-from tests.conftest import EXAMPLES, Proxy, chat
+from tests.conftest import ACCOUNTS, INSTALL, LEGACY, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 
 
 KINDS = ("", "user-", "team-")
+# Where each kind's v2 XRD and Composition are: the VirtualKey's with the install.
+V2 = {"": INSTALL, "user-": ACCOUNTS, "team-": ACCOUNTS}
 
 
 @pytest.fixture
@@ -27,14 +29,14 @@ def legacy(platform: Plane) -> Iterator[Plane]:
         for kind in KINDS:
             install_xrd(
                 platform,
-                EXAMPLES / "legacy" / f"{kind}definition.yaml",
-                EXAMPLES / "legacy" / f"{kind}composition.yaml",
+                LEGACY / f"{kind}definition.yaml",
+                LEGACY / f"{kind}composition.yaml",
             )
         yield platform
     finally:
         for kind in KINDS:
             install_xrd(
-                platform, EXAMPLES / f"{kind}definition.yaml", EXAMPLES / f"{kind}composition.yaml"
+                platform, V2[kind] / f"{kind}definition.yaml", V2[kind] / f"{kind}composition.yaml"
             )
         for plural in ("xvirtualkeys", "xusers", "xteams"):
             platform.kubectl(
@@ -47,7 +49,7 @@ def test_a_legacy_claim_gets_its_key_and_its_xrs_status(
     proxy: Proxy,
     poller_kubeconfig: Path,
 ) -> None:
-    claim_file = EXAMPLES / "legacy" / "virtualkey.yaml"
+    claim_file = LEGACY / "virtualkey.yaml"
     legacy.kubectl("apply", "-f", str(claim_file))
     try:
 
@@ -79,8 +81,8 @@ def test_a_legacy_claim_gets_its_key_and_its_xrs_status(
 def test_legacy_user_and_team_claims_take_the_same_yaml(
     legacy: Plane, proxy: Proxy, poller_kubeconfig: Path
 ) -> None:
-    """examples/user.yaml and team.yaml, verbatim, as claims: the user's key and the team."""
-    files = [EXAMPLES / "user.yaml", EXAMPLES / "team.yaml"]
+    """examples/accounts/user.yaml and team.yaml, verbatim, as claims: the user's key, the team."""
+    files = [ACCOUNTS / "user.yaml", ACCOUNTS / "team.yaml"]
     with proxy.admin() as admin:  # what an earlier run may have left
         admin.post("/key/delete", json={"key_aliases": ["alice-key"]})
         admin.post("/team/delete", json={"team_ids": ["team-a.research"]})

@@ -37,7 +37,7 @@ def platform_policies(proxy_url: str) -> list[dict[str, Any]]:
     started the proxy. Only the platform's declaration changes: the
     VirtualKeys stay verbatim.
     """
-    policy = copy.deepcopy(load_example("tenancy-policy.yaml"))
+    policy = copy.deepcopy(load_example("install/tenancy-policy.yaml"))
     (declared,) = policy["spec"]["instances"]
     declared["url"] = proxy_url
     return [policy]
@@ -57,7 +57,7 @@ def make_cluster(
     http = httpx.Client(timeout=30)
 
     def make(
-        example: str = "virtualkey.yaml",
+        example: str = "virtualkey/virtualkey.yaml",
         *,
         policies: list[dict[str, Any]] | None = None,
         namespace: str | None = None,

@@ -209,7 +209,7 @@ def test_a_platform_user_is_never_taken_over_by_a_colliding_id(
     platform_id = f"john.doe-{suffix}@corp.example"
     with platform_admin(proxy, platform_id) as admin_key:
         tenant = make_cluster(
-            "user.yaml",
+            "accounts/user.yaml",
             policies=tenants(proxy, "john"),
             namespace="john",
             userID=f"doe-{suffix}@corp.example",
@@ -246,7 +246,7 @@ def test_a_platform_team_is_never_taken_over_by_a_colliding_id(
         assert made.status_code == 200, made.text
     try:
         tenant = make_cluster(
-            "team.yaml",
+            "accounts/team.yaml",
             policies=tenants(proxy, "john"),
             namespace="john",
             teamID=f"research-{suffix}",
@@ -271,7 +271,7 @@ def test_a_users_default_role_cannot_mint_keys(
     proxy: Proxy, make_cluster: Callable[..., Cluster]
 ) -> None:
     cluster = make_cluster(
-        "user.yaml",
+        "accounts/user.yaml",
         autoCreateKey=False,
         keyAlias=None,
         userEmail=f"viewer-{uuid.uuid4().hex[:6]}@example.com",

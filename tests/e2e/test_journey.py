@@ -45,7 +45,7 @@ def key_info(proxy: Proxy, cluster: Cluster) -> dict[str, object]:
 def test_seed_keys_are_created_and_work(
     proxy: Proxy, make_cluster: Callable[..., Cluster], watcher: SpendWatcher
 ) -> None:
-    for example in ("virtualkey.yaml", "virtualkey-advanced.yaml"):
+    for example in ("virtualkey/virtualkey.yaml", "virtualkey/virtualkey-advanced.yaml"):
         cluster = make_cluster(example)
         cluster.converge()
         assert cluster.condition()[:2] == ("True", "Available"), cluster.condition()

@@ -226,7 +226,7 @@ def test_a_tenant_proxy_cannot_read_other_secrets_through_provider_http(
     policies[0]["spec"]["rules"][1]["tenantProxies"] = {"allow": True, "allowLoopback": True}
     tenant_secret = ("team-b", "team-b-litellm")
     cluster = make_cluster(
-        "virtualkey-explicit.yaml",
+        "virtualkey/virtualkey-explicit.yaml",
         policies=policies,
         secrets={
             tenant_secret: {"masterkey": "sk-the-tenants-own-master-key"},

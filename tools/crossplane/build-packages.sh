@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the two Crossplane packages into OUTDIR (default dist/):
-#   configuration.xpkg  crossplane.yaml + the v2 XRD and Composition from examples/
+#   configuration.xpkg  crossplane.yaml + the v2 XRDs and Compositions from examples/install/
+#                       and examples/accounts/, with the VirtualKey, User and Team examples
 #   function.xpkg       package/ (metadata and input CRD); pass an image as $2 to embed
 #                       the runtime, e.g. one built from the Dockerfile
 # Each package gets a clean staging directory, since `xpkg build` reads every
@@ -15,13 +16,14 @@ trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/configuration/apis" "$stage/configuration/examples"
 cp "$root/crossplane.yaml" "$stage/configuration/crossplane.yaml"
-cp "$root/examples/definition.yaml" "$root/examples/composition.yaml" \
-  "$root/examples/user-definition.yaml" "$root/examples/user-composition.yaml" \
-  "$root/examples/team-definition.yaml" "$root/examples/team-composition.yaml" \
+examples=$root/examples
+cp "$examples/install/definition.yaml" "$examples/install/composition.yaml" \
+  "$examples/accounts/user-definition.yaml" "$examples/accounts/user-composition.yaml" \
+  "$examples/accounts/team-definition.yaml" "$examples/accounts/team-composition.yaml" \
   "$stage/configuration/apis/"
-cp "$root/examples/virtualkey.yaml" "$root/examples/virtualkey-advanced.yaml" \
-  "$root/examples/user.yaml" "$root/examples/team.yaml" "$root/examples/virtualkey-team.yaml" \
-  "$stage/configuration/examples/"
+cp "$examples/virtualkey/virtualkey.yaml" "$examples/virtualkey/virtualkey-advanced.yaml" \
+  "$examples/accounts/user.yaml" "$examples/accounts/team.yaml" \
+  "$examples/accounts/virtualkey-team.yaml" "$stage/configuration/examples/"
 "$cli" xpkg build --package-root="$stage/configuration" \
   --examples-root="$stage/configuration/examples" --package-file="$out/configuration.xpkg"
 
