@@ -1,8 +1,16 @@
 """Every setting of the poller, from a flag or an environment variable.
 
-- `add_arguments(parser)`: the flags; each one's default comes from the
-  environment variable named in its help, then from the built-in default.
-- `Settings.from_args(args)`: validated settings.
+`Settings` is the one table: each field is one setting, written once with
+its type, its default, its environment variables, its help and its check
+(`setting(...)`). From it:
+
+- `add_arguments(parser)`: the flags, `--` and the field's name with dashes.
+  Each flag's default comes from the first of its environment variables
+  that is set, then from the table; its help names both.
+- `Settings.from_args(args)`: the checked settings, or InvalidInputError
+  naming the flag.
+
+A field without a flag (`write_retries`) is a plain default.
 
 Which proxy a VirtualKey reaches is not a setting: the poller reads the
 cluster's TenancyPolicies each cycle, as the function does, so the two
@@ -12,24 +20,32 @@ never disagree about where a master key may be sent.
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import re
 import socket
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, TypeVar
 
-from function.poller.fetch import FetchMode
+from function.poller.fetch import MAX_PAGES, FetchMode
+from function.poller.litellm import MAX_RESPONSE_BYTES
+from function.poller.masks import MIN_AGE
 from function.provider_http.mask import DEFAULT_NAMESPACE as DEFAULT_MASK_NAMESPACE
 from function.validation import DNS_LABEL_PATTERN, InvalidInputError
+
+T = TypeVar("T")
 
 DEFAULT_LEASE_NAME = "function-litellm-keys-poller"
 DEFAULT_METRICS_ADDRESS = ":8089"
 # A cycle's deadline, unless --cycle-deadline says otherwise: the interval, so
 # that cycles never pile up, but never under this many seconds.
 MIN_DEFAULT_CYCLE_DEADLINE = 10.0
-# How often the mask Secrets are collected, unless --mask-gc-interval says otherwise.
-DEFAULT_MASK_GC_INTERVAL = 600.0
-# How old an orphaned mask Secret must be before it is deleted (--mask-min-age).
-DEFAULT_MASK_MIN_AGE = 600.0
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def default_cycle_deadline(interval: float) -> float:
@@ -37,39 +53,200 @@ def default_cycle_deadline(interval: float) -> float:
     return max(interval, MIN_DEFAULT_CYCLE_DEADLINE)
 
 
+# --- the checks: what is wrong with a value, or None -------------------------------------
+
+
+def _positive(value: float | None) -> str | None:
+    return "must be greater than 0" if value is not None and value <= 0 else None
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be a fraction in [0, 1)"
+
+
+def _at_least_one(value: int) -> str | None:
+    return "must be at least 1" if value < 1 else None
+
+
+def _not_negative(value: float) -> str | None:
+    return "must be 0 or more" if value < 0 else None
+
+
+def _namespace_or_empty(value: str) -> str | None:
+    if value and not re.fullmatch(DNS_LABEL_PATTERN, value):
+        return "must be a namespace name (a DNS label), or empty"
+    return None
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is given: its variables, its help, and its check."""
+
+    env: tuple[str, ...]
+    help: str
+    # The default as the help says it, where the value alone would not say it well.
+    shown: str | None = None
+    check: Callable[[Any], str | None] | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False  # a flag without a value (`--once`)
+
+
+def setting(  # noqa: PLR0913 - the columns of the table.
+    default: T,
+    env: str | tuple[str, ...],
+    help: str,  # noqa: A002 - the column argparse calls help.
+    *,
+    shown: str | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    choices: tuple[str, ...] | None = None,
+    switch: bool = False,
+) -> T:
+    """A field with a flag: its default, its environment variables, its help and its check."""
+    variables = (env,) if isinstance(env, str) else env
+    flag = Option(variables, help, shown=shown, check=check, choices=choices, switch=switch)
+    return field(default=default, metadata={"option": flag})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The poller's settings."""
+    """The poller's settings: one row each."""
 
-    interval: float = 60.0
-    jitter: float = 0.1
-    once: bool = False
-    litellm_timeout: float = 10.0
-    litellm_deadline: float = 120.0
+    interval: float = setting(60.0, "POLLER_INTERVAL", "seconds between cycles", check=_positive)
+    jitter: float = setting(
+        0.1,
+        "POLLER_JITTER",
+        "random spread of the interval, as a fraction",
+        check=_fraction,
+    )
+    once: bool = setting(
+        False,  # noqa: FBT003 - a default, not a flag argument.
+        "POLLER_ONCE",
+        "run one cycle and exit, without leader election",
+        switch=True,
+    )
+    litellm_timeout: float = setting(
+        10.0,
+        "POLLER_LITELLM_TIMEOUT",
+        "seconds for one whole LiteLLM request",
+        check=_positive,
+    )
+    litellm_deadline: float = setting(
+        120.0,
+        "POLLER_LITELLM_DEADLINE",
+        "seconds for all of one instance's requests in a cycle; a slower proxy is skipped "
+        "with backoff",
+        check=_positive,
+    )
     # Seconds a whole cycle may take (None: `default_cycle_deadline(interval)`).
-    cycle_deadline: float | None = None
-    litellm_max_pages: int = 1000
-    litellm_max_bytes: int = 8 * 1024 * 1024
-    fetch_mode: FetchMode = FetchMode.BULK
-    concurrency: int = 4
-    backoff_base: float = 5.0
-    backoff_max: float = 300.0
+    cycle_deadline: float | None = setting(
+        None,
+        "POLLER_CYCLE_DEADLINE",
+        "seconds a whole cycle may take, whatever the proxies do; what it did not reach keeps "
+        "its last values",
+        shown=f"the interval, at least {MIN_DEFAULT_CYCLE_DEADLINE:g}",
+        check=_positive,
+    )
+    litellm_max_pages: int = setting(
+        MAX_PAGES,
+        "POLLER_LITELLM_MAX_PAGES",
+        "pages of 100 keys read from one proxy per cycle at most",
+        check=_at_least_one,
+    )
+    litellm_max_bytes: int = setting(
+        MAX_RESPONSE_BYTES,
+        "POLLER_LITELLM_MAX_BYTES",
+        "largest answer read from a proxy, in bytes",
+        shown=f"{MAX_RESPONSE_BYTES // 2**20} MiB",
+        check=_at_least_one,
+    )
+    fetch_mode: FetchMode = setting(  # noqa: RUF009 - a Field, as field() returns.
+        FetchMode.BULK,
+        "POLLER_FETCH_MODE",
+        "bulk (/key/list, paged) or per-key (/key/list?key_alias= for each key)",
+        choices=tuple(m.value for m in FetchMode),
+    )
+    concurrency: int = setting(
+        4, "POLLER_CONCURRENCY", "LiteLLM instances polled in parallel", check=_at_least_one
+    )
+    backoff_base: float = setting(
+        5.0,
+        "POLLER_BACKOFF_BASE",
+        "first backoff after an error, in seconds",
+        check=_positive,
+    )
+    # At least backoff_base (`from_args`).
+    backoff_max: float = setting(300.0, "POLLER_BACKOFF_MAX", "longest backoff, in seconds")
     write_retries: int = 5
-    metrics_address: str = DEFAULT_METRICS_ADDRESS
-    leader_elect: bool = True
-    lease_name: str = DEFAULT_LEASE_NAME
-    lease_namespace: str = "crossplane-system"
-    lease_duration: float = 15.0
-    identity: str = "poller"
-    kubeconfig: str | None = None
-    kube_context: str | None = None
-    kube_timeout: float = 10.0
-    log_level: str = "INFO"
+    metrics_address: str = setting(
+        DEFAULT_METRICS_ADDRESS,
+        "POLLER_METRICS_ADDRESS",
+        "host:port for /metrics, /healthz and /readyz; empty disables",
+    )
+    leader_elect: bool = setting(
+        True,  # noqa: FBT003 - a default, not a flag argument.
+        "POLLER_LEADER_ELECT",
+        "elect one active replica through a Lease",
+    )
+    lease_name: str = setting(DEFAULT_LEASE_NAME, "POLLER_LEASE_NAME", "the Lease's name")
+    lease_namespace: str = setting(
+        "crossplane-system", ("POLLER_LEASE_NAMESPACE", "POD_NAMESPACE"), "the Lease's namespace"
+    )
+    lease_duration: float = setting(
+        15.0,
+        "POLLER_LEASE_DURATION",
+        "seconds a Lease lasts without renewal",
+        check=_positive,
+    )
+    identity: str = field(
+        default_factory=socket.gethostname,
+        metadata={
+            "option": Option(
+                ("POLLER_IDENTITY", "POD_NAME"),
+                "this replica's name in the Lease",
+                shown="the host name",
+            )
+        },
+    )
+    kubeconfig: str | None = setting(
+        None,
+        "KUBECONFIG",
+        "kubeconfig file outside a cluster",
+        shown="in-cluster config inside a pod, else ~/.kube/config",
+    )
+    kube_context: str | None = setting(
+        None, "POLLER_KUBE_CONTEXT", "kubeconfig context", shown="the current one"
+    )
+    kube_timeout: float = setting(
+        10.0, "POLLER_KUBE_TIMEOUT", "seconds per API-server request", check=_positive
+    )
     # Where provider-http keeps the Secrets that mask /key/generate's echo
-    # (function.mask); empty: the poller does not collect them.
-    mask_namespace: str = DEFAULT_MASK_NAMESPACE
-    mask_gc_interval: float = DEFAULT_MASK_GC_INTERVAL
-    mask_min_age: float = DEFAULT_MASK_MIN_AGE
+    # (function.provider_http.mask); empty: the poller does not collect them.
+    mask_namespace: str = setting(
+        DEFAULT_MASK_NAMESPACE,
+        "POLLER_MASK_NAMESPACE",
+        "namespace of the Secrets masking /key/generate's echo (function.mask), whose Request "
+        "is gone and which the poller deletes; empty: never",
+        check=_namespace_or_empty,
+    )
+    mask_gc_interval: float = setting(
+        600.0,
+        "POLLER_MASK_GC_INTERVAL",
+        "seconds between two collections of mask Secrets",
+        check=_positive,
+    )
+    mask_min_age: float = setting(
+        MIN_AGE.total_seconds(),
+        "POLLER_MASK_MIN_AGE",
+        "seconds an orphaned mask Secret must have existed before it is deleted, so that a "
+        "Request being made is never raced",
+        check=_not_negative,
+    )
+    log_level: str = setting(
+        "INFO",
+        "POLLER_LOG_LEVEL",
+        "log level",
+        choices=LOG_LEVELS + tuple(level.lower() for level in LOG_LEVELS),
+    )
 
     @property
     def cycle_seconds(self) -> float:
@@ -81,246 +258,120 @@ class Settings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
         """Settings from parsed flags; raises InvalidInputError on a bad value."""
-        for name in (
-            "interval",
-            "litellm_timeout",
-            "litellm_deadline",
-            "kube_timeout",
-            "lease_duration",
-            "backoff_base",
-            "mask_gc_interval",
-        ):
-            if getattr(args, name) <= 0:
-                msg = f"--{name.replace('_', '-')} must be greater than 0"
+        values: dict[str, Any] = {}
+        for row in _rows():
+            value = getattr(args, row.name)
+            problem = row.option.check(value) if row.option.check else None
+            if problem:
+                msg = f"{row.flag} {problem}"
                 raise InvalidInputError(msg)
-        if not 0 <= args.jitter < 1:
-            msg = "--jitter must be a fraction in [0, 1)"
-            raise InvalidInputError(msg)
-        for name in ("concurrency", "litellm_max_pages", "litellm_max_bytes"):
-            if getattr(args, name) < 1:
-                msg = f"--{name.replace('_', '-')} must be at least 1"
-                raise InvalidInputError(msg)
-        if args.mask_namespace and not re.fullmatch(DNS_LABEL_PATTERN, args.mask_namespace):
-            msg = "--mask-namespace must be a namespace name (a DNS label), or empty"
-            raise InvalidInputError(msg)
-        if args.mask_min_age < 0:
-            msg = "--mask-min-age must be 0 or more"
-            raise InvalidInputError(msg)
-        if args.cycle_deadline is not None and args.cycle_deadline <= 0:
-            msg = "--cycle-deadline must be greater than 0"
-            raise InvalidInputError(msg)
-        return cls(
-            interval=args.interval,
-            jitter=args.jitter,
-            once=args.once,
-            litellm_timeout=args.litellm_timeout,
-            litellm_deadline=args.litellm_deadline,
-            cycle_deadline=args.cycle_deadline,
-            litellm_max_pages=args.litellm_max_pages,
-            litellm_max_bytes=args.litellm_max_bytes,
-            fetch_mode=FetchMode(args.fetch_mode),
-            concurrency=args.concurrency,
-            backoff_base=args.backoff_base,
-            backoff_max=max(args.backoff_max, args.backoff_base),
-            metrics_address=args.metrics_address,
-            leader_elect=args.leader_elect,
-            lease_name=args.lease_name,
-            lease_namespace=args.lease_namespace,
-            lease_duration=args.lease_duration,
-            identity=args.identity,
-            kubeconfig=args.kubeconfig or None,
-            kube_context=args.kube_context or None,
-            kube_timeout=args.kube_timeout,
-            log_level=args.log_level.upper(),
-            mask_namespace=args.mask_namespace,
-            mask_gc_interval=args.mask_gc_interval,
-            mask_min_age=args.mask_min_age,
-        )
+            values[row.name] = row.convert(value)
+        values["backoff_max"] = max(values["backoff_max"], values["backoff_base"])
+        values["log_level"] = values["log_level"].upper()
+        return cls(**values)
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+@dataclass(frozen=True)
+class _Row:
+    """One setting with a flag, as argparse and `from_args` use it."""
+
+    name: str
+    kind: type  # the field's type, without None
+    optional: bool  # None is a value
+    option: Option
+    spec: Field[Any]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def default(self) -> Any:
+        """The value of the first variable that is set, else the table's default."""
+        for name in self.option.env:
+            value = os.environ.get(name)
+            if value is not None:
+                return self._from_env(value)
+        if self.spec.default_factory is not MISSING:
+            return self.spec.default_factory()
+        return self.spec.default
+
+    def _from_env(self, value: str) -> Any:
+        if self.optional and not value:
+            return None
+        if self.kind is bool:  # a variable is true only when it says so
+            return value.strip().lower() in _TRUE
+        if self.kind in (int, float):
+            return self.kind(value)
+        return value  # text; an enum is converted with the flag's value (`convert`)
+
+    def convert(self, value: Any) -> Any:
+        """The parsed flag as `Settings` holds it."""
+        if self.optional and value in (None, ""):
+            return None
+        if issubclass(self.kind, enum.Enum):
+            return self.kind(value)
+        return value
+
+    def shown(self) -> str:
+        """The default as the help says it."""
+        if self.option.shown is not None:
+            return self.option.shown
+        default = self.spec.default
+        if isinstance(default, bool):
+            return "true" if default else "false"
+        if isinstance(default, float):
+            return f"{default:g}"
+        return str(default)
+
+    def arguments(self) -> dict[str, Any]:
+        """`parser.add_argument`'s keywords for this flag."""
+        variables = ", else ".join(self.option.env)
+        found: dict[str, Any] = {
+            "default": self.default(),
+            "help": f"{self.option.help} ({variables}; default {self.shown()})",
+        }
+        if self.option.switch:
+            found["action"] = "store_true"
+        elif self.option.choices is not None:
+            found["choices"] = list(self.option.choices)
+        elif self.kind is bool:
+            found["type"] = _bool
+        elif self.kind in (int, float):
+            found["type"] = self.kind
+        return found
 
 
-def _env_seconds(name: str) -> float | None:
-    value = os.environ.get(name)
-    return float(value) if value else None
-
-
-def _env_bool(name: str, *, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+def _rows() -> list[_Row]:
+    """The settings that have a flag, in the table's order."""
+    hints = typing.get_type_hints(Settings)
+    found = []
+    for spec in fields(Settings):
+        if "option" not in spec.metadata:
+            continue
+        kind, optional = hints[spec.name], False
+        if isinstance(kind, types.UnionType):
+            members = [k for k in typing.get_args(kind) if k is not type(None)]
+            kind, optional = members[0], True
+        found.append(_Row(spec.name, kind, optional, spec.metadata["option"], spec))
+    return found
 
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in _TRUE:
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in _FALSE:
         return False
     msg = f"expected true or false, got {value!r}"
     raise argparse.ArgumentTypeError(msg)
 
 
+def flag_table() -> list[tuple[str, tuple[str, ...], str]]:
+    """Each flag, its environment variables and its default as the help says it."""
+    return [(row.flag, row.option.env, row.shown()) for row in _rows()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the poller's flags to `parser`."""
-    add = parser.add_argument
-    add(
-        "--interval",
-        type=float,
-        default=float(_env("POLLER_INTERVAL", "60")),
-        help="seconds between cycles (POLLER_INTERVAL; default 60)",
-    )
-    add(
-        "--jitter",
-        type=float,
-        default=float(_env("POLLER_JITTER", "0.1")),
-        help="random spread of the interval, as a fraction (POLLER_JITTER; default 0.1)",
-    )
-    add(
-        "--once",
-        action="store_true",
-        default=_env_bool("POLLER_ONCE", default=False),
-        help="run one cycle and exit, without leader election (POLLER_ONCE=true)",
-    )
-    add(
-        "--litellm-timeout",
-        type=float,
-        default=float(_env("POLLER_LITELLM_TIMEOUT", "10")),
-        help="seconds for one whole LiteLLM request (POLLER_LITELLM_TIMEOUT; default 10)",
-    )
-    add(
-        "--litellm-deadline",
-        type=float,
-        default=float(_env("POLLER_LITELLM_DEADLINE", "120")),
-        help="seconds for all of one instance's requests in a cycle; a slower proxy is "
-        "skipped with backoff (POLLER_LITELLM_DEADLINE; default 120)",
-    )
-    add(
-        "--cycle-deadline",
-        type=float,
-        default=_env_seconds("POLLER_CYCLE_DEADLINE"),
-        help="seconds a whole cycle may take, whatever the proxies do; what it did not reach "
-        "keeps its last values (POLLER_CYCLE_DEADLINE; default the interval, at least "
-        f"{MIN_DEFAULT_CYCLE_DEADLINE:g})",
-    )
-    add(
-        "--litellm-max-pages",
-        type=int,
-        default=int(_env("POLLER_LITELLM_MAX_PAGES", "1000")),
-        help="pages of 100 keys read from one proxy per cycle at most "
-        "(POLLER_LITELLM_MAX_PAGES; default 1000)",
-    )
-    add(
-        "--litellm-max-bytes",
-        type=int,
-        default=int(_env("POLLER_LITELLM_MAX_BYTES", str(8 * 1024 * 1024))),
-        help="largest answer read from a proxy, in bytes (POLLER_LITELLM_MAX_BYTES; default 8 MiB)",
-    )
-    add(
-        "--fetch-mode",
-        choices=[m.value for m in FetchMode],
-        default=_env("POLLER_FETCH_MODE", FetchMode.BULK.value),
-        help="bulk (/key/list, paged) or per-key (/key/list?key_alias= for each key) "
-        "(POLLER_FETCH_MODE; default bulk)",
-    )
-    add(
-        "--concurrency",
-        type=int,
-        default=int(_env("POLLER_CONCURRENCY", "4")),
-        help="LiteLLM instances polled in parallel (POLLER_CONCURRENCY; default 4)",
-    )
-    add(
-        "--backoff-base",
-        type=float,
-        default=float(_env("POLLER_BACKOFF_BASE", "5")),
-        help="first backoff after an error, in seconds (POLLER_BACKOFF_BASE; default 5)",
-    )
-    add(
-        "--backoff-max",
-        type=float,
-        default=float(_env("POLLER_BACKOFF_MAX", "300")),
-        help="longest backoff, in seconds (POLLER_BACKOFF_MAX; default 300)",
-    )
-    add(
-        "--metrics-address",
-        default=_env("POLLER_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
-        help="host:port for /metrics, /healthz and /readyz; empty disables "
-        f"(POLLER_METRICS_ADDRESS; default {DEFAULT_METRICS_ADDRESS})",
-    )
-    add(
-        "--leader-elect",
-        type=_bool,
-        default=_env_bool("POLLER_LEADER_ELECT", default=True),
-        help="elect one active replica through a Lease (POLLER_LEADER_ELECT; default true)",
-    )
-    add(
-        "--lease-name",
-        default=_env("POLLER_LEASE_NAME", DEFAULT_LEASE_NAME),
-        help=f"the Lease's name (POLLER_LEASE_NAME; default {DEFAULT_LEASE_NAME})",
-    )
-    add(
-        "--lease-namespace",
-        default=_env("POLLER_LEASE_NAMESPACE", _env("POD_NAMESPACE", "crossplane-system")),
-        help="the Lease's namespace (POLLER_LEASE_NAMESPACE, else POD_NAMESPACE; "
-        "default crossplane-system)",
-    )
-    add(
-        "--lease-duration",
-        type=float,
-        default=float(_env("POLLER_LEASE_DURATION", "15")),
-        help="seconds a Lease lasts without renewal (POLLER_LEASE_DURATION; default 15)",
-    )
-    add(
-        "--identity",
-        default=_env("POLLER_IDENTITY", _env("POD_NAME", socket.gethostname())),
-        help="this replica's name in the Lease (POLLER_IDENTITY, else POD_NAME; "
-        "default the host name)",
-    )
-    add(
-        "--kubeconfig",
-        default=_env("KUBECONFIG", ""),
-        help="kubeconfig file outside a cluster (KUBECONFIG; default: in-cluster config "
-        "inside a pod, else ~/.kube/config)",
-    )
-    add(
-        "--kube-context",
-        default=_env("POLLER_KUBE_CONTEXT", ""),
-        help="kubeconfig context (POLLER_KUBE_CONTEXT; default the current one)",
-    )
-    add(
-        "--kube-timeout",
-        type=float,
-        default=float(_env("POLLER_KUBE_TIMEOUT", "10")),
-        help="seconds per API-server request (POLLER_KUBE_TIMEOUT; default 10)",
-    )
-    add(
-        "--mask-namespace",
-        default=_env("POLLER_MASK_NAMESPACE", DEFAULT_MASK_NAMESPACE),
-        help="namespace of the Secrets masking /key/generate's echo (function.mask), whose "
-        "Request is gone and which the poller deletes; empty: never (POLLER_MASK_NAMESPACE; "
-        f"default {DEFAULT_MASK_NAMESPACE})",
-    )
-    add(
-        "--mask-gc-interval",
-        type=float,
-        default=float(_env("POLLER_MASK_GC_INTERVAL", str(DEFAULT_MASK_GC_INTERVAL))),
-        help="seconds between two collections of mask Secrets (POLLER_MASK_GC_INTERVAL; "
-        f"default {DEFAULT_MASK_GC_INTERVAL:g})",
-    )
-    add(
-        "--mask-min-age",
-        type=float,
-        default=float(_env("POLLER_MASK_MIN_AGE", str(DEFAULT_MASK_MIN_AGE))),
-        help="seconds an orphaned mask Secret must have existed before it is deleted, so that "
-        "a Request being made is never raced (POLLER_MASK_MIN_AGE; "
-        f"default {DEFAULT_MASK_MIN_AGE:g})",
-    )
-    add(
-        "--log-level",
-        default=_env("POLLER_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"],
-        help="log level (POLLER_LOG_LEVEL; default INFO)",
-    )
+    for row in _rows():
+        parser.add_argument(row.flag, **row.arguments())

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
+from pathlib import Path
 
 import pytest
 
 from function.poller.fetch import FetchMode
-from function.poller.settings import Settings, add_arguments
+from function.poller.settings import Settings, add_arguments, flag_table
 from function.validation import InvalidInputError
 
+ROOT = Path(__file__).resolve().parents[2]
 # Every variable the poller reads, cleared so that the machine's own settings play no part.
 ENVIRONMENT = (
     "POLLER_INTERVAL",
@@ -217,3 +220,16 @@ def test_help_names_each_variable_and_default() -> None:
         assert name in text, name
     for shown in ("default 60)", "default 0.1)", "default 8 MiB)", "default bulk)", "default 600)"):
         assert shown in text, shown
+
+
+def test_docs_flag_table_is_the_settings_table() -> None:
+    """docs/poller.md lists every flag with its variables, in the table's order."""
+    text = (ROOT / "docs" / "poller.md").read_text()
+    section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`--"):
+            variables = tuple(re.findall(r"`([A-Z_]+)", cells[1]))
+            documented.append((cells[0].strip("`"), variables))
+    assert documented == [(flag, env) for flag, env, _ in flag_table()]
