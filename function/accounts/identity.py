@@ -53,23 +53,36 @@ class Referenced:
 
 
 @dataclass(frozen=True)
-class _Kind:
+class AccountKind:
     """How a User's or Team's Request names and answers for its LiteLLM object."""
 
+    kind: str  # User, Team
     id_field: str  # spec field overriding the name: userID, teamID
     payload_id: str  # the Request payload's ID field: userId, teamId
-    suffix: str  # the Request's name is <base name>-<suffix>
+    suffix: str  # LiteLLM's path (/user/new) and the Request's name, <base name>-<suffix>
     info: str  # where /…/info nests the object: user_info, team_info
     stamp: str  # its provenance key (function.provenance)
     made: tuple[str, ...]  # calls whose 2xx answer means the Request made or changed it
 
 
 KINDS = {
-    "User": _Kind(
-        "userID", "userId", "user", "user_info", provenance.USER, ("/user/new", "/user/update")
+    "User": AccountKind(
+        "User",
+        "userID",
+        "userId",
+        "user",
+        "user_info",
+        provenance.USER,
+        ("/user/new", "/user/update"),
     ),
-    "Team": _Kind(
-        "teamID", "teamId", "team", "team_info", provenance.TEAM, ("/team/new", "/team/update")
+    "Team": AccountKind(
+        "Team",
+        "teamID",
+        "teamId",
+        "team",
+        "team_info",
+        provenance.TEAM,
+        ("/team/new", "/team/update"),
     ),
 }
 
@@ -79,7 +92,7 @@ def request_name(kind: str, name: str) -> str:
     return f"{base_name(name)}-{KINDS[kind].suffix}"
 
 
-def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument one fact.
+def resolve(  # noqa: PLR0913 - each argument is one independent fact.
     objects: list[dict[str, Any]],
     requests: list[dict[str, Any]],
     *,
@@ -98,43 +111,17 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
     `roles` are the roles its user may have: another role in the proxy's
     answer (a platform user, say) is never bound to.
     """
+    obj, missing = _find(objects, kind, name, namespace)
+    if obj is None:
+        return Referenced(kind, name, namespace, None, missing, exists=False)
     how = KINDS[kind]
-    found = [
-        o
-        for o in objects
-        if mapping(o.get("metadata")).get("name") == name
-        and mapping(o.get("metadata")).get("namespace") in (namespace, None)
-    ]
-    if not found:
-        problem = f"{kind} {namespace}/{name} does not exist; create it"
-        return Referenced(kind, name, namespace, None, problem, exists=False)
-    obj = found[0]
-    meta = mapping(obj.get("metadata"))
-    if meta.get("deletionTimestamp"):
-        problem = (
-            f"{kind} {namespace}/{name} is being deleted, and LiteLLM deletes its keys with it"
-        )
-        return Referenced(kind, name, namespace, None, problem, exists=False)
     local = mapping(obj.get("spec")).get(how.id_field) or name
     expected = litellm_id(namespace, str(local))
-    pending = Referenced(
-        kind, name, namespace, None, f"{kind} {namespace}/{name} is not on the proxy yet"
-    )
     request = _request_of(requests, request_name(kind, name), obj)
-    if request is None or payload_of(request).get(how.payload_id) != expected:
-        return pending
-    code, url, _ = last_answer(request)
-    path = url.split("?")[0]
-    if not 200 <= code <= 299:  # noqa: PLR2004 - HTTP's success range.
-        return pending
-    if path.endswith(how.made):
-        return Referenced(kind, name, namespace, expected, None)
-    if not path.endswith("/info"):
-        return pending
-    live = mapping(mapping(answer_body(request)).get(how.info))
-    ours = provenance.owner(live.get("metadata"), how.stamp) == (namespace, name)
-    if not ours and payload_of(request).get("trustExisting") is not True:
-        return pending
+    live = _proven(request, how, expected, (namespace, name))
+    if live is None:
+        problem = f"{kind} {namespace}/{name} is not on the proxy yet"
+        return Referenced(kind, name, namespace, None, problem)
     role = live.get("user_role")
     if roles is not None and isinstance(role, str) and role not in roles:
         problem = (
@@ -143,6 +130,51 @@ def resolve(  # noqa: PLR0911, PLR0913 - one return per reason; each argument on
         )
         return Referenced(kind, name, namespace, None, problem)
     return Referenced(kind, name, namespace, expected, None)
+
+
+def _find(
+    objects: list[dict[str, Any]], kind: str, name: str, namespace: str
+) -> tuple[dict[str, Any] | None, str]:
+    """The object named, or None and why it cannot be used."""
+    found = [
+        o
+        for o in objects
+        if mapping(o.get("metadata")).get("name") == name
+        and mapping(o.get("metadata")).get("namespace") in (namespace, None)
+    ]
+    if not found:
+        return None, f"{kind} {namespace}/{name} does not exist; create it"
+    if mapping(found[0].get("metadata")).get("deletionTimestamp"):
+        return None, (
+            f"{kind} {namespace}/{name} is being deleted, and LiteLLM deletes its keys with it"
+        )
+    return found[0], ""
+
+
+def _proven(
+    request: dict[str, Any] | None, how: AccountKind, expected: str, owner: tuple[str, str]
+) -> dict[str, Any] | None:
+    """The user or team as LiteLLM last showed it, if the Request proves it is the owner's.
+
+    Proof is LiteLLM's 2xx to the Request's own create or update (then
+    nothing more is known: {}), or an info answer whose object carries the
+    owner's provenance (or predates it: `trustExisting`). None otherwise.
+    """
+    if request is None or payload_of(request).get(how.payload_id) != expected:
+        return None
+    code, url, _ = last_answer(request)
+    path = url.split("?")[0]
+    if not 200 <= code <= 299:  # noqa: PLR2004 - HTTP's success range.
+        return None
+    if path.endswith(how.made):
+        return {}
+    if not path.endswith("/info"):
+        return None
+    live = mapping(mapping(answer_body(request)).get(how.info))
+    ours = provenance.owner(live.get("metadata"), how.stamp) == owner
+    if not ours and payload_of(request).get("trustExisting") is not True:
+        return None
+    return live
 
 
 def _request_of(

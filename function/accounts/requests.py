@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from function import provenance
+from function.accounts.identity import AccountKind, request_name
+from function.composed import Owner
 from function.provider_http.answers import answer_body, last_answer, payload_of
 from function.provider_http.request import GUARDS, Place, http_request
 from function.units import litellm_float
@@ -190,3 +192,44 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
     if annotations:
         body["metadata"]["annotations"] = dict(annotations)
     return body
+
+
+def lifecycle_request(  # noqa: PLR0913 - each argument is one independent fact.
+    how: AccountKind,
+    owner: Owner,
+    *,
+    account_id: str,
+    fields: dict[str, Any],
+    observed: dict[str, Any] | None,
+    place: Place,
+    create_extra: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Request of a User's LiteLLM user or a Team's LiteLLM team.
+
+    Its name is the same for every incarnation of the object, on purpose: one
+    made again while its old Request is still being deleted waits for that
+    REMOVE, which would otherwise delete the new one (the LiteLLM ID is the same).
+    """
+    kind, id_field = how.suffix, f"{how.suffix}_id"
+    return account_request(
+        name=request_name(how.kind, owner.virtualkey),
+        place=place,
+        ids={
+            how.payload_id: account_id,
+            **ownership(how.stamp, owner.namespace, owner.virtualkey, observed, how.info),
+        },
+        fields=fields,
+        calls=Calls(
+            create=f"/{kind}/new",
+            info=f"/{kind}/info?{id_field}={account_id}",
+            update=f"/{kind}/update",
+            delete=f"/{kind}/delete",
+            create_body={**fields, id_field: account_id, **(create_extra or {})},
+            update_body={**fields, id_field: account_id},
+            delete_body={f"{id_field}s": [account_id]},
+        ),
+        is_removed=gone_or_not_ours(how.info),
+        expected=fields_match(how.info),
+        annotations=annotations,
+    )

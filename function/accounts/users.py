@@ -27,18 +27,10 @@ from __future__ import annotations
 from typing import Any
 
 from function import provenance
-from function.accounts.identity import litellm_id, request_name
-from function.accounts.requests import (
-    ACCOUNT_KIND,
-    Calls,
-    account_request,
-    dollars,
-    fields_match,
-    gone_or_not_ours,
-    ownership,
-)
+from function.accounts.identity import KINDS, litellm_id
+from function.accounts.requests import ACCOUNT_KIND, dollars, lifecycle_request
 from function.accounts.spec import UserSpec, parse_user_spec
-from function.composed import MANAGED_BY, Composed, Desired, owner_of
+from function.composed import MANAGED_BY, Composed, Desired, Owner, owner_of
 from function.input import parse_input
 from function.provider_http.readiness import KeyState, state_of
 from function.provider_http.request import Place
@@ -119,67 +111,33 @@ def compose_user(
     check_role(spec.user_role, tenant, grant)
     user_id = litellm_id(owner.namespace, spec.user_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
-    fields = user_fields(
-        spec, provenance.account_stamp(provenance.USER, owner.namespace, owner.virtualkey)
+    place = Place(
+        owner.namespace,
+        grant.connection,
+        settings.provider_config_ref.model_dump(),
+        settings.request_timeout,
+        # A Team asks Crossplane for every user Request by this label.
+        {**labels, ACCOUNT_KIND: "user"},
     )
-    observed_user = observed.get(USER_RESOURCE)
-    request = account_request(
-        # The same name for every incarnation of this User, on purpose: a User made
-        # again while its old Request is still being deleted waits for that REMOVE,
-        # which would otherwise delete the new user (the LiteLLM ID is the same).
-        name=request_name("User", owner.virtualkey),
-        place=Place(
-            owner.namespace,
-            grant.connection,
-            settings.provider_config_ref.model_dump(),
-            settings.request_timeout,
-            # A Team asks Crossplane for every user Request by this label.
-            {**labels, ACCOUNT_KIND: "user"},
-        ),
-        ids={
-            "userId": user_id,
-            **ownership(
-                provenance.USER, owner.namespace, owner.virtualkey, observed_user, "user_info"
-            ),
-        },
-        fields=fields,
-        calls=Calls(
-            create="/user/new",
-            info=f"/user/info?user_id={user_id}",
-            update="/user/update",
-            delete="/user/delete",
-            create_body={**fields, "user_id": user_id, "auto_create_key": False},
-            update_body={**fields, "user_id": user_id},
-            delete_body={"user_ids": [user_id]},
-        ),
-        is_removed=gone_or_not_ours("user_info"),
-        expected=fields_match("user_info"),
+    stamp = provenance.account_stamp(provenance.USER, owner.namespace, owner.virtualkey)
+    request = lifecycle_request(
+        KINDS["User"],
+        owner,
+        account_id=user_id,
+        fields=user_fields(spec, stamp),
+        observed=observed.get(USER_RESOURCE),
+        place=place,
+        create_extra={"auto_create_key": False},
     )
     subject = f"User {owner.namespace}/{owner.virtualkey} ({user_id})"
-    state = state_of(observed_user, grant.connection, subject)
+    state = state_of(observed.get(USER_RESOURCE), grant.connection, subject)
     resources = {USER_RESOURCE: Desired(request, ready=state.ready)}
     warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
     if spec.auto_create_key and (state.ready or KEY_RESOURCE in observed):
         # Only once the user exists on the proxy: the key's userRef waits for it.
-        key = {
-            "apiVersion": VIRTUALKEY_API_VERSION,
-            "kind": "VirtualKey",
-            "metadata": {
-                "name": f"{owner.base_name}-key",
-                "namespace": owner.namespace,
-                "labels": labels,
-            },
-            "spec": user_key_spec(spec, owner.virtualkey),
-        }
-        observed_key = observed.get(KEY_RESOURCE)
-        resources[KEY_RESOURCE] = Desired(key, ready=_ready_condition(observed_key))
-        if state.ready and not _ready_condition(observed_key):
-            state = KeyState(
-                ready=False,
-                reason="KeyCreating",
-                message=f"{subject} is in place; waiting for its VirtualKey "
-                f"{owner.namespace}/{owner.base_name}-key to be ready.",
-            )
+        resources[KEY_RESOURCE], state = _user_key(
+            spec, owner, labels=labels, observed=observed, state=state, subject=subject
+        )
     status: dict[str, Any] = {}
     if state.ready or state.reason == "KeyCreating":
         status["userID"] = user_id
@@ -192,3 +150,34 @@ def compose_user(
         warnings=warnings,
         condition=CONDITION_TYPE,
     )
+
+
+def _user_key(  # noqa: PLR0913 - each argument is one independent fact.
+    spec: UserSpec,
+    owner: Owner,
+    *,
+    labels: dict[str, str],
+    observed: dict[str, dict[str, Any]],
+    state: KeyState,
+    subject: str,
+) -> tuple[Desired, KeyState]:
+    """The User's VirtualKey, and the User's state while that key is not ready."""
+    key = {
+        "apiVersion": VIRTUALKEY_API_VERSION,
+        "kind": "VirtualKey",
+        "metadata": {
+            "name": f"{owner.base_name}-key",
+            "namespace": owner.namespace,
+            "labels": labels,
+        },
+        "spec": user_key_spec(spec, owner.virtualkey),
+    }
+    key_ready = _ready_condition(observed.get(KEY_RESOURCE))
+    if state.ready and not key_ready:
+        state = KeyState(
+            ready=False,
+            reason="KeyCreating",
+            message=f"{subject} is in place; waiting for its VirtualKey "
+            f"{owner.namespace}/{owner.base_name}-key to be ready.",
+        )
+    return Desired(key, ready=key_ready), state

@@ -43,6 +43,7 @@ from function.keys.request import READ_INSTEAD_OF_CREATE, token_in_request
 from function.keys.spec import VirtualKeySpec, parse_spec
 from function.provider_http.answers import last_answer, provider_has_it
 from function.provider_http.readiness import created_just_now
+from function.provider_http.request import as_observed
 from function.tenancy.decide import Authorization, authorize, user_roles
 from function.tenancy.policy import Policies, Tenant
 
@@ -179,7 +180,6 @@ def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[s
     for name, request in observed_requests(observed).items():
         if name in desired or not created_just_now(request):
             continue
-        meta = request.get("metadata") or {}
         spec = copy.deepcopy(request.get("spec") or {})
         for_provider = spec.get("forProvider")
         if not isinstance(for_provider, dict) or not isinstance(for_provider.get("mappings"), list):
@@ -188,13 +188,7 @@ def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[s
             READ_INSTEAD_OF_CREATE if isinstance(m, dict) and m.get("action") == "CREATE" else m
             for m in for_provider["mappings"]
         ]
-        body = {
-            "apiVersion": request.get("apiVersion"),
-            "kind": request.get("kind"),
-            "metadata": {k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
-            "spec": spec,
-        }
-        kept[name] = Desired(body, ready=True)
+        kept[name] = Desired(as_observed(request, spec=spec), ready=True)
     return kept
 
 

@@ -36,6 +36,7 @@ from function.keys.memory import KeyMemory, remember
 from function.keys.request import token_in_request
 from function.keys.secrets import token_of
 from function.provider_http.readiness import KeyState
+from function.provider_http.request import as_observed
 from function.units import duration, money, rfc3339
 
 
@@ -229,19 +230,7 @@ def retiring(ctx: KeyContext, current: set[str]) -> tuple[dict[str, Desired], da
         at = KeyMemory.of(request).retire_at
         if name in current or at is None or ctx.now >= at:
             continue  # past it: dropped, and Crossplane deleting it deletes the key
-        meta = request.get("metadata") or {}
         notes = remember(retire_at=at, exposed=token_in_request(request) in ctx.exposed)
-        kept[name] = Desired(
-            {
-                "apiVersion": request.get("apiVersion"),
-                "kind": request.get("kind"),
-                "metadata": {
-                    **{k: meta[k] for k in ("name", "namespace", "labels") if k in meta},
-                    "annotations": notes,
-                },
-                "spec": request.get("spec") or {},
-            },
-            ready=True,
-        )
+        kept[name] = Desired(as_observed(request, annotations=notes), ready=True)
         earliest = at if earliest is None else min(earliest, at)
     return kept, earliest

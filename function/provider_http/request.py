@@ -114,11 +114,31 @@ def removal_mappings(observe_url: str, remove_url: str, remove_body: str) -> lis
     ]
 
 
+# A Request that exists to delete one thing: it never creates or changes it.
 ONLY_REMOVE = ["Observe", "Delete"]
 # A Request that only reads: deleting it deletes nothing on the proxy.
 ONLY_OBSERVE = ["Observe"]
 
 
-ONLY_REMOVE = ["Observe", "Delete"]
-# A Request that only reads: deleting it deletes nothing on the proxy.
-ONLY_OBSERVE = ["Observe"]
+def as_observed(
+    request: dict[str, Any],
+    *,
+    spec: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An observed Request composed again as it stands, so Crossplane keeps it.
+
+    Only its name, namespace and labels are carried (Crossplane owns the rest
+    of the metadata), with `annotations` if given, and its spec, or `spec`
+    in its place.
+    """
+    meta = request.get("metadata") or {}
+    metadata = {k: meta[k] for k in ("name", "namespace", "labels") if k in meta}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": request.get("apiVersion"),
+        "kind": request.get("kind"),
+        "metadata": metadata,
+        "spec": (request.get("spec") or {}) if spec is None else spec,
+    }
