@@ -42,7 +42,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.fake_litellm import FakeLiteLLM  # noqa: E402
-from function.poller.kube import KubeConflictError, KubeNotFoundError, XRRef  # noqa: E402
+from function.poller.kube import XRRef  # noqa: E402
+from function.poller.kubeapi import KubeConflictError, KubeNotFoundError  # noqa: E402
 from function.poller.state import Event  # noqa: E402
 
 MASTER_KEY = "sk-bench-" + "0" * 16  # a fake proxy's; not a secret

@@ -65,15 +65,12 @@ from function.poller.accounts import (
 from function.poller.backoff import Backoff
 from function.poller.deadline import Deadline, Interrupted
 from function.poller.fetch import KeyFetcher, Wanted
-from function.poller.kube import (
-    LEGACY_KIND,
-    PLURAL,
-    Cluster,
+from function.poller.kube import LEGACY_KIND, PLURAL, Cluster, XRRef
+from function.poller.kubeapi import (
     KubeConflictError,
     KubeError,
     KubeNotFoundError,
     KubeTemporaryError,
-    XRRef,
 )
 from function.poller.litellm import LiteLLMClient, LiteLLMError
 from function.poller.metrics import Metrics

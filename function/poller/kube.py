@@ -2,8 +2,8 @@
 
 - `XRRef`: which VirtualKey (v2 namespaced `virtualkeys`, or legacy
   cluster-scoped `xvirtualkeys`).
-- `Cluster`: the protocol the cycle needs; `KubeCluster` implements it with
-  the kubernetes client's `ApiClient` (JSON in, dicts out, no models):
+- `Cluster`: the protocol the cycle needs; `KubeCluster` implements it over
+  `kubeapi.KubeApi`:
 
   - `list_virtualkeys()`: both kinds, paged 500 at a time; a kind whose CRD
     is not installed is skipped.
@@ -25,23 +25,17 @@
   - `emit_event(target, event)`: a core/v1 Event.
   - `get_lease`, `create_lease`, `replace_lease`: coordination.k8s.io/v1.
 
-- The errors, mapped from HTTP in one place (`_raise_for`): `KubeConflictError`
-  (409), `KubeNotFoundError` (404), `KubeTemporaryError` (429, 5xx, transport)
-  and `KubePermanentError` (anything else).
 - `api_client(kubeconfig, context)`: in-cluster configuration inside a pod,
   kubeconfig outside.
 
-Answers are decoded with `jsondepth.loads`: an object nested deeper than
-Python decodes (a tenant can nest thousands of levels in a status field
-its XRD leaves open) loses its deepest parts instead of failing the whole
-listing, and with it every tenant's objects.
+Requests, paged lists and the errors (`KubeError` and its kinds) are
+`kubeapi`'s.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -49,14 +43,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from function.poller import jsondepth
+from function.poller.kubeapi import (
+    METADATA_ONLY,
+    KubeApi,
+    KubeNotFoundError,
+    KubePermanentError,
+    KubeTemporaryError,
+)
 from function.poller.redact import redact
 from function.poller.state import Event
 from function.tenancy.policy import POLICY_API_VERSION
+from function.units import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +67,7 @@ LEGACY_PLURAL = "xvirtualkeys"
 LEGACY_KIND = "XVirtualKey"
 ACCOUNT_PLURALS = ("users", "teams", "xusers", "xteams")
 FIELD_MANAGER = "function-litellm-keys-poller"
-LIST_PAGE = 500
-MAX_LIST_PAGES = 10_000  # five million objects
-MERGE_PATCH = "application/merge-patch+json"
-# Lists of objects' metadata only: no Secret data, no Request status.
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
 REQUEST_PATH = "/apis/http.m.crossplane.io/v1alpha2/requests"
-
-
-class KubeError(Exception):
-    """A failed Kubernetes API call. Messages are safe to log."""
-
-
-class KubeTemporaryError(KubeError):
-    """429, 5xx, a timeout or a broken connection: try again later."""
-
-
-class KubePermanentError(KubeError):
-    """A refusal that retrying will not fix (400, 403, 422, ...)."""
-
-
-class KubeNotFoundError(KubePermanentError):
-    """404: the object or the resource type does not exist."""
-
-
-class KubeConflictError(KubeError):
-    """409: someone else changed the object; read it again."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +77,12 @@ class XRRef:
     plural: str
     name: str
     namespace: str | None = None
+
+    @classmethod
+    def of(cls, plural: str, item: dict[str, Any]) -> XRRef:
+        """The reference of a listed object."""
+        meta = item.get("metadata") or {}
+        return cls(plural, str(meta.get("name", "")), meta.get("namespace") or None)
 
     def __str__(self) -> str:
         """`virtualkeys/ns/name` or `xvirtualkeys/name`."""
@@ -177,26 +158,6 @@ class Cluster(Protocol):
         ...
 
 
-def _raise_for(status: int, what: str, body: bytes) -> None:
-    if 200 <= status < 300:  # noqa: PLR2004
-        return
-    detail = ""
-    try:
-        decoded = json.loads(body)
-        if isinstance(decoded, dict):
-            detail = str(decoded.get("message") or decoded.get("reason") or "")
-    except ValueError:
-        pass
-    message = f"{what}: HTTP {status}" + (f" ({redact(detail, limit=200)})" if detail else "")
-    if status == 409:  # noqa: PLR2004
-        raise KubeConflictError(message)
-    if status == 404:  # noqa: PLR2004
-        raise KubeNotFoundError(message)
-    if status >= 500 or status == 429:  # noqa: PLR2004
-        raise KubeTemporaryError(message)
-    raise KubePermanentError(message)
-
-
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
     """An ApiClient: in-cluster config inside a pod, else the kubeconfig."""
     configuration = k8s.Configuration()
@@ -221,110 +182,30 @@ class KubeCluster:
         plurals: tuple[str, ...] = (PLURAL, LEGACY_PLURAL),
     ) -> None:
         """Use `client` with a per-request `timeout` in seconds."""
-        self._client = client
-        self._timeout = timeout
+        self._api = KubeApi(client, timeout)
         self._plurals = plurals
         self.writes = 0
-
-    def _request(  # noqa: PLR0913 - `accept` is rarely given, and only by name.
-        self,
-        method: str,
-        path: str,
-        what: str,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        *,
-        accept: str = "application/json",
-    ) -> Any:
-        headers = {"Accept": accept}
-        if body is not None:
-            # Every PATCH here is a JSON merge patch of a status.
-            headers["Content-Type"] = MERGE_PATCH if method == "PATCH" else "application/json"
-        request = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        try:
-            response = self._client.call_api(*request, _request_timeout=self._timeout)
-            raw: Any = response
-            data: bytes = raw.read()
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            msg = f"{what}: {type(e).__name__}: {redact(e, limit=160)}"
-            raise KubeTemporaryError(msg) from None
-        except k8s.ApiException as e:
-            _raise_for(int(e.status or 500), what, (e.body or "").encode())
-            raise KubeTemporaryError(what) from None
-        _raise_for(response.status, what, data or b"")
-        try:
-            return jsondepth.loads(data) if data else {}
-        except ValueError:
-            msg = f"{what}: the API server answered malformed JSON"
-            raise KubeTemporaryError(msg) from None
-
-    def _list(
-        self,
-        path: str,
-        what: str,
-        *,
-        missing_ok: bool = True,
-        selector: str = "",
-        accept: str = "application/json",
-    ) -> list[dict[str, Any]]:
-        """Every item of a collection, 500 per request; none if its type is not served.
-
-        With `missing_ok=False`, a type that is not served is an error instead.
-        """
-        items: list[dict[str, Any]] = []
-        token = ""
-        seen: set[str] = set()
-        while True:
-            query = [("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
-            if selector:
-                query.append(("labelSelector", selector))
-            try:
-                body = self._request("GET", path, what, query, accept=accept)
-            except KubeNotFoundError:
-                if not missing_ok:
-                    raise
-                return []  # that CRD is not installed
-            if not isinstance(body, dict):
-                msg = f"{what}: the API server answered something other than a list"
-                raise KubeTemporaryError(msg)
-            listed = body.get("items")
-            if isinstance(listed, list):
-                items.extend(i for i in listed if isinstance(i, dict))
-            meta = body.get("metadata")
-            token = str((meta if isinstance(meta, dict) else {}).get("continue") or "")
-            if not token:
-                return items
-            # A continue token seen before would page forever; so would endless pages.
-            if token in seen or len(seen) >= MAX_LIST_PAGES:
-                msg = f"{what}: the API server keeps paging (continue token repeated); stopped"
-                raise KubeTemporaryError(msg)
-            seen.add(token)
 
     def list_virtualkeys(self) -> list[tuple[XRRef, dict[str, Any]]]:
         """Every VirtualKey of both kinds."""
         found: list[tuple[XRRef, dict[str, Any]]] = []
         for plural in self._plurals:
-            for item in self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}"):
-                meta = item.get("metadata") or {}
-                ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
-                found.append((ref, item))
+            found.extend(self._xrs(plural))
         return found
+
+    def _xrs(self, plural: str) -> list[tuple[XRRef, dict[str, Any]]]:
+        """Every object of one of our kinds, with its reference."""
+        items = self._api.list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}")
+        return [(XRRef.of(plural, item), item) for item in items]
 
     def list_policies(self) -> list[dict[str, Any]]:
         """Every TenancyPolicy; none when its CRD is not installed (nothing is granted)."""
-        return self._list(f"/apis/{POLICY_API_VERSION}/tenancypolicies", "list tenancypolicies")
+        return self._api.list(f"/apis/{POLICY_API_VERSION}/tenancypolicies", "list tenancypolicies")
 
     def namespace_labels(self) -> dict[str, dict[str, str]]:
         """Each Namespace's labels, by name."""
         found: dict[str, dict[str, str]] = {}
-        for item in self._list("/api/v1/namespaces", "list namespaces"):
+        for item in self._api.list("/api/v1/namespaces", "list namespaces"):
             meta = item.get("metadata") or {}
             labels = meta.get("labels") or {}
             found[str(meta.get("name", ""))] = {
@@ -337,26 +218,21 @@ class KubeCluster:
         found: list[tuple[XRRef, dict[str, Any]]] = []
         for plural in ACCOUNT_PLURALS:
             try:
-                items = self._list(f"/apis/{GROUP}/{VERSION}/{plural}", f"list {plural}")
+                found.extend(self._xrs(plural))
             except KubePermanentError as e:
                 # An RBAC from before a kind was added: the other kinds go on.
                 log.warning("%s; its status is not updated", redact(e))
-                continue
-            for item in items:
-                meta = item.get("metadata") or {}
-                ref = XRRef(plural, str(meta.get("name", "")), meta.get("namespace") or None)
-                found.append((ref, item))
         return found
 
     def get_virtualkey(self, ref: XRRef) -> dict[str, Any]:
         """One VirtualKey, read again (after a conflict)."""
-        result: dict[str, Any] = self._request("GET", ref.path(), f"get {ref}")
+        result: dict[str, Any] = self._api.request("GET", ref.path(), f"get {ref}")
         return result
 
     def patch_status(self, ref: XRRef, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch `ref`'s status subresource as the poller's field manager."""
         self.writes += 1
-        result: dict[str, Any] = self._request(
+        result: dict[str, Any] = self._api.request(
             "PATCH",
             ref.path("status"),
             f"patch {ref} status",
@@ -368,7 +244,7 @@ class KubeCluster:
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one data key of a Secret."""
         what = f"Secret {namespace}/{name}"
-        secret = self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}", what)
+        secret = self._api.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}", what)
         encoded = (secret.get("data") or {}).get(key)
         if not isinstance(encoded, str):
             msg = f"{what} has no data key {key!r}"
@@ -381,7 +257,7 @@ class KubeCluster:
 
     def list_secret_metadata(self, namespace: str) -> list[dict[str, Any]]:
         """The metadata of every Secret in `namespace`; their data is never asked for."""
-        items = self._list(
+        items = self._api.list(
             f"/api/v1/namespaces/{namespace}/secrets",
             f"list Secrets in {namespace}",
             missing_ok=False,
@@ -391,7 +267,7 @@ class KubeCluster:
 
     def list_request_names(self, label_selector: str) -> list[tuple[str, str]]:
         """(namespace, name) of every provider-http Request with these labels, all namespaces."""
-        items = self._list(
+        items = self._api.list(
             REQUEST_PATH,
             "list requests",
             missing_ok=False,
@@ -413,7 +289,7 @@ class KubeCluster:
 
     def delete_secret(self, namespace: str, name: str, uid: str, resource_version: str) -> None:
         """Delete the Secret only if it is still the object with this uid and resourceVersion."""
-        self._request(
+        self._api.request(
             "DELETE",
             f"/api/v1/namespaces/{namespace}/secrets/{name}",
             f"delete Secret {namespace}/{name}",
@@ -426,36 +302,9 @@ class KubeCluster:
 
     def emit_event(self, target: dict[str, Any], event: Event) -> None:
         """Create a core/v1 Event about `target` (an object or a reference)."""
-        meta = target.get("metadata") or {}
-        involved = {
-            "apiVersion": target.get("apiVersion"),
-            "kind": target.get("kind"),
-            "name": meta.get("name") or target.get("name"),
-            "namespace": meta.get("namespace") or target.get("namespace"),
-            "uid": meta.get("uid") or target.get("uid"),
-        }
-        involved = {k: v for k, v in involved.items() if v}
-        namespace = involved.get("namespace") or "default"
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "generateName": f"{involved.get('name', 'virtualkey')}.",
-                "namespace": namespace,
-            },
-            "involvedObject": involved,
-            "reason": event.reason,
-            "message": redact(event.message, limit=1000),
-            "type": event.type,
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": os.environ.get("POD_NAME", FIELD_MANAGER),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        self._request(
+        body = event_body(target, event, datetime.now(UTC))
+        namespace = body["metadata"]["namespace"]
+        self._api.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/events",
             f"create event {event.reason}",
@@ -469,7 +318,7 @@ class KubeCluster:
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Lease, or None when it does not exist."""
         try:
-            lease: dict[str, Any] = self._request(
+            lease: dict[str, Any] = self._api.request(
                 "GET", self._lease_path(namespace, name), f"get Lease {namespace}/{name}"
             )
         except KubeNotFoundError:
@@ -478,14 +327,46 @@ class KubeCluster:
 
     def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the Lease."""
-        lease: dict[str, Any] = self._request(
+        lease: dict[str, Any] = self._api.request(
             "POST", self._lease_path(namespace), f"create Lease in {namespace}", body=body
         )
         return lease
 
     def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Replace the Lease; its resourceVersion makes this a compare-and-swap."""
-        lease: dict[str, Any] = self._request(
+        lease: dict[str, Any] = self._api.request(
             "PUT", self._lease_path(namespace, name), f"update Lease {namespace}/{name}", body=body
         )
         return lease
+
+
+def event_body(target: dict[str, Any], event: Event, now: datetime) -> dict[str, Any]:
+    """A core/v1 Event about `target` (an object or an object reference)."""
+    meta = target.get("metadata") or {}
+    involved = {
+        "apiVersion": target.get("apiVersion"),
+        "kind": target.get("kind"),
+        "name": meta.get("name") or target.get("name"),
+        "namespace": meta.get("namespace") or target.get("namespace"),
+        "uid": meta.get("uid") or target.get("uid"),
+    }
+    involved = {k: v for k, v in involved.items() if v}
+    when = rfc3339(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{involved.get('name', 'virtualkey')}.",
+            "namespace": involved.get("namespace") or "default",
+        },
+        "involvedObject": involved,
+        "reason": event.reason,
+        "message": redact(event.message, limit=1000),
+        "type": event.type,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": os.environ.get("POD_NAME", FIELD_MANAGER),
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+    }

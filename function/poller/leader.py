@@ -23,7 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from function.poller.kube import Cluster, KubeConflictError, KubeError
+from function.poller.kube import Cluster
+from function.poller.kubeapi import KubeConflictError, KubeError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from types import FrameType
 
 from function.poller.backoff import Backoff
 from function.poller.cycle import CycleReport, Poller
-from function.poller.kube import KubeError
+from function.poller.kubeapi import KubeError
 from function.poller.leader import LeaderElector
 from function.poller.metrics import Health
 from function.poller.redact import redact

@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from function.composed import MANAGED_BY
-from function.poller.kube import Cluster, KubeConflictError, KubeError, KubeNotFoundError
+from function.poller.kube import Cluster
+from function.poller.kubeapi import KubeConflictError, KubeError, KubeNotFoundError
 from function.poller.records import MalformedKeyError, parse_time
 from function.poller.redact import redact
 from function.provider_http import mask

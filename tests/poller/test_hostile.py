@@ -21,7 +21,8 @@ import pytest
 from benchmarks.fake_litellm import FakeLiteLLM
 from function.poller import state
 from function.poller.fetch import FetchMode, KeyFetcher, Wanted
-from function.poller.kube import KubeCluster, KubeTemporaryError
+from function.poller.kube import KubeCluster
+from function.poller.kubeapi import KubeTemporaryError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
 from function.tenancy import decide as tenancy
 from tests.poller.conftest import (

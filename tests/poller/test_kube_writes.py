@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
-from function.poller.kube import KubeCluster, KubeTemporaryError
+from function.poller.kube import KubeCluster
+from function.poller.kubeapi import KubeTemporaryError
 from tests.poller.conftest import (
     MASTER_NAMESPACE,
     MASTER_SECRET,
