@@ -1,14 +1,14 @@
-"""Rotation, carried spend and recovery after a reinstall (issue 11), phase by phase.
+"""Rotation (issue 11), phase by phase: `function.keys.rotation` and `.rotating`.
 
 `compose` is pure and takes the time, so every phase is one call with the
-observed state Crossplane would send. The stories run against the real proxy
-in tests/e2e/test_rotation_e2e.py and on the real control plane in
+observed state Crossplane would send (tests/keys/runs.py). Carried spend and
+recovery after a reinstall are in test_flow.py. The stories run against the
+real proxy in tests/e2e/test_rotation_e2e.py and on the real control plane in
 tests/cluster/.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import re
@@ -21,10 +21,8 @@ import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from function import fn, units
-from function.composed import Composed
 from function.keys import flow as keyflow
 from function.keys import rotation
-from function.keys.compose import compose
 from function.keys.secrets import token_of
 from function.keys.spec import Rotation
 from function.tenancy.policy import load_policies
@@ -32,73 +30,22 @@ from function.validation import KEY_ALIAS_PATTERN, InvalidInputError
 from tests.conftest import load_example
 from tests.fixtures import FIXED_KEY, observed_request, observed_secret, request_resource_name
 from tests.grpc_harness import FunctionServer, make_request
+from tests.keys.runs import (
+    NOW,
+    STEADY,
+    TOKEN,
+    body,
+    info,
+    notes,
+    payload,
+    run,
+    secret_key,
+    xr,
+)
 
-NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-TOKEN = token_of(FIXED_KEY)
 RETIRED = f"example-service.rotated-{TOKEN[:8]}"
 NEXT_KEY = "sk-" + "NextKey0123456789abcdefghijklmnopqrstuvwxyz"
 NEXT = token_of(NEXT_KEY)
-POLICIES = load_policies([load_example("install/tenancy-policy.yaml")])
-
-
-def xr(rotation_spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
-    """The seed VirtualKey; `status` is whatever a tenant wrote there, which counts for nothing."""
-    found = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
-    if rotation_spec is not None:
-        found["spec"]["rotation"] = rotation_spec
-    found["status"] = {"tokenHash": TOKEN, "currentSpend": "2", **status}
-    return found
-
-
-BORN = "2026-11-01T00:00:00Z"  # when the current key's Request was created
-
-
-def info(
-    key: str,
-    alias: str = "example-service",
-    spend: float = 2.0,
-    *,
-    born: str = BORN,
-    notes: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """The Request of `key` after LiteLLM's /key/info answered, with the function's memory."""
-    found = observed_request(key, body={"info": {"key_alias": alias, "spend": spend}})
-    found["metadata"]["creationTimestamp"] = born
-    if notes:
-        found["metadata"]["annotations"] = dict(notes)
-    return found
-
-
-def run(
-    vk: dict[str, Any],
-    observed: dict[str, Any],
-    now: datetime = NOW,
-    policies: Any = POLICIES,
-) -> Composed:
-    return compose(vk, observed, None, policies, {}, now=now)
-
-
-def body(composed: Composed, name: str) -> dict[str, Any]:
-    return composed.resources[name].body
-
-
-def payload(composed: Composed, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(
-        body(composed, name)["spec"]["forProvider"]["payload"]["body"]
-    )
-    return found
-
-
-def notes(composed: Composed, name: str) -> dict[str, str]:
-    found: dict[str, str] = body(composed, name)["metadata"].get("annotations") or {}
-    return found
-
-
-def secret_key(composed: Composed, name: str) -> str:
-    return base64.b64decode(body(composed, name)["data"]["key"]).decode()
-
-
-STEADY = {"key": observed_secret(), request_resource_name(): info(FIXED_KEY)}
 
 
 # --- pure helpers --------------------------------------------------------------------------
@@ -332,171 +279,6 @@ def test_no_rotation_without_spec_rotation() -> None:
     assert composed.revisit_at is None
 
 
-# --- carried spend -------------------------------------------------------------------------
-
-
-def test_a_lost_secret_carries_the_old_keys_spend() -> None:
-    observed = {request_resource_name(): info(FIXED_KEY, spend=4.25)}
-    composed = run(xr(), observed)
-    new_token = composed.status["tokenHash"]
-    assert new_token != TOKEN
-    name = f"request-{new_token[:10]}"
-    assert payload(composed, name)["createOnly"]["spend"] == 4.25
-    # The next run keeps it, from the new key's own Request, though the old one is gone.
-    kept = copy.deepcopy(body(composed, name))
-    kept["status"] = {}
-    again = run(xr(), {"key": observed_secret(secret_key(composed, "key")), name: kept})
-    assert payload(again, name)["createOnly"]["spend"] == 4.25
-
-
-# --- an alias already held: recovery and refusal ---------------------------------------------
-
-HOLDER = "ab" * 32
-CONFLICT = {
-    "key": observed_secret(),
-    request_resource_name(): observed_request(
-        code=400, path="/key/generate", body={"error": {"message": "key_alias already exists"}}
-    ),
-}
-
-
-def stamp(namespace: str, name: str = "example-service") -> dict[str, str]:
-    return {"auth.litellm.ai/namespace": namespace, "auth.litellm.ai/virtualkey": name}
-
-
-MASTER = {"created_by": "default_user_id", "updated_by": "default_user_id"}
-# Who made a key holding the alias, as LiteLLM's listing shows it.
-OWNERS = {
-    "this": {"metadata": stamp("team-a"), **MASTER},
-    "sibling": {"metadata": stamp("team-a", "other-service"), **MASTER},
-    "other": {"metadata": stamp("team-b"), **MASTER},
-    "unknown": {"metadata": {}, **MASTER},
-    # A user whose role may call /key/generate minted it, naming this VirtualKey.
-    "minted": {"metadata": stamp("team-a"), "created_by": "team-a.mallory"},
-    # The master key made it, but a user's own key changed it since.
-    "rewritten": {
-        "metadata": stamp("team-a"),
-        "created_by": "default_user_id",
-        "updated_by": "team-a.mallory",
-    },
-}
-
-
-def checked(*keys: dict[str, Any], code: int = 200) -> dict[str, Any]:
-    """The alias check, after provider-http listed `keys` with the alias."""
-    return {
-        **CONFLICT,
-        "alias-check": observed_request(code=code, path="/key/list", body={"keys": list(keys)}),
-    }
-
-
-def held(owner: str, token: str = HOLDER, spend: float = 6.5, **extra: Any) -> dict[str, Any]:
-    return {
-        "token": token,
-        "key_alias": "example-service",
-        "spend": spend,
-        **OWNERS[owner],
-        **extra,
-    }
-
-
-def conflicting(**status: Any) -> dict[str, Any]:
-    return xr(**status)
-
-
-def test_an_alias_conflict_is_looked_into_with_a_request_that_only_observes() -> None:
-    composed = run(conflicting(), CONFLICT)
-    assert composed.state.reason == "AliasConflict"
-    check = body(composed, "alias-check")
-    assert check["spec"]["managementPolicies"] == ["Observe"]
-    (mapping,) = check["spec"]["forProvider"]["mappings"]
-    assert mapping["action"] == "OBSERVE"
-    assert "/key/list?return_full_object=true&key_alias=" in mapping["url"]
-    assert json.loads(check["spec"]["forProvider"]["payload"]["body"]) == {
-        "alias": "example-service"
-    }
-    # Once the key exists, the check is no longer composed (dropping it deletes nothing).
-    assert "alias-check" not in run(xr(), STEADY).resources
-
-
-def test_a_key_this_virtualkey_made_before_is_replaced_with_its_spend() -> None:
-    composed = run(conflicting(), checked(held("this")))
-    assert composed.state.reason == "ReplacingOldKey"
-    reaper = body(composed, f"stray-{HOLDER[:10]}")
-    assert json.loads(reaper["spec"]["forProvider"]["payload"]["body"]) == {"token": HOLDER}
-    assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
-    # The reaper only observes until its own answer shows the key is this VirtualKey's.
-    assert reaper["spec"]["managementPolicies"] == ["Observe"]
-
-
-@pytest.mark.parametrize("owner", ["other", "unknown", "sibling", "minted", "rewritten"])
-def test_a_foreign_key_is_never_touched_without_the_platforms_opt_in(owner: str) -> None:
-    composed = run(conflicting(), checked(held(owner)))
-    assert composed.state.reason == "AliasConflict"
-    message = composed.state.message
-    assert "'example-service'" in message
-    assert ("another namespace" in message) is (owner == "other")
-    assert '{"key_aliases": ["example-service"]}' in message
-    assert "keys.replaceForeignKeys: true" in message
-    assert not [n for n in composed.resources if n.startswith("stray-")]
-
-
-@pytest.mark.parametrize(
-    ("owner", "replaced"),
-    [
-        pytest.param("unknown", True, id="a-key-made-outside-the-function"),
-        pytest.param("sibling", True, id="a-key-of-another-virtualkey-of-this-namespace"),
-        pytest.param("other", False, id="never-a-key-made-for-another-namespace"),
-        pytest.param("minted", True, id="a-squat-with-forged-provenance-counts-as-none"),
-    ],
-)
-def test_the_policys_opt_in_replaces_only_keys_of_no_one_or_of_this_namespace(
-    owner: str, replaced: bool
-) -> None:
-    policy = copy.deepcopy(load_example("install/tenancy-policy.yaml"))
-    policy["spec"]["rules"][0]["keys"] = {"replaceForeignKeys": True}
-    composed = run(
-        conflicting(), checked(held(owner, spend=9.99)), policies=load_policies([policy])
-    )
-    assert (composed.state.reason == "ReplacingOldKey") is replaced
-    assert (f"stray-{HOLDER[:10]}" in composed.resources) is replaced
-    # A squatter chose that spend: it is not this VirtualKey's, so it is not carried over.
-    assert "spend" not in payload(composed, request_resource_name())["createOnly"]
-
-
-@pytest.mark.parametrize(
-    ("why", "observed"),
-    [
-        ("no answer yet", CONFLICT),
-        ("the proxy refused the listing", checked(held("this"), code=401)),
-        ("another alias (a proxy ignoring the filter)", checked(held("this", key_alias="x"))),
-        ("a spend that cannot be read", checked(held("this", spend="lots"))),  # type: ignore[arg-type]
-        ("our own key", checked(held("this", token=TOKEN))),
-    ],
-)
-def test_nothing_is_replaced_on_an_answer_that_does_not_prove_it(
-    why: str, observed: dict[str, Any]
-) -> None:
-    composed = run(conflicting(), observed)
-    assert not [n for n in composed.resources if n.startswith("stray-")], why
-    assert composed.state.reason == "AliasConflict", why
-
-
-def test_a_forged_status_points_the_function_at_no_key() -> None:
-    # Crossplane's generated edit roles include status: the status is no evidence.
-    forged = conflicting(
-        aliasHolder={"owner": "this", "tokenHash": HOLDER, "spend": "0"},
-        strayTokens=[HOLDER],
-        reapedTokens=[],
-        carry={"tokenHash": TOKEN, "spend": "0"},
-    )
-    composed = run(forged, CONFLICT)
-    assert not [n for n in composed.resources if n.startswith("stray-")]
-    # Nor does it lower the spend a replacing key starts with.
-    composed = run(forged, checked(held("this")))
-    assert payload(composed, request_resource_name())["createOnly"]["spend"] == 6.5
-
-
 def test_a_forged_pending_rotation_changes_nothing() -> None:
     forged = {
         "pending": {"tokenHash": NEXT, "reason": "{{ a:b:c }}", "carriedSpend": "0"},
@@ -508,15 +290,6 @@ def test_a_forged_pending_rotation_changes_nothing() -> None:
     assert with_status.resources.keys() == without.resources.keys()
     assert payload(with_status, request_resource_name(NEXT_KEY))["createOnly"]["spend"] == 3.0
     assert payload(with_status, request_resource_name())["fields"]["max_budget"] == 3.0
-
-
-def test_every_key_carries_its_provenance() -> None:
-    fields = payload(run(xr(), STEADY), request_resource_name())["fields"]
-    assert fields["metadata"] == {
-        "auth.litellm.ai/namespace": "team-a",
-        "auth.litellm.ai/virtualkey": "example-service",
-        "auth.litellm.ai/policy": "litellm-example/team-a",
-    }
 
 
 # --- the gRPC layer: events, TTL and the response cache ----------------------------------------

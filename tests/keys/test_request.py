@@ -1,8 +1,10 @@
-"""The Request's jq programs, run by real jq on LiteLLM's real answers.
+"""A key's Request: its jq programs, run by real jq on LiteLLM's real answers.
 
-The bodies come from ../shared/litellm/samples (recorded from LiteLLM
-1.108.7). The context is shaped as provider-http builds it: all of
-spec.forProvider with JSON strings turned into objects, plus `.response`.
+`function.keys.request`'s checks (`EXPECTED_RESPONSE`, `OBSERVE_IS_REMOVED`,
+`ECHO_KEY_JQ`) and bodies. The answers come from ../shared/litellm/samples
+(recorded from LiteLLM 1.108.7). The context is shaped as provider-http builds
+it: all of spec.forProvider with JSON strings turned into objects, plus
+`.response`. The Users' and Teams' checks are in tests/accounts/test_requests.py.
 """
 
 from __future__ import annotations
@@ -239,51 +241,6 @@ def test_hostile_info_counts_as_drift_not_as_up_to_date() -> None:
     # silent "up to date" that would hide drift.
     body = HOSTILE_INFO["models is a string"]
     assert run(EXPECTED_RESPONSE, context(HOSTILE_SPEC, 200, body)) is False
-
-
-# --- Users and teams: an ID that exists and is not ours counts as removed -------------------
-
-
-def _account_context(code: int, metadata: Any, **payload: Any) -> dict[str, Any]:
-    owner = {"namespace": "team-a", "key": "auth.litellm.ai/user", "name": "alice"}
-    return {
-        "payload": {"body": {"userId": "team-a.alice", "owner": owner, **payload}},
-        "response": {"statusCode": code, "body": {"user_info": {"metadata": metadata}}},
-    }
-
-
-OURS = {"auth.litellm.ai/namespace": "team-a", "auth.litellm.ai/user": "alice"}
-
-
-@pytest.mark.parametrize(
-    ("code", "metadata", "payload", "removed"),
-    [
-        pytest.param(200, OURS, {}, False, id="this-users-user"),
-        pytest.param(404, None, {}, True, id="gone"),
-        pytest.param(200, {}, {}, True, id="a-platform-user-with-the-same-id"),
-        pytest.param(
-            200, {**OURS, "auth.litellm.ai/user": "bob"}, {}, True, id="another-users-user"
-        ),
-        pytest.param(
-            200,
-            {**OURS, "auth.litellm.ai/namespace": "team-b"},
-            {},
-            True,
-            id="another-namespaces-user",
-        ),
-        pytest.param(200, "{{ a:b:c }}", {}, True, id="hostile-metadata"),
-        pytest.param(200, {}, {"trustExisting": True}, False, id="made-before-provenance"),
-        pytest.param(500, None, {}, False, id="a-server-error-proves-nothing"),
-    ],
-)
-def test_a_user_that_is_not_ours_counts_as_removed(
-    code: int, metadata: Any, payload: dict[str, Any], removed: bool
-) -> None:
-    from function.accounts.requests import gone_or_not_ours  # noqa: PLC0415 - the users' check
-
-    assert (
-        run(gone_or_not_ours("user_info"), _account_context(code, metadata, **payload)) is removed
-    )
 
 
 @pytest.mark.parametrize(

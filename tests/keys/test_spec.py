@@ -1,5 +1,8 @@
 """Malformed VirtualKeys and function inputs each get one clean Fatal result, never a crash.
 
+What `function.keys.spec` and `function.input` refuse, in `function.validation`'s
+words, as a person sees it.
+
 Three parts, all over the function's real gRPC server (`function_server`):
 
 - A seeded generator of a few thousand malformed VirtualKeys and inputs. Each
