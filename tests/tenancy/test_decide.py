@@ -1,12 +1,11 @@
-"""The tenancy boundary: what a VirtualKey may use, decided by the platform's TenancyPolicies.
+"""What a VirtualKey may use, decided by the platform's TenancyPolicies (`function.tenancy.decide`).
 
-Three tables of named cases:
+Two tables of named cases:
 
 - the five attacks of issue 7 and their neighbours, over the function's real
   gRPC server: each is a Fatal result naming the field and the rule, and
   nothing is composed (so nothing is sent anywhere);
-- what the rules grant (`function.tenancy.authorize`, pure);
-- which tenant proxy URLs pass (`function.connection.checked_tenant_url`).
+- what the rules grant (`authorize`, pure).
 
 The poller applies the same rules (tests/poller/test_tenancy.py) and the
 attacks that involve LiteLLM run against the real proxy
@@ -23,71 +22,22 @@ import pytest
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from function.keys.spec import parse_spec
-from function.tenancy.connection import checked_tenant_url
 from function.tenancy.decide import PolicyRefusedError, authorize
-from function.tenancy.policy import Tenant, load_policies, parse_policy_spec
-from function.validation import InvalidInputError
+from function.tenancy.policy import Tenant, load_policies
 from tests.conftest import load_example
 from tests.grpc_harness import FunctionServer, make_request, required_resources
-
-MASTER_KEY_SECRET = "{{ litellm-example-secrets:litellm:masterkey }}"
-
-
-def policy(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "litellm.fn.crossplane.io/v1beta1",
-        "kind": "TenancyPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def instance(name: str = "litellm-example", namespace: str = "litellm", **more: Any) -> Any:
-    return {"name": name, "namespace": namespace, **more}
-
-
-def rule(name: str, names: list[str] | None = None, **grants: Any) -> dict[str, Any]:
-    selector = grants.pop("selector", None)
-    namespaces: dict[str, Any] = {"names": names or []}
-    if selector is not None:
-        namespaces["selector"] = selector
-    return {"name": name, "namespaces": namespaces, **grants}
-
-
-SHIPPED = load_example("install/tenancy-policy.yaml")
-# A second tenant with its own instance, bound team and allowed user.
-TEAM_B = policy(
-    "team-b",
-    instances=[instance("litellm-b", "litellm-b")],
-    rules=[
-        rule(
-            "team-b",
-            ["team-b"],
-            instances=[instance("litellm-b", "litellm-b")],
-            teams={"bind": "team-b-id", "allow": ["shared-research"]},
-            users={"allow": ["svc-batch"]},
-        )
-    ],
+from tests.tenancy.policies import (
+    SHIPPED,
+    TEAM_B,
+    explicit,
+    in_namespace,
+    instance,
+    policy,
+    rule,
+    seed,
 )
 
-
-def seed(**spec: Any) -> dict[str, Any]:
-    xr = copy.deepcopy(load_example("virtualkey/virtualkey.yaml"))
-    xr["spec"].update(spec)
-    return xr
-
-
-def explicit(url: str, secret_namespace: str | None = None, **spec: Any) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": "litellm-example-secrets", "key": "masterkey"}
-    if secret_namespace is not None:
-        ref["namespace"] = secret_namespace
-    return seed(connectionRef={"url": url, "masterKeySecretRef": ref}, **spec)
-
-
-def in_namespace(xr: dict[str, Any], namespace: str) -> dict[str, Any]:
-    xr["metadata"]["namespace"] = namespace
-    return xr
-
+MASTER_KEY_SECRET = "{{ litellm-example-secrets:litellm:masterkey }}"
 
 # --- the attacks, through the function ----------------------------------------------------
 
@@ -412,83 +362,3 @@ def test_two_bound_teams_make_the_tenant_choose() -> None:
     )
     with pytest.raises(PolicyRefusedError, match=r"several LiteLLM teams \(another, team-b-id\)"):
         authorize(spec, Tenant("team-b"), load_policies([TEAM_B, second]))
-
-
-@pytest.mark.parametrize(
-    ("spec", "fragment"),
-    [
-        ({"rules": [rule("a", [])]}, "name namespaces in names, or select them with selector"),
-        ({"rules": [rule("a", ["x"]), rule("a", ["y"])]}, "two rules have the same name"),
-        ({"instances": [instance(), instance()]}, "declared twice"),
-        (
-            {"rules": [rule("a", ["x"], instances=[instance()])]},
-            "is not declared in this policy's spec.instances",
-        ),
-        (
-            {"rules": [rule("a", ["x"], users={"allow": ["default_user_id"]})]},
-            "master-key user",
-        ),
-        ({"instances": [instance(url="ftp://x")]}, "spec.instances[].url"),
-        ({"instances": [instance(url="http://u:p@x:4000")]}, "credentials"),
-        ({"rules": [rule("a", ["x"], teams={"bind": "{{ s:ns:k }}"})]}, "spec.rules[0].teams.bind"),
-        (
-            {"rules": [rule("a", selector={"matchExpressions": [{"key": "k", "operator": "In"}]})]},
-            "operator In needs values",
-        ),
-        ({"rules": [rule("Bad_Name", ["x"])]}, "spec.rules[0].name"),
-        ({"surprise": True}, "spec.surprise: is not a known field"),
-    ],
-)
-def test_policy_is_validated_on_load(spec: dict[str, Any], fragment: str) -> None:
-    with pytest.raises(InvalidInputError) as refused:
-        parse_policy_spec(spec)
-    assert fragment in str(refused.value)
-
-
-# --- tenant proxy URLs --------------------------------------------------------------------------
-
-URLS: dict[str, tuple[str, bool, str | None]] = {
-    # name: (url, allow_loopback, refusal fragment or None for accepted)
-    "a cluster service": ("http://litellm.team-b.svc.cluster.local:4000", False, None),
-    "https with a trailing slash": ("https://llm.example.com/", False, None),
-    "a routable IPv4 address": ("http://10.0.0.7:4000", False, None),
-    "loopback when allowed": ("http://127.0.0.1:4000", True, None),
-    "localhost when allowed": ("http://localhost:4000", True, None),
-    "ftp": ("ftp://llm.example.com", False, "not a valid http"),
-    "userinfo": ("http://admin:pw@llm.example.com", False, "credentials"),
-    "userinfo without a password": ("http://admin@llm.example.com", False, "credentials"),
-    "a path": ("http://llm.example.com/v1", False, "no path"),
-    "a path to the key API": ("http://llm.example.com/key/generate", False, "no path"),
-    "a query": ("http://llm.example.com/?x=1", False, "query"),
-    "a backslash": ("http://llm.example.com\\@evil.example.com", False, "backslashes"),
-    "the metadata address": ("http://169.254.169.254/", False, "link-local"),
-    "link-local": ("http://169.254.10.1:4000", False, "link-local"),
-    "link-local even with loopback allowed": ("http://169.254.169.254", True, "link-local"),
-    "AWS IPv6 metadata": ("http://[fd00:ec2::254]/", False, "metadata"),
-    "IPv6 link-local": ("http://[fe80::1]:4000", False, "link-local"),
-    "IPv4-mapped metadata": ("http://[::ffff:169.254.169.254]/", False, "link-local"),
-    "GCP metadata by name": ("http://metadata.google.internal/", False, "metadata service"),
-    "metadata by short name": ("http://metadata/", False, "metadata service"),
-    "loopback": ("http://127.0.0.1:4000", False, "loopback"),
-    "loopback elsewhere in 127/8": ("http://127.8.9.10:4000", False, "loopback"),
-    "IPv6 loopback": ("http://[::1]:4000", False, "loopback"),
-    "localhost": ("http://localhost:4000", False, "loopback"),
-    "a .localhost name": ("http://api.localhost:4000", False, "loopback"),
-    "decimal address": ("http://2130706433:4000", False, "numeric host"),
-    "hex address": ("http://0x7f000001/", False, "numeric host"),
-    "short dotted address": ("http://127.1:4000", False, "numeric host"),
-    "octal-looking address": ("http://0177.0.0.1/", False, "numeric host"),
-    "the unspecified address": ("http://0.0.0.0:4000", False, "not a unicast address"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(URLS))
-def test_tenant_proxy_url(name: str) -> None:
-    url, loopback, refusal = URLS[name]
-    if refusal is None:
-        assert checked_tenant_url(url, allow_loopback=loopback) == url.rstrip("/")
-        return
-    with pytest.raises(InvalidInputError) as refused:
-        checked_tenant_url(url, allow_loopback=loopback)
-    assert "spec.connectionRef.url" in str(refused.value)
-    assert refusal in str(refused.value)
