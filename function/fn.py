@@ -108,52 +108,7 @@ def _run(
     try:
         xr = observed.composite(req.observed.composite.resource)
         where, kind = _where(xr), _kind(xr)
-        namespace = owner_of(xr).namespace
-        raw_input = observed.plain(req.input) if req.HasField("input") else None
-        settings = parse_input(raw_input)
-        seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
-        masks = key_requests(seen) if kind == "VirtualKey" else {}
-        _require(
-            rsp,
-            namespace,
-            {n: mask.secret_name(namespace, r) for n, r in masks.items()},
-            settings.mask_secret_namespace,
-            _references(xr, kind),
-        )
-        if any(w not in req.required_resources for w in rsp.requirements.resources):
-            # First call of this run: Crossplane fetches them and calls again.
-            return rsp, None
-        policies = load_policies(_required(req, POLICIES))
-        tenant_namespace = _required(req, NAMESPACE)
-        labels = _labels(tenant_namespace[0]) if tenant_namespace else None
-        if kind == "User":
-            composed = compose_user(xr, seen, raw_input, policies, labels)
-        elif kind == "Team":
-            composed = compose_team(
-                xr,
-                seen,
-                raw_input,
-                policies,
-                labels,
-                users=_required(req, USERS),
-                user_requests=_required(req, USER_REQUESTS),
-            )
-        else:
-            unmasked = frozenset(
-                n for n in masks if not req.required_resources[MASK_PREFIX + n].items
-            )
-            composed = compose(
-                xr,
-                seen,
-                raw_input,
-                policies,
-                labels,
-                unmasked=unmasked,
-                users=_required(req, USERS),
-                teams=_required(req, TEAMS),
-                account_requests=_required(req, USER_REQUESTS) + _required(req, TEAM_REQUESTS),
-                now=now,
-            )
+        composed = _compose(req, rsp, xr, kind, now)
     except InvalidInputError as e:
         log.info("invalid input", kind=kind, name=where, error=str(e))
         response.fatal(rsp, f"{kind} {where}: {e}")
@@ -166,8 +121,62 @@ def _run(
             "changed. Its logs have the details; please report it.",
         )
         return rsp, None
+    if composed is None:
+        return rsp, None  # First call of this run: Crossplane fetches them and calls again.
     _write(rsp, composed, now)
     return rsp, composed.revisit_at
+
+
+def _compose(
+    req: fnv1.RunFunctionRequest,
+    rsp: fnv1.RunFunctionResponse,
+    xr: dict[str, Any],
+    kind: str,
+    now: datetime,
+) -> Composed | None:
+    """The kind's composer, given what it reads (None: asked Crossplane for it first)."""
+    namespace = owner_of(xr).namespace
+    raw_input = observed.plain(req.input) if req.HasField("input") else None
+    settings = parse_input(raw_input)
+    seen = {name: observed.composed(r.resource) for name, r in req.observed.resources.items()}
+    masks = key_requests(seen) if kind == "VirtualKey" else {}
+    _require(
+        rsp,
+        namespace,
+        {n: mask.secret_name(namespace, r) for n, r in masks.items()},
+        settings.mask_secret_namespace,
+        _references(xr, kind),
+    )
+    if any(w not in req.required_resources for w in rsp.requirements.resources):
+        return None
+    policies = load_policies(_required(req, POLICIES))
+    tenant_namespace = _required(req, NAMESPACE)
+    labels = _labels(tenant_namespace[0]) if tenant_namespace else None
+    if kind == "User":
+        return compose_user(xr, seen, raw_input, policies, labels)
+    if kind == "Team":
+        return compose_team(
+            xr,
+            seen,
+            raw_input,
+            policies,
+            labels,
+            users=_required(req, USERS),
+            user_requests=_required(req, USER_REQUESTS),
+        )
+    unmasked = frozenset(n for n in masks if not req.required_resources[MASK_PREFIX + n].items)
+    return compose(
+        xr,
+        seen,
+        raw_input,
+        policies,
+        labels,
+        unmasked=unmasked,
+        users=_required(req, USERS),
+        teams=_required(req, TEAMS),
+        account_requests=_required(req, USER_REQUESTS) + _required(req, TEAM_REQUESTS),
+        now=now,
+    )
 
 
 def _references(xr: dict[str, Any], kind: str) -> dict[str, Reference]:

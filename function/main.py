@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from crossplane.function import runtime
 from crossplane.function.logging import Level
@@ -118,6 +119,26 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=__version__)
     sub = top.add_subparsers(dest="command", required=True)
 
+    _add_serve(sub)
+    _add_render(sub)
+    poll = sub.add_parser("poll", help="run the status poller (see docs/poller.md)")
+    poller_cli.configure_parser(poll)
+    poll.set_defaults(run=poller_cli.run)
+
+    rbac = sub.add_parser(
+        "poller-rbac",
+        help="print the poller's master-key Roles for the instances TenancyPolicies declare",
+    )
+    rbac.add_argument("policies", nargs="+", help="TenancyPolicy YAML files ('-' for stdin)")
+    rbac.add_argument(
+        "--namespace", default="crossplane-system", help="the poller's namespace (the function's)"
+    )
+    rbac.set_defaults(run=_poller_rbac)
+    return top
+
+
+def _add_serve(sub: Any) -> None:
+    """`serve`: every flag also read from the environment the package's pod sets."""
     serve = sub.add_parser("serve", help="serve the composition function over gRPC")
     serve.add_argument(
         "--address",
@@ -145,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--debug", action="store_true", help="log at debug level")
     serve.set_defaults(run=_serve)
 
+
+def _add_render(sub: Any) -> None:
+    """`render`: what `crossplane render` would show, without a cluster."""
     rend = sub.add_parser("render", help="run the function on a VirtualKey file, print YAML")
     rend.add_argument(
         "file", nargs="?", help="VirtualKey YAML ('-' for stdin; default: the seed example)"
@@ -158,21 +182,6 @@ def parser() -> argparse.ArgumentParser:
     )
     rend.add_argument("--debug", action="store_true", help="log at debug level")
     rend.set_defaults(run=_render)
-
-    poll = sub.add_parser("poll", help="run the status poller (see docs/poller.md)")
-    poller_cli.configure_parser(poll)
-    poll.set_defaults(run=poller_cli.run)
-
-    rbac = sub.add_parser(
-        "poller-rbac",
-        help="print the poller's master-key Roles for the instances TenancyPolicies declare",
-    )
-    rbac.add_argument("policies", nargs="+", help="TenancyPolicy YAML files ('-' for stdin)")
-    rbac.add_argument(
-        "--namespace", default="crossplane-system", help="the poller's namespace (the function's)"
-    )
-    rbac.set_defaults(run=_poller_rbac)
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:

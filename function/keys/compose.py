@@ -26,24 +26,21 @@ and Crossplane's edit roles let tenants write it (README, threat model).
 
 from __future__ import annotations
 
-import copy
 import functools
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from function.accounts import identity
-from function.composed import MANAGED_BY, Composed, Desired, owner_of
+from function.composed import MANAGED_BY, Composed, owner_of
 from function.input import Input, parse_input
 from function.keys import strays
 from function.keys.context import KeyContext, observed_requests
 from function.keys.flow import LOST, REVOKED, choose_key, key_flow
 from function.keys.memory import KeyMemory
-from function.keys.request import READ_INSTEAD_OF_CREATE, token_in_request
+from function.keys.reaping import lingering, reap
+from function.keys.request import token_in_request
 from function.keys.spec import VirtualKeySpec, parse_spec
-from function.provider_http.answers import last_answer, provider_has_it
-from function.provider_http.readiness import created_just_now
-from function.provider_http.request import as_observed
+from function.provider_http.answers import last_answer
 from function.tenancy.decide import Authorization, authorize, user_roles
 from function.tenancy.policy import Policies, Tenant
 
@@ -104,12 +101,6 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     granted: Authorization = authorize(spec, tenant, policies, own_team=own_team, own_user=own_user)
     key, replaced = choose_key(observed)
     requests = observed_requests(observed)
-    exposed = {
-        token
-        for r in requests.values()
-        if (token := token_in_request(r)) is not None
-        and (strays.exposed(r) or KeyMemory.of(r).exposed)
-    }
     ctx = KeyContext(
         observed=observed,
         owner=owner,
@@ -118,12 +109,12 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         settings=settings,
         now=now,
         labels={**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")},
-        exposed=frozenset(exposed | _unmasked(requests, unmasked)),
+        exposed=_exposed(requests, unmasked),
     )
     flow = key_flow(ctx, key, replaced)
     token = flow.token
     state = flow.state
-    reaping = _strays(
+    reaping = reap(
         ctx,
         token,
         also=flow.replace_holder,
@@ -134,30 +125,21 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
             foreign_ok=granted.replace_foreign_keys,
         ),
     )
-    warnings = [*flow.warnings, *reaping.warnings, *_exposed_warnings(ctx, requests)]
-    secret_name = ctx.secret_name
-    if replaced == LOST:
-        warnings.append(
-            "The key Secret was deleted or changed, and LiteLLM keeps no copy of a key: "
-            "a new key is being issued and the old one deleted. Clients must read the "
-            f"new key from Secret {owner.namespace}/{secret_name}."
-        )
-    elif replaced == REVOKED:
-        warnings.append(
-            "The key was deleted on the LiteLLM proxy (revoked), and a revoked key never "
-            "comes back: a new key is being issued. Clients must read the new key from "
-            f"Secret {owner.namespace}/{secret_name}."
-        )
-    if state.is_problem:
-        warnings.append(f"{state.reason}: {state.message}")
+    warnings = [
+        *flow.warnings,
+        *reaping.warnings,
+        *_exposed_warnings(ctx, requests),
+        *_replaced_warnings(replaced, f"{owner.namespace}/{ctx.secret_name}"),
+        *([f"{state.reason}: {state.message}"] if state.is_problem else []),
+    ]
     return Composed(
         condition=CONDITION_TYPE,
         resources={
             **flow.resources,
-            **_lingering(observed, set(flow.resources)),
+            **lingering(observed, set(flow.resources)),
             **reaping.resources,
         },
-        status={"keySecretRef": secret_name, "tokenHash": token, **flow.status},
+        status={"keySecretRef": ctx.secret_name, "tokenHash": token, **flow.status},
         state=state,
         warnings=warnings,
         events=flow.events,
@@ -165,31 +147,36 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     )
 
 
-def _lingering(observed: dict[str, dict[str, Any]], desired: set[str]) -> dict[str, Desired]:
-    """Replaced Requests kept, reading instead of creating, until provider-http observes again.
-
-    Right after CREATE (its stored answer still /key/generate's), a Request's
-    spec may predate the function's `created`: its CREATE still sends the key
-    Secret's value. Replaced then (the Secret lost, a stray), and reconciled
-    again before Crossplane deletes it, it would create whatever key that
-    Secret now holds, the new key included, under the old Request. So it is
-    kept until its stored answer is another call's, with its CREATE only
-    reading its own key; then dropped, and deleting it runs its REMOVE.
-    """
-    kept = {}
-    for name, request in observed_requests(observed).items():
-        if name in desired or not created_just_now(request):
-            continue
-        spec = copy.deepcopy(request.get("spec") or {})
-        for_provider = spec.get("forProvider")
-        if not isinstance(for_provider, dict) or not isinstance(for_provider.get("mappings"), list):
-            continue  # not one of ours as we wrote it: let Crossplane delete it
-        for_provider["mappings"] = [
-            READ_INSTEAD_OF_CREATE if isinstance(m, dict) and m.get("action") == "CREATE" else m
-            for m in for_provider["mappings"]
+def _replaced_warnings(replaced: str | None, secret: str) -> list[str]:
+    """Why the key was replaced, when its Secret was lost or the key revoked."""
+    if replaced == LOST:
+        return [
+            (
+                "The key Secret was deleted or changed, and LiteLLM keeps no copy of a key: "
+                "a new key is being issued and the old one deleted. Clients must read the "
+                f"new key from Secret {secret}."
+            )
         ]
-        kept[name] = Desired(as_observed(request, spec=spec), ready=True)
-    return kept
+    if replaced == REVOKED:
+        return [
+            (
+                "The key was deleted on the LiteLLM proxy (revoked), and a revoked key never "
+                "comes back: a new key is being issued. Clients must read the new key from "
+                f"Secret {secret}."
+            )
+        ]
+    return []
+
+
+def _exposed(requests: dict[str, dict[str, Any]], unmasked: frozenset[str]) -> frozenset[str]:
+    """Tokens of keys provider-http stored unmasked: seen now, remembered, or unmasked now."""
+    exposed = {
+        token
+        for r in requests.values()
+        if (token := token_in_request(r)) is not None
+        and (strays.exposed(r) or KeyMemory.of(r).exposed)
+    }
+    return frozenset(exposed | _unmasked(requests, unmasked))
 
 
 def _unmasked(requests: dict[str, dict[str, Any]], unmasked: frozenset[str]) -> set[str]:
@@ -223,75 +210,3 @@ def _exposed_warnings(ctx: KeyContext, requests: dict[str, dict[str, Any]]) -> l
         "provider-http's access, then rotate the key (spec.rotation.trigger)."
     )
     return [message]
-
-
-@dataclass(frozen=True)
-class _Reaping:
-    resources: dict[str, Desired]
-    warnings: list[str]
-
-
-def _strays(
-    ctx: KeyContext,
-    current: str,
-    *,
-    also: frozenset[str],
-    judge: functools.partial[strays.Verdict],
-) -> _Reaping:
-    """Reaper Requests for keys made from a changed Secret, or holding this key's alias.
-
-    A stray is found in provider-http's stored answer to a CREATE (its token
-    is not the Request's), and remembered afterwards by its reaper, which
-    Crossplane observes. A reaper starts Observe-only; it deletes only once
-    its own answer proved the key is this VirtualKey's (`strays.judge`).
-    """
-    requests = observed_requests(ctx.observed)
-    # A replaced Request may have created the current key from the rewritten
-    # Secret: a key one of our Requests names is never a stray.
-    ours = {token_in_request(r) for r in requests.values()} | {current}
-    found: set[str] = set()
-    for request in requests.values():
-        found |= strays.stray_tokens(request, token_in_request(request))
-    found -= ours
-    warnings = []
-    if found:
-        warnings.append(
-            "A key was created from a key Secret changed after the function wrote it "
-            f"(token {', '.join(sorted(t[:12] for t in found))}...); nothing tracks "
-            "such a key, so it is being deleted once LiteLLM confirms it is this VirtualKey's."
-        )
-    pending = sorted((found | strays.reaper_tokens(ctx.observed) | also) - ours)
-    if len(pending) > strays.MAX_REAPERS:
-        warnings.append(
-            f"{len(pending)} keys wait to be checked and deleted; {strays.MAX_REAPERS} are "
-            "handled at a time, the others on the next runs."
-        )
-    resources: dict[str, Desired] = {}
-    for token in pending[: strays.MAX_REAPERS]:
-        name = strays.reaper_resource(token)
-        seen = ctx.observed.get(name)
-        verdict = judge(seen) if provider_has_it(seen) else strays.Verdict.UNKNOWN
-        if verdict is strays.Verdict.GONE:
-            continue  # dropped: nothing left to delete
-        if verdict is strays.Verdict.OURS and not strays.observes_only(seen):
-            continue  # dropped: Crossplane deletes it, and its REMOVE the key
-        if verdict is strays.Verdict.NOT_OURS:
-            warnings.append(
-                f"A key (token {token[:12]}...) that looked like this VirtualKey's is "
-                "someone else's (another alias or provenance): it is not deleted."
-            )
-            if strays.observes_only(seen):
-                continue  # dropped, it deletes nothing
-        may_delete = verdict is strays.Verdict.OURS or (
-            verdict is strays.Verdict.UNKNOWN
-            and seen is not None
-            and not strays.observes_only(seen)
-        )
-        body = strays.reaper(
-            name=f"{ctx.owner.base_name}-stray-{token[:8]}",
-            token=token,
-            may_delete=may_delete,
-            place=ctx.place,
-        )
-        resources[name] = Desired(body, ready=True)
-    return _Reaping(resources, warnings)

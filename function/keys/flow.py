@@ -220,7 +220,7 @@ def _holder(
     keys.replaceForeignKeys. A key made for another namespace never. The
     check's answer is provider-http's (function.holders).
     """
-    alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
+    alias = ctx.spec.key_alias
     check = holders.alias_check(
         name=f"{ctx.owner.base_name}-alias-check", alias=alias, place=ctx.place
     )
@@ -234,30 +234,43 @@ def _holder(
         h.owner is None or h.owner[0] == ctx.owner.namespace for h in foreign
     )
     if not foreign or replaceable:
-        # Only this VirtualKey's own keys carry their spend: a foreign key's spend is
-        # whatever its maker chose, and must not eat into this key's budget.
-        own = [h.spend for h in found if h.owner == mine]
-        spend = max(own, default=Decimal(0))
-        whose = (
-            "that this VirtualKey made earlier (a reinstall)"
-            if not foreign
-            else "that this VirtualKey did not make, which its TenancyPolicy allows it to replace"
-        )
-        carried_over = (
-            f"its spend (${money(spend)}) carried over to the new one"
-            if not foreign
-            else "its spend, not this VirtualKey's, is not carried over"
-        )
-        message = (
-            f"keyAlias {alias!r} is held on {where} by a key {whose}. LiteLLM keeps no raw "
-            f"key, so a new key is being made: the old key is deleted and {carried_over}."
-        )
-        return (
-            KeyState(ready=False, reason=REPLACING, message=message),
-            frozenset(h.token for h in found),
-            max([*own, *([carried] if carried is not None else [])], default=None),
-            resources,
-        )
+        replacing, spend = _replacing(ctx, found, foreign=bool(foreign))
+        kept = max([*spend, *([carried] if carried is not None else [])], default=None)
+        return replacing, frozenset(h.token for h in found), kept, resources
+    return _refused(ctx, foreign), frozenset(), carried, resources
+
+
+def _replacing(
+    ctx: KeyContext, found: list[holders.Holder], *, foreign: bool
+) -> tuple[KeyState, list[Decimal]]:
+    """The state while the alias's holders are replaced, and the spend they carry over.
+
+    Only this VirtualKey's own keys carry their spend: a foreign key's spend is
+    whatever its maker chose, and must not eat into this key's budget.
+    """
+    alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
+    own = [h.spend for h in found if h.owner == (ctx.owner.namespace, ctx.owner.virtualkey)]
+    spend = max(own, default=Decimal(0))
+    whose = (
+        "that this VirtualKey made earlier (a reinstall)"
+        if not foreign
+        else "that this VirtualKey did not make, which its TenancyPolicy allows it to replace"
+    )
+    carried_over = (
+        f"its spend (${money(spend)}) carried over to the new one"
+        if not foreign
+        else "its spend, not this VirtualKey's, is not carried over"
+    )
+    message = (
+        f"keyAlias {alias!r} is held on {where} by a key {whose}. LiteLLM keeps no raw "
+        f"key, so a new key is being made: the old key is deleted and {carried_over}."
+    )
+    return KeyState(ready=False, reason=REPLACING, message=message), own
+
+
+def _refused(ctx: KeyContext, foreign: list[holders.Holder]) -> KeyState:
+    """AliasConflict: a holder this VirtualKey may not replace, and how to release it."""
+    alias, where = ctx.spec.key_alias, ctx.granted.connection.base_url
     if any(h.owner is not None and h.owner[0] != ctx.owner.namespace for h in foreign):
         held = "by a key made for another namespace, which this function never touches"
     elif any(h.owner is not None for h in foreign):
@@ -271,9 +284,8 @@ def _holder(
         "or by this namespace, let keys of this namespace replace it with "
         "keys.replaceForeignKeys: true in the TenancyPolicy rule that grants it."
     )
-    refused = KeyState(
+    return KeyState(
         ready=False,
         reason="AliasConflict",
         message=f"keyAlias {alias!r} is already held on {where} {held}. {release}",
     )
-    return refused, frozenset(), carried, resources
