@@ -3,7 +3,7 @@
 The poller reads the policies and the Namespaces' labels from the API server
 (here the fake one, over HTTP) each cycle and skips every VirtualKey the
 function refuses, before it reads any master key or calls any proxy. The
-attacks are the function's own table (tests/test_tenancy.py), so both sides
+attacks are the function's own table (tests/tenancy/test_decide.py), so both sides
 are checked against the same cases.
 """
 
@@ -29,7 +29,8 @@ from tests.poller.conftest import (
     virtualkey,
 )
 from tests.poller.fake_apiserver import FakeAPIServer
-from tests.test_tenancy import ATTACKS, SHIPPED, TEAM_B, seed
+from tests.tenancy.policies import SHIPPED, TEAM_B, seed
+from tests.tenancy.test_decide import ATTACKS
 
 
 @pytest.fixture
