@@ -4,7 +4,7 @@ The second half of every cycle (`function.poller.cycle.Poller.cycle`), with
 the same rules as for keys:
 
 - which instance a User or Team may be read from is decided by the
-  function's own rules (`function.tenancy.connect`); one the function
+  function's own rules (`function.tenancy.decide.connect`); one the function
   would refuse is skipped;
 - per instance, one paged listing of users (`GET /user/list`, only the IDs
   wanted) and one of teams (`GET /v2/team/list`), never one call per object,
@@ -14,7 +14,7 @@ the same rules as for keys:
   user or team whose object cannot be read (a spend of 1e300, NaN, a
   string) is `Account.problem` for that object alone;
 - a LiteLLM user or team counts for a User or Team only if its ID is
-  `<namespace>.<id>`, computed from the object itself (`function.identity`),
+  `<namespace>.<id>`, computed from the object itself (`function.accounts.identity`),
   AND its metadata's provenance names that object
   (`function.provenance.owner(metadata, USER or TEAM)`): a tenant whose
   `<namespace>.<userID>` happens to be a platform user's ID (namespace
@@ -24,16 +24,21 @@ the same rules as for keys:
 - only fields that changed are written, as a merge patch of the status
   subresource.
 
-- `account_targets(objects, policies, labels)` -> what to read and where.
+- `listed_account_targets(cluster, tenancy)`, `account_targets(objects,
+  tenancy)` -> what to read and where.
 - `read_accounts(client, targets, max_pages, deadline)` -> each target's `Account`.
-- `account_patch(status, account)` -> the status merge patch, or None.
+- `account_patch(status, account)` -> the status merge patch, or None;
+  `write_account(writer, target, account, should_write)` writes it, and
+  `account_writes(...)` gives one such write per object, for `Writer.each`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from function import provenance
@@ -41,13 +46,19 @@ from function.accounts.identity import litellm_id
 from function.accounts.spec import parse_team_spec, parse_user_spec
 from function.composed import owner_of
 from function.poller.deadline import Deadline
-from function.poller.kube import XRRef
+from function.poller.kube import Cluster, XRRef
+from function.poller.kubeapi import KubeError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
-from function.poller.records import MAX_MONEY, MalformedKeyError, parse_time
-from function.poller.state import dollars, rfc3339
+from function.poller.records import MalformedKeyError, money, parse_time
+from function.poller.redact import redact
+from function.poller.state import dollars
+from function.poller.tenancy import Tenancy, log_skipped
+from function.poller.writer import Writer
 from function.tenancy.connection import Connection
 from function.tenancy.decide import connect
-from function.tenancy.policy import Policies, Tenant
+from function.units import rfc3339
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 TEAM_PLURAL = "teams"
@@ -73,6 +84,11 @@ class AccountTarget:
         """A Team (else a User)."""
         return self.ref.plural in TEAM_PLURALS
 
+    @property
+    def namespace(self) -> str:
+        """The tenant's namespace."""
+        return self.owner[0]
+
 
 @dataclass(frozen=True)
 class Account:
@@ -90,63 +106,56 @@ class Account:
         return cls(Decimal(0), None, problem=problem)
 
 
+def listed_account_targets(cluster: Cluster, tenancy: Tenancy) -> list[AccountTarget]:
+    """Every User and Team the function would reach; none when they cannot be listed."""
+    try:
+        objects = cluster.list_accounts()
+    except KubeError as e:
+        # Keys go on without them (an older RBAC may not grant users and teams).
+        log.warning("cannot list Users and Teams: %s; their status is not updated", redact(e))
+        return []
+    return account_targets(objects, tenancy)
+
+
 def account_targets(
-    objects: list[tuple[XRRef, dict[str, Any]]],
-    policies: Policies,
-    labels: dict[str, dict[str, str]],
-    skip: Callable[[XRRef, Exception], None],
+    objects: list[tuple[XRRef, dict[str, Any]]], tenancy: Tenancy
 ) -> list[AccountTarget]:
-    """Every User and Team the function would reach, with its instance; `skip` hears of others."""
+    """Every User and Team the function would reach, with its instance; others are skipped."""
     found = []
     for ref, obj in objects:
         if _is_claim(obj):
             continue  # its XR is read; Crossplane copies the XR's status to it
         try:
-            owner = owner_of(obj)
-            if ref.plural in TEAM_PLURALS:
-                team = parse_team_spec(obj.get("spec"))
-                local, connection_ref = team.team_id, team.connection_ref
-            else:
-                user = parse_user_spec(obj.get("spec"))
-                local, connection_ref = user.user_id, user.connection_ref
-            tenant = Tenant(owner.namespace, labels.get(owner.namespace))
-            connection = connect(connection_ref, tenant, policies).connection
+            found.append(_account_target(ref, obj, tenancy))
         except Exception as e:  # a refusal, or anything else: this object alone
-            skip(ref, e)
-            continue
-        ident = litellm_id(owner.namespace, local or owner.virtualkey)
-        found.append(
-            AccountTarget(
-                ref,
-                obj,
-                ident,
-                connection,
-                owner=(owner.namespace, owner.virtualkey),
-                tenant_proxy=connection_ref.instance_ref is None,
-            )
-        )
+            log_skipped(ref, e)
     return found
+
+
+def _account_target(ref: XRRef, obj: dict[str, Any], tenancy: Tenancy) -> AccountTarget:
+    """What to read for one User or Team and where; raises on a refusal."""
+    owner = owner_of(obj)
+    if ref.plural in TEAM_PLURALS:
+        team = parse_team_spec(obj.get("spec"))
+        local, connection_ref = team.team_id, team.connection_ref
+    else:
+        user = parse_user_spec(obj.get("spec"))
+        local, connection_ref = user.user_id, user.connection_ref
+    granted = connect(connection_ref, tenancy.tenant(owner.namespace), tenancy.policies)
+    return AccountTarget(
+        ref,
+        obj,
+        litellm_id(owner.namespace, local or owner.virtualkey),
+        granted.connection,
+        owner=(owner.namespace, owner.virtualkey),
+        tenant_proxy=connection_ref.instance_ref is None,
+    )
 
 
 def _is_claim(obj: dict[str, Any]) -> bool:
     """A legacy claim, bound to its cluster-scoped XR."""
     resource_ref = (obj.get("spec") or {}).get("resourceRef")
     return isinstance(resource_ref, dict) and resource_ref.get("kind") in LEGACY_KINDS
-
-
-def _money(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        msg = "spend is not a number"
-        raise MalformedKeyError(msg)
-    try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, ValueError):  # a string, or an int too long to convert
-        msg = "spend is not a number"
-        raise MalformedKeyError(msg) from None
-    if not amount.is_finite() or not 0 <= amount <= MAX_MONEY:
-        msg = "spend is not a finite amount between $0 and $10^15"
-        raise MalformedKeyError(msg)
-    return amount
 
 
 def _account(obj: dict[str, Any], *, team: bool) -> Account:
@@ -161,7 +170,7 @@ def _account(obj: dict[str, Any], *, team: bool) -> Account:
 
 def _parse_account(obj: dict[str, Any], *, team: bool) -> Account:
     reset = parse_time(obj.get("budget_reset_at"), "budget_reset_at")
-    spend = _money(obj.get("spend", 0))
+    spend = money(obj.get("spend", 0), "spend", signed=False)
     members: list[tuple[str, str]] = []
     if team:
         listed = obj.get("members_with_roles")
@@ -290,3 +299,38 @@ def account_patch(
         wanted["members"] = [{"userID": u, "role": r} for u, r in account.members]
     patch = {k: v for k, v in wanted.items() if status.get(k) != v}
     return patch or None
+
+
+def account_writes(
+    writer: Writer,
+    found: list[tuple[AccountTarget, Account | None]],
+    should_write: Callable[[], bool],
+) -> Iterator[tuple[XRRef, Callable[[], bool]]]:
+    """Each User's or Team's status write, for `Writer.each`."""
+    for target, account in found:
+        yield target.ref, partial(write_account, writer, target, account, should_write)
+
+
+def write_account(
+    writer: Writer,
+    target: AccountTarget,
+    account: Account | None,
+    should_write: Callable[[], bool],
+) -> bool:
+    """Merge-patch what changed into one User's or Team's status; whether it was written.
+
+    No resourceVersion: the fields are the poller's alone, and a stale
+    value is replaced by the next cycle.
+    """
+    if account is not None and account.problem is not None:
+        log.warning(
+            "LiteLLM's object for %s cannot be read (%s); its status keeps its last values",
+            target.ref,
+            account.problem,
+        )
+        return False
+    status = target.obj.get("status") or {}
+    patch = account_patch(status, account, team=target.is_team)
+    if patch is None or not should_write():
+        return False
+    return writer.patch(target.ref, {"status": patch})

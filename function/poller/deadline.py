@@ -7,7 +7,9 @@
   off). `left()` is what remains, so one request never outlives it.
   `limit` says, in our own words, which limit that was.
 - `Deadline.within(seconds, cycle_end, stop)`: the earlier of `seconds`
-  from now and the cycle's own end.
+  from now and the cycle's own end (`CYCLE_LIMIT`); `sooner(seconds)`, the
+  same from a deadline.
+- `over()`: whether to stop starting work (stop signal set, or time up).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from dataclasses import dataclass
 
 from function.poller.litellm import LiteLLMTemporaryError
+
+CYCLE_LIMIT = "the cycle's deadline (--cycle-deadline)"
 
 
 class Interrupted(Exception):  # noqa: N818 - not an error: the poller is stopping.
@@ -38,8 +42,16 @@ class Deadline:
         """`seconds` from now, or the cycle's end if that comes first."""
         own = time.monotonic() + seconds
         if cycle_end < own:
-            return cls(cycle_end, stop, "the cycle's deadline (--cycle-deadline)")
+            return cls(cycle_end, stop, CYCLE_LIMIT)
         return cls(own, stop, f"{seconds:g} s")
+
+    def sooner(self, seconds: float) -> Deadline:
+        """`seconds` from now, or this deadline if that comes first (the same stop signal)."""
+        return Deadline.within(seconds, self.until, self.stop)
+
+    def over(self) -> bool:
+        """Whether the stop signal is set or the deadline has come."""
+        return self.stopping() or time.monotonic() >= self.until
 
     def left(self) -> float:
         """Seconds until the deadline (0 once passed)."""

@@ -5,7 +5,8 @@ provider-http stores the raw key `/key/generate` echoes in a Secret named
 platform's mask namespace, so that it masks the echo in the Request's
 status. A Request cannot own a Secret in another namespace, so nothing
 deletes it with its Request: `collect(cluster, namespace, now, ...)` does,
-every `--mask-gc-interval` seconds, as the leader.
+and `MaskCollector` runs it every `--mask-gc-interval` seconds, as the
+leader, within the cycle's deadline.
 
 Deleted is only a Secret that:
 
@@ -32,14 +33,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from function.composed import MANAGED_BY
 from function.poller.kube import Cluster
 from function.poller.kubeapi import KubeConflictError, KubeError, KubeNotFoundError
-from function.poller.records import MalformedKeyError, parse_time
+from function.poller.metrics import Metrics
 from function.poller.redact import redact
 from function.provider_http import mask
+from function.units import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ class MaskReport:
     young: int = 0  # orphans kept, younger than MIN_AGE
     deleted: int = 0
     failed: bool = False  # a listing failed: nothing was deleted
-
-
-def _created(meta: dict[str, Any]) -> datetime | None:
-    try:
-        return parse_time(meta.get("creationTimestamp"), "creationTimestamp")
-    except MalformedKeyError:
-        return None
 
 
 def collect(  # noqa: PLR0913 - each argument is one independent fact.
@@ -99,7 +93,7 @@ def collect(  # noqa: PLR0913 - each argument is one independent fact.
     )
     report.orphans = len(orphans)
     for meta in orphans:
-        created = _created(meta)
+        created = parse_time(meta.get("creationTimestamp"))  # as Kubernetes writes it
         if created is None or now - created < min_age:
             report.young += 1
             continue
@@ -119,3 +113,37 @@ def collect(  # noqa: PLR0913 - each argument is one independent fact.
     if report.deleted:
         log.info("deleted %d mask Secrets in %s whose Request is gone", report.deleted, namespace)
     return report
+
+
+@dataclass
+class MaskCollector:
+    """Runs `collect` every `interval` seconds, only as the leader; never raises."""
+
+    cluster: Cluster
+    namespace: str  # empty: never
+    interval: float
+    min_age: timedelta
+    metrics: Metrics
+    now: Callable[[], datetime]
+    _last: float | None = None  # when the mask Secrets were last collected
+
+    def run(self, until: float, should_write: Callable[[], bool]) -> int:
+        """Delete mask Secrets whose Request is gone, if due; how many."""
+        due = self._last is None or time.monotonic() - self._last >= self.interval
+        if not self.namespace or not due or not should_write():
+            return 0
+        self._last = time.monotonic()
+        try:
+            report = collect(
+                self.cluster,
+                self.namespace,
+                self.now(),
+                until=until,
+                should_write=should_write,
+                min_age=self.min_age,
+            )
+        except Exception:
+            log.exception("collecting mask Secrets failed; the next run tries again")
+            return 0
+        self.metrics.masks_deleted.inc(report.deleted)
+        return report.deleted

@@ -87,27 +87,43 @@ class KeyRecord:
         )
 
 
-def _money(value: Any, field: str, *, required: bool = False) -> Decimal | None:
-    if value is None:
-        if required:
-            return Decimal(0)
-        return None
+def money(value: Any, field: str, *, signed: bool = True) -> Decimal:
+    """An exact amount from a proxy's answer, or MalformedKeyError naming `field`.
+
+    Not `function.units.dollars`: the poller keeps LiteLLM's amount exact
+    (compared with budgets, then rounded for people by `state.dollars`), up to
+    $10^15 rather than $10^12, and says in its own words what is wrong with an
+    amount, for the condition or the log. A key's spend may be negative
+    (`signed`); a user's or team's may not.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         msg = f"{field} is not a number"
         raise MalformedKeyError(msg)
     try:
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except InvalidOperation:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, ValueError):  # a string, or an int too long to convert
         msg = f"{field} is not a number"
         raise MalformedKeyError(msg) from None
-    if not number.is_finite() or abs(number) > MAX_MONEY:
+    if signed and not (amount.is_finite() and abs(amount) <= MAX_MONEY):
         msg = f"{field} is not a finite amount below $10^15"
         raise MalformedKeyError(msg)
-    return number
+    if not signed and not (amount.is_finite() and 0 <= amount <= MAX_MONEY):
+        msg = f"{field} is not a finite amount between $0 and $10^15"
+        raise MalformedKeyError(msg)
+    return amount
+
+
+def _optional_money(value: Any, field: str) -> Decimal | None:
+    return None if value is None else money(value, field)
 
 
 def parse_time(value: Any, field: str) -> datetime | None:
-    """An ISO 8601 time from LiteLLM (`...Z` or `...+00:00`), in UTC."""
+    """An ISO 8601 time from LiteLLM (`...Z` or `...+00:00`), in UTC.
+
+    Not `function.units.parse_time`, which reads only the times Kubernetes
+    writes: LiteLLM writes offsets and fractions of a second, and a time that
+    is not one is this key's problem, named (MalformedKeyError), not None.
+    """
     if value is None:
         return None
     if not isinstance(value, str):
@@ -141,14 +157,14 @@ def parse_key(obj: Any) -> KeyRecord:
     if blocked is not None and not isinstance(blocked, bool):
         msg = "blocked is not a boolean"
         raise MalformedKeyError(msg)
-    spend = _money(obj.get("spend"), "spend", required=True)
-    assert spend is not None  # noqa: S101 - required=True never returns None.
+    listed_spend = obj.get("spend")
+    spend = Decimal(0) if listed_spend is None else money(listed_spend, "spend")
     return KeyRecord(
         token=_optional_str(obj.get("token"), "token"),
         alias=_optional_str(obj.get("key_alias"), "key_alias"),
         spend=spend,
-        max_budget=_money(obj.get("max_budget"), "max_budget"),
-        soft_budget=_money(soft, "soft_budget"),
+        max_budget=_optional_money(obj.get("max_budget"), "max_budget"),
+        soft_budget=_optional_money(soft, "soft_budget"),
         expires=parse_time(obj.get("expires"), "expires"),
         budget_reset_at=parse_time(obj.get("budget_reset_at"), "budget_reset_at"),
         # LiteLLM answers `blocked: null` for keys never blocked.

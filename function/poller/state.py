@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from function.poller.records import KeyRecord
+from function.units import MICRO, money, rfc3339
 
 CONDITION_TYPE = "SpendSynced"
 OWNED_FIELDS = ("currentSpend", "isActive", "expiryDate", "budgetResetAt", "aliasHolder")
 ALERT_FRACTION = Decimal("0.8")
-_MICRO = Decimal("0.000001")
 
 
 class Reason(enum.StrEnum):
@@ -78,17 +78,17 @@ class Event:
 
 
 def dollars(value: Decimal) -> str:
-    """Dollars with at most 6 decimals and no trailing zeros: 0.0048, 10, 0."""
-    rounded = value.quantize(_MICRO, rounding=ROUND_HALF_UP)
-    text = format(rounded, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+    """Dollars with at most 6 decimals and no trailing zeros: 0.0048, 10, 0.
 
-
-def rfc3339(moment: datetime) -> str:
-    """A UTC time as RFC 3339 with whole seconds, the Kubernetes way."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    Written as `function.units.money` writes money, but rounded to the
+    nearest micro-dollar (half up), not up as `units.dollars` rounds: this is
+    LiteLLM's own figure shown to people, not an amount the function charges
+    against a budget (where never under-counting matters). Rounding it up
+    would show a spend of $0.0000001 as $0.000001, and change what every
+    status already says.
+    """
+    text = money(value.quantize(MICRO, rounding=ROUND_HALF_UP))
+    return "0" if text == "-0" else text
 
 
 def _budget_text(record: KeyRecord) -> str:

@@ -364,7 +364,7 @@ def test_an_error_with_one_user_is_that_users_alone(
             raise ZeroDivisionError
         return real(status, found, team=team)
 
-    monkeypatch.setattr("function.poller.cycle.account_patch", patch)
+    monkeypatch.setattr("function.poller.accounts.account_patch", patch)
     poller.cycle()
     assert apiserver.status(good)["spend"] == "0.25"
     assert apiserver.status(bad) == {}

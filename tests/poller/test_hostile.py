@@ -375,8 +375,8 @@ def test_an_error_with_one_virtualkey_stays_with_it(
             raise KeyError  # so does writing this one
         return real_patch(status, *args, **kwargs)
 
-    monkeypatch.setattr("function.poller.cycle.authorize", authorize)
-    monkeypatch.setattr("function.poller.cycle.status_patch", status_patch)
+    monkeypatch.setattr("function.poller.keys.authorize", authorize)
+    monkeypatch.setattr("function.poller.keys.status_patch", status_patch)
     report = make_poller(cluster).cycle()
     assert (report.keys, report.skipped, report.writes, report.write_errors) == (3, 1, 2, 1)
     assert _status(apiserver, ("virtualkeys", "team-a", "vk-a"))["currentSpend"] == "1"
