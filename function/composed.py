@@ -103,3 +103,8 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
         msg = f"{path}: must be an object, not {type(value).__name__}"
         raise InvalidInputError(msg)
     return value
+
+
+def only_set(optional: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `optional` that are set: one left out (None) is not managed."""
+    return {k: v for k, v in optional.items() if v is not None}

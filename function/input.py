@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from function.provider_http.mask import DEFAULT_NAMESPACE as MASK_NAMESPACE
+from function.provider_http.request import Place
+from function.tenancy.connection import Connection
 from function.validation import DnsLabel, DnsSubdomain, StrictModel, memoized_by_json, validated
 
 
@@ -41,6 +43,16 @@ class Input(StrictModel):
     # Where provider-http keeps the Secrets that mask /key/generate's echo of a
     # key (function.mask): a namespace tenants cannot write.
     mask_secret_namespace: DnsLabel = Field(default=MASK_NAMESPACE, alias="maskSecretNamespace")
+
+    def place(self, namespace: str, connection: Connection, labels: dict[str, str]) -> Place:
+        """Where one object's Requests go, as this input configures provider-http."""
+        return Place(
+            namespace,
+            connection,
+            self.provider_config_ref.model_dump(),
+            self.request_timeout,
+            labels,
+        )
 
     @model_validator(mode="before")
     @classmethod

@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from function import provenance
 from function.accounts.identity import AccountKind, request_name
-from function.composed import Owner
+from function.composed import Owner, only_set
 from function.provider_http.answers import answer_body, last_answer, payload_of
 from function.provider_http.request import GUARDS, Place, http_request
 from function.units import litellm_float
@@ -119,6 +121,31 @@ def ownership(
     return mine
 
 
+# Fields LiteLLM keeps in dollars, as its floats.
+_MONEY = frozenset({"max_budget"})
+
+
+def account_fields(
+    spec: BaseModel, named: tuple[str, ...], *, optional: tuple[str, ...]
+) -> dict[str, Any]:
+    """The fields LiteLLM keeps on a user or team, by their LiteLLM names.
+
+    A spec's fields are named as LiteLLM names them. `named` are always
+    managed; of `optional`, only those set: an absent one is not managed.
+    The Request adds the object's provenance to the metadata.
+    """
+
+    def value(name: str) -> Any:
+        found = getattr(spec, name)
+        if name in _MONEY:
+            return dollars(found)
+        return type(found)(found) if isinstance(found, list | dict) else found  # a copy
+
+    fields = {name: value(name) for name in named}
+    fields.update(only_set({name: value(name) for name in optional}))
+    return fields
+
+
 def dollars(value: str | None) -> float | None:
     """LiteLLM's float for a dollar string, or None for none."""
     return None if value is None else litellm_float(value)
@@ -205,13 +232,16 @@ def lifecycle_request(  # noqa: PLR0913 - each argument is one independent fact.
     create_extra: dict[str, Any] | None = None,
     annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Request of a User's LiteLLM user or a Team's LiteLLM team.
+    """The Request of a User's LiteLLM user or a Team's LiteLLM team, stamped as theirs.
 
     Its name is the same for every incarnation of the object, on purpose: one
     made again while its old Request is still being deleted waits for that
     REMOVE, which would otherwise delete the new one (the LiteLLM ID is the same).
     """
     kind, id_field = how.suffix, f"{how.suffix}_id"
+    stamp = provenance.account_stamp(how.stamp, owner.namespace, owner.virtualkey)
+    # The provenance joins the metadata, so the user or team always says which object made it.
+    fields = {**fields, "metadata": {**fields.get("metadata", {}), **stamp}}
     return account_request(
         name=request_name(how.kind, owner.virtualkey),
         place=place,

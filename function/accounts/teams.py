@@ -19,16 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from function import provenance
 from function.accounts.identity import KINDS, litellm_id
 from function.accounts.members import compose_members, wanted_ids
 from function.accounts.pruning import Pruning, prune
-from function.accounts.requests import dollars, lifecycle_request
+from function.accounts.requests import account_fields, lifecycle_request
 from function.accounts.spec import TeamSpec, parse_team_spec
 from function.composed import MANAGED_BY, Composed, Desired, owner_of
 from function.input import parse_input
 from function.provider_http.readiness import KeyState, state_of
-from function.provider_http.request import Place
 from function.tenancy.decide import connect
 from function.tenancy.policy import Policies, Tenant
 
@@ -36,26 +34,13 @@ CONDITION_TYPE = "TeamReady"
 TEAM_RESOURCE = "team"
 
 
-def team_fields(spec: TeamSpec, stamp: dict[str, str]) -> dict[str, Any]:
-    """The fields LiteLLM keeps on the team, by their LiteLLM names.
-
-    `stamp` (function.provenance) joins the metadata, so the team always says
-    which Team made it.
-    """
-    fields: dict[str, Any] = {
-        "team_alias": spec.team_alias,
-        "models": list(spec.models),
-        "metadata": {**spec.metadata, **stamp},
-    }
-    optional: dict[str, Any] = {
-        "max_budget": dollars(spec.max_budget),
-        "budget_duration": spec.budget_duration,
-        "tpm_limit": spec.tpm_limit,
-        "rpm_limit": spec.rpm_limit,
-        "blocked": spec.blocked,
-    }
-    fields.update({k: v for k, v in optional.items() if v is not None})
-    return fields
+def team_fields(spec: TeamSpec) -> dict[str, Any]:
+    """The fields LiteLLM keeps on the team."""
+    return account_fields(
+        spec,
+        ("team_alias", "models", "metadata"),
+        optional=("max_budget", "budget_duration", "tpm_limit", "rpm_limit", "blocked"),
+    )
 
 
 def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
@@ -78,14 +63,9 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
     spec = parse_team_spec(xr.get("spec"))
     grant = connect(spec.connection_ref, Tenant(owner.namespace, namespace_labels), policies)
     team_id = litellm_id(owner.namespace, spec.team_id or owner.virtualkey)
-    place = Place(
-        owner.namespace,
-        grant.connection,
-        settings.provider_config_ref.model_dump(),
-        settings.request_timeout,
-        {**MANAGED_BY, "auth.litellm.ai/team": owner.virtualkey[:63].rstrip("-.")},
-    )
-    subject = f"Team {owner.namespace}/{owner.virtualkey} ({team_id})"
+    labels = {**MANAGED_BY, "auth.litellm.ai/team": owner.virtualkey[:63].rstrip("-.")}
+    place = settings.place(owner.namespace, grant.connection, labels)
+    subject = KINDS["Team"].subject(owner, team_id)
     state = state_of(observed.get(TEAM_RESOURCE), grant.connection, subject)
     members = compose_members(
         spec,
@@ -108,12 +88,11 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
             base_name=owner.base_name,
             place=place,
         )
-    stamp = provenance.account_stamp(provenance.TEAM, owner.namespace, owner.virtualkey)
     team = lifecycle_request(
         KINDS["Team"],
         owner,
         account_id=team_id,
-        fields=team_fields(spec, stamp),
+        fields=team_fields(spec),
         observed=observed.get(TEAM_RESOURCE),
         place=place,
         annotations=pruning.annotations,

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from function import provenance
 from function.accounts.identity import KINDS, litellm_id
-from function.accounts.requests import ACCOUNT_KIND, dollars, lifecycle_request
+from function.accounts.requests import ACCOUNT_KIND, account_fields, lifecycle_request
 from function.accounts.spec import UserSpec, parse_user_spec
-from function.composed import MANAGED_BY, Composed, Desired, Owner, owner_of
+from function.composed import MANAGED_BY, Composed, Desired, Owner, only_set, owner_of
 from function.input import parse_input
 from function.provider_http.readiness import KeyState, state_of
-from function.provider_http.request import Place
 from function.tenancy.decide import check_role, connect
 from function.tenancy.policy import Policies, Tenant
 
@@ -43,29 +41,24 @@ KEY_RESOURCE = "virtualkey"
 VIRTUALKEY_API_VERSION = "auth.litellm.ai/v1alpha1"
 
 
-def user_fields(spec: UserSpec, stamp: dict[str, str]) -> dict[str, Any]:
-    """The fields LiteLLM keeps on the user, by their LiteLLM names.
+def user_fields(spec: UserSpec) -> dict[str, Any]:
+    """The fields LiteLLM keeps on the user (`models` absent means all models)."""
+    return account_fields(
+        spec,
+        ("user_email", "user_role", "models", "metadata"),
+        optional=(
+            "user_alias",
+            "max_budget",
+            "budget_duration",
+            "tpm_limit",
+            "rpm_limit",
+            "max_parallel_requests",
+        ),
+    )
 
-    `models` absent means all models (an empty list); other absent fields
-    are not managed. `stamp` (function.provenance) joins the metadata, so
-    the user always says which User made it.
-    """
-    fields: dict[str, Any] = {
-        "user_email": spec.user_email,
-        "user_role": spec.user_role,
-        "models": list(spec.models),
-        "metadata": {**spec.metadata, **stamp},
-    }
-    optional: dict[str, Any] = {
-        "user_alias": spec.user_alias,
-        "max_budget": dollars(spec.max_budget),
-        "budget_duration": spec.budget_duration,
-        "tpm_limit": spec.tpm_limit,
-        "rpm_limit": spec.rpm_limit,
-        "max_parallel_requests": spec.max_parallel_requests,
-    }
-    fields.update({k: v for k, v in optional.items() if v is not None})
-    return fields
+
+# The User's fields its VirtualKey carries too.
+_KEY_FIELDS = ("max_budget", "soft_budget", "budget_duration", "duration", "blocked")
 
 
 def user_key_spec(spec: UserSpec, user_name: str) -> dict[str, Any]:
@@ -76,14 +69,8 @@ def user_key_spec(spec: UserSpec, user_name: str) -> dict[str, Any]:
         "userRef": {"name": user_name},
         "connectionRef": spec.connection_ref.model_dump(by_alias=True, exclude_none=True),
     }
-    optional = {
-        "maxBudget": spec.max_budget,
-        "softBudget": spec.soft_budget,
-        "budgetDuration": spec.budget_duration,
-        "duration": spec.duration,
-        "blocked": spec.blocked,
-    }
-    key.update({k: v for k, v in optional.items() if v is not None})
+    carried = {UserSpec.model_fields[n].alias or n: getattr(spec, n) for n in _KEY_FIELDS}
+    key.update(only_set(carried))
     return key
 
 
@@ -111,25 +98,18 @@ def compose_user(
     check_role(spec.user_role, tenant, grant)
     user_id = litellm_id(owner.namespace, spec.user_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
-    place = Place(
-        owner.namespace,
-        grant.connection,
-        settings.provider_config_ref.model_dump(),
-        settings.request_timeout,
-        # A Team asks Crossplane for every user Request by this label.
-        {**labels, ACCOUNT_KIND: "user"},
-    )
-    stamp = provenance.account_stamp(provenance.USER, owner.namespace, owner.virtualkey)
+    # A Team asks Crossplane for every user Request by its ACCOUNT_KIND label.
+    place = settings.place(owner.namespace, grant.connection, {**labels, ACCOUNT_KIND: "user"})
     request = lifecycle_request(
         KINDS["User"],
         owner,
         account_id=user_id,
-        fields=user_fields(spec, stamp),
+        fields=user_fields(spec),
         observed=observed.get(USER_RESOURCE),
         place=place,
         create_extra={"auto_create_key": False},
     )
-    subject = f"User {owner.namespace}/{owner.virtualkey} ({user_id})"
+    subject = KINDS["User"].subject(owner, user_id)
     state = state_of(observed.get(USER_RESOURCE), grant.connection, subject)
     resources = {USER_RESOURCE: Desired(request, ready=state.ready)}
     warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []

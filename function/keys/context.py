@@ -107,13 +107,7 @@ class KeyContext:
     @property
     def place(self) -> Place:
         """Where every Request of this VirtualKey goes and how it reaches the proxy."""
-        return Place(
-            self.owner.namespace,
-            self.granted.connection,
-            self.settings.provider_config_ref.model_dump(),
-            self.settings.request_timeout,
-            self.labels,
-        )
+        return self.settings.place(self.owner.namespace, self.granted.connection, self.labels)
 
     def observed_request(self, token: str) -> dict[str, Any] | None:
         """The observed Request of key `token`, if it is one of ours."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from function.composed import only_set
 from function.keys.spec import RESERVED_METADATA_KEYS, VirtualKeySpec
 from function.provider_http import mask
 from function.provider_http.answers import payload_of
@@ -116,7 +117,7 @@ def litellm_fields(
         "team_id": granted.team_id,
         "user_id": granted.user_id,
     }
-    fields.update({k: v for k, v in optional.items() if v is not None})
+    fields.update(only_set(optional))
     return fields
 
 

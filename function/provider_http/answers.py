@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from function.provider_http.request import REQUEST_API_VERSION, REQUEST_KIND
+from function.units import parse_time
 
 TOKEN = re.compile(r"^[0-9a-f]{64}$")
 HTTP_OK = 200
 # Bodies longer than this are not parsed: an answer decides nothing it cannot prove.
 MAX_BODY = 64 * 1024
-_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def mapping(value: Any) -> dict[str, Any]:
@@ -73,16 +73,6 @@ def payload_of(request: dict[str, Any] | None) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 time as Kubernetes writes it (whole seconds, `Z`), or None."""
-    if not isinstance(value, str) or len(value) != len("2026-01-01T00:00:00Z"):
-        return None
-    try:
-        return datetime.strptime(value, _RFC3339).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def created_at(resource: dict[str, Any] | None) -> datetime | None:
