@@ -34,94 +34,86 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         """Create every metric in `registry` (a fresh one by default)."""
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.key_spend = Gauge(
-            "litellm_virtualkey_spend_dollars",
-            "Spend of a VirtualKey in dollars",
-            KEY_LABELS,
-            registry=r,
+        # Per key.
+        self.key_spend = self._gauge(
+            "litellm_virtualkey_spend_dollars", "Spend of a VirtualKey in dollars", KEY_LABELS
         )
-        self.key_max_budget = Gauge(
+        self.key_max_budget = self._gauge(
             "litellm_virtualkey_max_budget_dollars",
             "Max budget of a VirtualKey in dollars (absent when unlimited)",
             KEY_LABELS,
-            registry=r,
         )
-        self.key_active = Gauge(
-            "litellm_virtualkey_active",
-            "1 when the VirtualKey's key is usable",
-            KEY_LABELS,
-            registry=r,
+        self.key_active = self._gauge(
+            "litellm_virtualkey_active", "1 when the VirtualKey's key is usable", KEY_LABELS
         )
+        # Per cycle.
         self.cycle_duration = Histogram(
             "litellm_poller_cycle_duration_seconds",
             "Wall time of one poll cycle",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry=r,
+            registry=self.registry,
         )
-        self.cycles = Counter("litellm_poller_cycles", "Poll cycles run", ["result"], registry=r)
-        self.last_success = Gauge(
+        self.cycles = self._counter("litellm_poller_cycles", "Poll cycles run", ("result",))
+        self.last_success = self._gauge(
             "litellm_poller_last_success_timestamp_seconds",
             "Unix time of the last cycle that finished without an API-server error",
-            registry=r,
         )
-        self.requests = Counter(
-            "litellm_poller_litellm_requests",
-            "HTTP requests sent to LiteLLM",
-            ["litellm"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "litellm_poller_litellm_errors",
-            "Failed fetches from a LiteLLM instance, by kind",
-            ["litellm", "kind"],
-            registry=r,
-        )
-        self.failures = Gauge(
-            "litellm_poller_instance_consecutive_failures",
-            "Consecutive failed cycles for an instance",
-            ["litellm"],
-            registry=r,
-        )
-        self.backoff = Gauge(
-            "litellm_poller_instance_backoff_seconds",
-            "Seconds until an instance is tried again (0: not backing off)",
-            ["litellm"],
-            registry=r,
-        )
-        self.keys = Gauge(
-            "litellm_poller_virtualkeys",
-            "VirtualKeys per instance in the last cycle",
-            ["litellm"],
-            registry=r,
-        )
-        self.writes = Counter(
-            "litellm_poller_status_writes", "Status patches accepted by the API server", registry=r
-        )
-        self.kube_errors = Counter(
-            "litellm_poller_kube_errors",
-            "Failed API-server calls, by operation",
-            ["operation"],
-            registry=r,
-        )
-        self.events = Counter(
-            "litellm_poller_events", "Events emitted, by reason", ["reason"], registry=r
-        )
-        self.leader = Gauge(
-            "litellm_poller_leader", "1 while this replica holds the Lease", registry=r
-        )
-        self.not_reached = Counter(
+        self.not_reached = self._counter(
             "litellm_poller_instances_not_reached",
             "Instances a cycle's deadline left unread (their objects keep their last values)",
-            registry=r,
         )
-        self.masks_deleted = Counter(
-            "litellm_poller_mask_secrets_deleted",
-            "Mask Secrets deleted because their Request is gone",
-            registry=r,
-        )
+        self.leader = self._gauge("litellm_poller_leader", "1 while this replica holds the Lease")
+        self._instance_metrics()
+        self._write_metrics()
         self._key_series: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
+
+    def _instance_metrics(self) -> None:
+        """Per instance (`litellm`: the instance's URL and master-key Secret)."""
+        litellm = ("litellm",)
+        self.requests = self._counter(
+            "litellm_poller_litellm_requests", "HTTP requests sent to LiteLLM", litellm
+        )
+        self.errors = self._counter(
+            "litellm_poller_litellm_errors",
+            "Failed fetches from a LiteLLM instance, by kind",
+            ("litellm", "kind"),
+        )
+        self.failures = self._gauge(
+            "litellm_poller_instance_consecutive_failures",
+            "Consecutive failed cycles for an instance",
+            litellm,
+        )
+        self.backoff = self._gauge(
+            "litellm_poller_instance_backoff_seconds",
+            "Seconds until an instance is tried again (0: not backing off)",
+            litellm,
+        )
+        self.keys = self._gauge(
+            "litellm_poller_virtualkeys", "VirtualKeys per instance in the last cycle", litellm
+        )
+
+    def _write_metrics(self) -> None:
+        """What the API server was asked to do."""
+        self.writes = self._counter(
+            "litellm_poller_status_writes", "Status patches accepted by the API server"
+        )
+        self.kube_errors = self._counter(
+            "litellm_poller_kube_errors", "Failed API-server calls, by operation", ("operation",)
+        )
+        self.events = self._counter(
+            "litellm_poller_events", "Events emitted, by reason", ("reason",)
+        )
+        self.masks_deleted = self._counter(
+            "litellm_poller_mask_secrets_deleted",
+            "Mask Secrets deleted because their Request is gone",
+        )
+
+    def _gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def _counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
 
     def set_keys(
         self, values: dict[tuple[str, str, str], tuple[float | None, float | None, bool]]
