@@ -1,8 +1,8 @@
-"""Deleting the mask Secrets whose Request is gone (see `function.mask`).
+"""Deleting the mask Secrets whose Request is gone (see `function.provider_http.mask`).
 
 provider-http stores the raw key `/key/generate` echoes in a Secret named
-`function.mask.secret_name(<Request namespace>, <Request name>)` in the
-platform's mask namespace, so that it masks the echo in the Request's
+`mask.secret_name(<Request namespace>, <Request name>)` in the platform's
+mask namespace, so that it masks the echo in the Request's
 status. A Request cannot own a Secret in another namespace, so nothing
 deletes it with its Request: `collect(cluster, namespace, now, ...)` does,
 and `MaskCollector` runs it every `--mask-gc-interval` seconds, as the

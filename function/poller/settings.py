@@ -224,8 +224,8 @@ class Settings:
     mask_namespace: str = setting(
         DEFAULT_MASK_NAMESPACE,
         "POLLER_MASK_NAMESPACE",
-        "namespace of the Secrets masking /key/generate's echo (function.mask), whose Request "
-        "is gone and which the poller deletes; empty: never",
+        "namespace of the Secrets masking /key/generate's echo (function.provider_http.mask), "
+        "whose Request is gone and which the poller deletes; empty: never",
         check=_namespace_or_empty,
     )
     mask_gc_interval: float = setting(

@@ -1,8 +1,9 @@
 """Mask Secrets whose Request is gone are deleted; nothing else ever is.
 
-provider-http keeps `/key/generate`'s echo in `function.mask.secret_name(ns,
-request)` in the mask namespace; a Request cannot own a Secret in another
-namespace, so the poller collects them (`function.poller.masks`), through the
+provider-http keeps `/key/generate`'s echo in
+`function.provider_http.mask.secret_name(ns, request)` in the mask
+namespace; a Request cannot own a Secret in another namespace, so the
+poller collects them (`function.poller.masks`), through the
 fake API server over HTTP.
 """
 
