@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from function import provenance
-from function.composed import Owner, base_name
+from function.composed import base_name
 from function.provider_http.answers import (
     answer_body,
     is_request,
@@ -63,10 +63,6 @@ class AccountKind:
     info: str  # where /…/info nests the object: user_info, team_info
     stamp: str  # its provenance key (function.provenance)
     made: tuple[str, ...]  # calls whose 2xx answer means the Request made or changed it
-
-    def subject(self, owner: Owner, account_id: str) -> str:
-        """How messages name one: `User team-a/alice (team-a.alice)`."""
-        return f"{self.kind} {owner.namespace}/{owner.virtualkey} ({account_id})"
 
 
 KINDS = {

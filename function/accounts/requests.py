@@ -221,45 +221,58 @@ def account_request(  # noqa: PLR0913 - each argument is one independent fact.
     return body
 
 
-def lifecycle_request(  # noqa: PLR0913 - each argument is one independent fact.
-    how: AccountKind,
-    owner: Owner,
-    *,
-    account_id: str,
-    fields: dict[str, Any],
-    observed: dict[str, Any] | None,
-    place: Place,
-    create_extra: dict[str, Any] | None = None,
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """The Request of a User's LiteLLM user or a Team's LiteLLM team, stamped as theirs.
+@dataclass(frozen=True)
+class Account:
+    """One User's LiteLLM user or one Team's LiteLLM team: its kind, owner, ID and place."""
 
-    Its name is the same for every incarnation of the object, on purpose: one
-    made again while its old Request is still being deleted waits for that
-    REMOVE, which would otherwise delete the new one (the LiteLLM ID is the same).
-    """
-    kind, id_field = how.suffix, f"{how.suffix}_id"
-    stamp = provenance.account_stamp(how.stamp, owner.namespace, owner.virtualkey)
-    # The provenance joins the metadata, so the user or team always says which object made it.
-    fields = {**fields, "metadata": {**fields.get("metadata", {}), **stamp}}
-    return account_request(
-        name=request_name(how.kind, owner.virtualkey),
-        place=place,
-        ids={
-            how.payload_id: account_id,
-            **ownership(how.stamp, owner.namespace, owner.virtualkey, observed, how.info),
-        },
-        fields=fields,
-        calls=Calls(
-            create=f"/{kind}/new",
-            info=f"/{kind}/info?{id_field}={account_id}",
-            update=f"/{kind}/update",
-            delete=f"/{kind}/delete",
-            create_body={**fields, id_field: account_id, **(create_extra or {})},
-            update_body={**fields, id_field: account_id},
-            delete_body={f"{id_field}s": [account_id]},
-        ),
-        is_removed=gone_or_not_ours(how.info),
-        expected=fields_match(how.info),
-        annotations=annotations,
-    )
+    how: AccountKind
+    owner: Owner
+    account_id: str
+    place: Place
+
+    @property
+    def subject(self) -> str:
+        """How messages name it: `User team-a/alice (team-a.alice)`."""
+        return f"{self.how.kind} {self.owner.namespace}/{self.owner.virtualkey} ({self.account_id})"
+
+    def request(
+        self,
+        fields: dict[str, Any],
+        observed: dict[str, Any] | None,
+        *,
+        create_extra: dict[str, Any] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Its Request, stamped as the owner's, given its last observed one.
+
+        The Request's name is the same for every incarnation of the object, on
+        purpose: one made again while its old Request is still being deleted
+        waits for that REMOVE, which would otherwise delete the new one (the
+        LiteLLM ID is the same).
+        """
+        how, owner, account_id = self.how, self.owner, self.account_id
+        kind, id_field = how.suffix, f"{how.suffix}_id"
+        stamp = provenance.account_stamp(how.stamp, owner.namespace, owner.virtualkey)
+        # The provenance joins the metadata: the user or team says which object made it.
+        fields = {**fields, "metadata": {**fields.get("metadata", {}), **stamp}}
+        return account_request(
+            name=request_name(how.kind, owner.virtualkey),
+            place=self.place,
+            ids={
+                how.payload_id: account_id,
+                **ownership(how.stamp, owner.namespace, owner.virtualkey, observed, how.info),
+            },
+            fields=fields,
+            calls=Calls(
+                create=f"/{kind}/new",
+                info=f"/{kind}/info?{id_field}={account_id}",
+                update=f"/{kind}/update",
+                delete=f"/{kind}/delete",
+                create_body={**fields, id_field: account_id, **(create_extra or {})},
+                update_body={**fields, id_field: account_id},
+                delete_body={f"{id_field}s": [account_id]},
+            ),
+            is_removed=gone_or_not_ours(how.info),
+            expected=fields_match(how.info),
+            annotations=annotations,
+        )

@@ -22,7 +22,7 @@ from typing import Any
 from function.accounts.identity import KINDS, litellm_id
 from function.accounts.members import compose_members, wanted_ids
 from function.accounts.pruning import Pruning, prune
-from function.accounts.requests import account_fields, lifecycle_request
+from function.accounts.requests import Account, account_fields
 from function.accounts.spec import TeamSpec, parse_team_spec
 from function.composed import MANAGED_BY, Composed, Desired, owner_of
 from function.input import parse_input
@@ -65,7 +65,8 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
     team_id = litellm_id(owner.namespace, spec.team_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/team": owner.virtualkey[:63].rstrip("-.")}
     place = settings.place(owner.namespace, grant.connection, labels)
-    subject = KINDS["Team"].subject(owner, team_id)
+    account = Account(KINDS["Team"], owner, team_id, place)
+    subject = account.subject
     state = state_of(observed.get(TEAM_RESOURCE), grant.connection, subject)
     members = compose_members(
         spec,
@@ -88,14 +89,8 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
             base_name=owner.base_name,
             place=place,
         )
-    team = lifecycle_request(
-        KINDS["Team"],
-        owner,
-        account_id=team_id,
-        fields=team_fields(spec),
-        observed=observed.get(TEAM_RESOURCE),
-        place=place,
-        annotations=pruning.annotations,
+    team = account.request(
+        team_fields(spec), observed.get(TEAM_RESOURCE), annotations=pruning.annotations
     )
     problem = [f"{state.reason}: {state.message}"] if state.is_problem else []
     resources = {

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from function.accounts.identity import KINDS, litellm_id
-from function.accounts.requests import ACCOUNT_KIND, account_fields, lifecycle_request
+from function.accounts.requests import ACCOUNT_KIND, Account, account_fields
 from function.accounts.spec import UserSpec, parse_user_spec
 from function.composed import MANAGED_BY, Composed, Desired, Owner, only_set, owner_of
 from function.input import parse_input
@@ -100,16 +100,11 @@ def compose_user(
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}
     # A Team asks Crossplane for every user Request by its ACCOUNT_KIND label.
     place = settings.place(owner.namespace, grant.connection, {**labels, ACCOUNT_KIND: "user"})
-    request = lifecycle_request(
-        KINDS["User"],
-        owner,
-        account_id=user_id,
-        fields=user_fields(spec),
-        observed=observed.get(USER_RESOURCE),
-        place=place,
-        create_extra={"auto_create_key": False},
+    user = Account(KINDS["User"], owner, user_id, place)
+    request = user.request(
+        user_fields(spec), observed.get(USER_RESOURCE), create_extra={"auto_create_key": False}
     )
-    subject = KINDS["User"].subject(owner, user_id)
+    subject = user.subject
     state = state_of(observed.get(USER_RESOURCE), grant.connection, subject)
     resources = {USER_RESOURCE: Desired(request, ready=state.ready)}
     warnings = [f"{state.reason}: {state.message}"] if state.is_problem else []
