@@ -21,7 +21,6 @@ EXAMPLES = ROOT / "examples"
 # The examples by feature, as function-go-templating's example/<feature>/.
 INSTALL = EXAMPLES / "install"  # what the platform team applies once
 VIRTUALKEYS = EXAMPLES / "virtualkey"
-ROTATION = EXAMPLES / "rotation"
 ACCOUNTS = EXAMPLES / "accounts"  # Users and Teams
 LEGACY = EXAMPLES / "legacy"
 POLLER = EXAMPLES / "poller"
