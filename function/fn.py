@@ -1,7 +1,7 @@
 """The gRPC servicer: protobuf in, plain dicts to `compose`, protobuf out.
 
 Nothing here decides anything about keys. It converts the request, calls
-`function.compose.compose`, and writes the result into the response. Input
+`function.keys.compose.compose`, and writes the result into the response. Input
 a person must fix becomes a Fatal result; any other failure becomes a Fatal
 result too, with a log line, never a gRPC error: a Fatal result makes
 Crossplane apply nothing and delete nothing, which is what keeps a working

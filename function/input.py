@@ -41,7 +41,7 @@ class Input(StrictModel):
         default="30s", alias="requestTimeout"
     )
     # Where provider-http keeps the Secrets that mask /key/generate's echo of a
-    # key (function.mask): a namespace tenants cannot write.
+    # key (function.provider_http.mask): a namespace tenants cannot write.
     mask_secret_namespace: DnsLabel = Field(default=MASK_NAMESPACE, alias="maskSecretNamespace")
 
     def place(self, namespace: str, connection: Connection, labels: dict[str, str]) -> Place:

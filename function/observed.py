@@ -6,7 +6,7 @@ function composes, only the fields `compose` reads are converted:
 
 - the XR: `apiVersion`, `kind`, `spec`, its name, namespace, labels and uid,
   and nothing of its status: that is the function's output, for people, and
-  tenants may be able to write it (README, threat model);
+  tenants may be able to write it (docs/tenancy.md, threat model);
 - a Secret: `data`;
 - a Request: its name, namespace, labels, annotations (the function's memory,
   function/keyflow.py), creation time and `spec`, and the parts of `status`

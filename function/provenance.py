@@ -11,7 +11,7 @@
 Why a stamp can be believed:
 
 - Tenants cannot write it through the function: `auth.litellm.ai/` keys are
-  refused in every spec's metadata (`function.model.PROVENANCE_PREFIX`).
+  refused in every spec's metadata (`function.validation.PROVENANCE_PREFIX`).
 - A key records who made it and who changed it last (`created_by`,
   `updated_by`). Only a key both made and last changed by the master key
   (LiteLLM's `default_user_id`) counts: a user whose role may call

@@ -5,7 +5,7 @@ its own, on a free 127.0.0.1 port, and gives a synchronous client stub.
 `make_request` builds a RunFunctionRequest from plain dicts, with the
 required resources Crossplane would have fetched (by default the shipped
 TenancyPolicy, examples/install/tenancy-policy.yaml, the tenant's Namespace, and for
-each observed key Request the mask Secret provider-http wrote, function.mask).
+each observed key Request the mask Secret provider-http wrote, function.provider_http.mask).
 Tests and the benchmark share this module.
 """
 

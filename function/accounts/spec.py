@@ -84,7 +84,7 @@ class UserSpec(AccountSpec):
     user_email: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)] = Field(alias="userEmail")
     user_id: LocalID | None = Field(default=None, alias="userID")
     user_alias: NonEmpty | None = Field(default=None, alias="userAlias")
-    # The default cannot call /key/generate (function.policy.DEFAULT_USER_ROLES).
+    # The default cannot call /key/generate (function.tenancy.policy.DEFAULT_USER_ROLES).
     user_role: UserRole = Field(default="internal_user_viewer", alias="userRole")
     soft_budget: Dollars | None = Field(default=None, alias="softBudget")
     max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")

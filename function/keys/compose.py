@@ -14,14 +14,14 @@ What it composes for each VirtualKey:
   current one, and a rotated-out one until its grace period ends.
 - `stray-<token prefix>` -> a Request that observes, and once it proved the
   key is this VirtualKey's deletes, a key nothing else tracks
-  (function.strays), or one that held this key's alias.
+  (function.keys.strays), or one that held this key's alias.
 
 Where the key comes from (keeping it, replacing a lost or revoked one,
-rotating it, recovering after a reinstall) is `function.keyflow`. Keeping
+rotating it, recovering after a reinstall) is `function.keys.flow`. Keeping
 an unchanged key is what makes every run after the first byte-identical.
 
 The XR's status is never read: it is the function's output, for people,
-and Crossplane's edit roles let tenants write it (README, threat model).
+and Crossplane's edit roles let tenants write it (docs/tenancy.md, threat model).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
     the User and Team that spec.userRef and spec.teamRef name, as Crossplane
     fetched them (empty if they do not exist), and `account_requests` their
     Requests, whose stored answers say whether they exist on the proxy.
-    `now` decides rotations and grace periods (function.rotation).
+    `now` decides rotations and grace periods (function.keys.rotation).
     """
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     settings: Input = parse_input(raw_input)

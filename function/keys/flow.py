@@ -1,17 +1,17 @@
 """Where a VirtualKey's key comes from on this run, rotation included. Pure.
 
 `key_flow(ctx, key, replaced)` -> `Flow`: the key Secret(s), the key's
-Request(s), the status fields of rotation, and events. `function.compose`
+Request(s), the status fields of rotation, and events. `function.keys.compose`
 adds what every VirtualKey gets around it (stray keys, warnings). The
 phases, each read back from what Crossplane observed:
 
 - **Steady.** The key Secret holds the key; its Request keeps it in step.
   A key that is new because the Secret was lost, the key was revoked, or
   another key held the alias (a reinstall, `_holder`, which lists the
-  holders with `function.holders`) starts with the spend of the key it
+  holders with `function.keys.holders`) starts with the spend of the key it
   replaces, read from provider-http's answers and kept in the new key's
   own Request (`createOnly.spend`), so losing a Secret resets no budget.
-- **Rotating** (`_rotating`), once `function.rotation.due`: the new key
+- **Rotating** (`_rotating`), once `function.keys.rotation.due`: the new key
   waits in a second Secret; the old key moves to a derived alias and is
   capped; the new key is created under the alias with the carried spend;
   then the key Secret switches to it.
@@ -23,7 +23,7 @@ Memory. Whatever the function must remember between runs lives on the key
 Requests it composes, as the annotations below or in their payload, never
 in the XR's status: Crossplane's edit roles let tenants write the status,
 while a Request is written only by Crossplane and provider-http (the
-tenant role the README ships grants no write on Requests). The Secrets are
+tenant role examples/install/tenant-rbac.yaml ships grants no write on Requests). The Secrets are
 the tenant's to write, so a key read from one is used only where its
 token is what a Request already names.
 """
@@ -218,7 +218,7 @@ def _holder(
     without provenance, or made for another VirtualKey of the same
     namespace, only if a granting TenancyPolicy rule sets
     keys.replaceForeignKeys. A key made for another namespace never. The
-    check's answer is provider-http's (function.holders).
+    check's answer is provider-http's (function.keys.holders).
     """
     alias = ctx.spec.key_alias
     check = holders.alias_check(

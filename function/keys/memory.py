@@ -2,7 +2,7 @@
 
 The function keeps no memory in the XR's status, which tenants may write: it
 keeps it on the key Requests it composes, which only Crossplane and
-provider-http write (README, threat model), as the annotations below and in
+provider-http write (docs/tenancy.md, threat model), as the annotations below and in
 the payload. `KeyMemory.of(request)` parses all of it once into typed values;
 whatever does not parse (a token that is not 64 hex digits, a reason that is
 not ours, a trigger that is not a whole number) counts as not remembered.

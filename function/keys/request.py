@@ -6,7 +6,7 @@
 - `OBSERVE_IS_REMOVED`, `EXPECTED_RESPONSE`, `ECHO_KEY_JQ`: the jq programs.
 
 Design rules, each from provider-http's source (see
-../shared/docs/provider-http-request.md and the README's design section):
+../shared/docs/provider-http-request.md and docs/design.md):
 
 - Every URL and body is templated from `.payload` only, never from
   `.response`: the stored response is whatever answered last (§1.6, §8.5).
@@ -126,7 +126,7 @@ def create_only_fields(spec: VirtualKeySpec, carried_spend: str | None = None) -
 
     `duration` sets the expiry relative to now: sent again on every update it
     would push the expiry out each time, so the XRD makes it immutable.
-    `spend` is what the key this one replaces had spent (function.rotation):
+    `spend` is what the key this one replaces had spent (function.keys.rotation):
     sent once, so that a new key starts where the old one was, and never
     again, which would undo the spend counted since.
     """

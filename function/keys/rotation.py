@@ -1,8 +1,7 @@
 """Rotation with a grace period, and the spend a new key carries over. Pure.
 
 A rotation replaces the key without a moment in which the Secret holds a key
-that does not work, and without resetting the budget (README, "Rotation,
-provenance and recovery"):
+that does not work, and without resetting the budget (docs/rotation.md):
 
 1. Due (`due`): `spec.rotation.every` has passed since the current key's
    Request was created, or `spec.rotation.trigger` differs from the one

@@ -4,7 +4,7 @@ Every decision that rests on LiteLLM's answers reads them here: the stored
 answer's status code, URL and body (bounded in size, parsed once, never
 trusted to be any shape), the payload the function wrote, and the
 annotations it keeps its memory in. Only Crossplane and provider-http write
-a Request; the tenant role has no access to them (README, threat model).
+a Request; the tenant role has no access to them (docs/tenancy.md, threat model).
 
 - `is_request(obj)`: one of our Requests, by kind (never by name).
 - `last_answer(request)` -> (status code, URL, error text); `answer_body`:

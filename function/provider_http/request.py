@@ -7,7 +7,7 @@
 - `GUARDS`: what every jq check starts with, so that no answer makes it fail.
 
 Design rules, each from provider-http's source (../shared/docs/provider-http-request.md
-and the README's design section):
+and docs/design.md):
 
 - Every URL and body is templated from `.payload` only, never from
   `.response`: the stored response is whatever answered last.

@@ -7,14 +7,14 @@ whose message names the spec field, the namespace, the rules that apply
 and what to change. The function turns that into a Fatal result; the poller
 skips the key, so neither ever sends a master key where the other would not.
 
-The rules (README, "Tenancy and threat model"):
+The rules (docs/tenancy.md):
 
 - `instanceRef` must name an instance that a rule selecting the namespace
   grants. Its URL and Secret come from the policy's declaration, never from
   the tenant. Two declarations of one instance that disagree are refused.
 - `url` with `masterKeySecretRef` (a tenant-owned proxy) needs a rule with
   `tenantProxies.allow`, a Secret in the tenant's own namespace and a URL
-  that passes `function.connection.checked_tenant_url`.
+  that passes `function.tenancy.connection.checked_tenant_url`.
 - `teamID`: absent means the team the rules `bind` (if any); present, it
   must be bound or allowed by a rule that grants the instance.
 - `userID`: only IDs a rule that grants the instance allows.

@@ -1,10 +1,10 @@
 """Users and Teams on the real control plane, against the real proxy, from the examples verbatim.
 
-One journey, in the order a tenant lives it (README, "Users and Teams"):
+One journey, in the order a tenant lives it (docs/accounts.md):
 examples/accounts/user.yaml, team.yaml and virtualkey-team.yaml are applied as they
 are; the user gets a working key with its models and budget and no key
 nothing tracks; the team gets its member and its spend; a member leaves;
-the Team and the User are deleted, with what the README says happens to
+the Team and the User are deleted, with what docs/accounts.md says happens to
 the VirtualKeys that reference them.
 """
 

@@ -221,8 +221,8 @@ def test_deleting_removes_the_key_and_leaves_the_mask_secret_to_the_poller(
     tenant: Tenant, proxy: Proxy, platform: Plane, poller_kubeconfig: Path
 ) -> None:
     """provider-http masks the key /key/generate echoes with a Secret in crossplane-system
-    (function.mask), where tenants cannot delete it; the Request cannot own it there, so
-    the poller deletes it once the Request is gone."""
+    (function.provider_http.mask), where tenants cannot delete it; the Request cannot own it
+    there, so the poller deletes it once the Request is gone."""
     xr = tenant.ready(tenant.virtualkey())
     meta, key, token = xr["metadata"], tenant.key(xr), xr["status"]["tokenHash"]
     (request,) = platform.items(

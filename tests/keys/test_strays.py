@@ -150,7 +150,7 @@ def test_a_replaced_request_lingers_until_observed_and_creates_nothing(
     """The Secret is lost right after CREATE: the old Request's spec may still CREATE from
     the key Secret, which now holds the new key. It stays, reading its key instead of
     creating one, until provider-http has observed it; its mask Secret lives where tenants
-    cannot delete it (function.mask), and no Request owns it."""
+    cannot delete it (function.provider_http.mask), and no Request owns it."""
     first = run(function_server, seed_xr, {"key": observed_secret()})
     old = desired(first, request_resource_name())
     injection = old["spec"]["forProvider"]["secretInjectionConfigs"][0]

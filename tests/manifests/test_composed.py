@@ -235,7 +235,8 @@ def test_names_labels_and_namespaces_are_valid(composed: dict[str, Any]) -> None
     for config in request["spec"]["forProvider"]["secretInjectionConfigs"]:
         ref = config["secretRef"]
         assert len(ref["name"]) <= 253 and RFC1123_SUBDOMAIN.fullmatch(ref["name"])
-        # Where tenants cannot delete it (function.mask): never the tenant's namespace.
+        # Where tenants cannot delete it (function.provider_http.mask): never the tenant's
+        # namespace.
         assert ref["namespace"] == "crossplane-system" != namespace
 
 
