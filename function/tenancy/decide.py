@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
-from function.keys.spec import VirtualKeySpec
 from function.tenancy.connection import (
     Connection,
     ConnectionRef,
@@ -37,6 +37,41 @@ from function.tenancy.connection import (
 from function.tenancy.policy import Instance, Policies, Rule, Tenant
 from function.units import duration
 from function.validation import InvalidInputError
+
+
+class AskedRotation(Protocol):
+    """The rotation a key asks for."""
+
+    @property
+    def every(self) -> str | None:
+        """How often it rotates (None: on trigger only)."""
+
+    @property
+    def grace_period(self) -> str:
+        """How long a rotated-out key keeps working."""
+
+
+class AskedKey(Protocol):
+    """What a key asks the policy for; `function.keys.spec.VirtualKeySpec` is one.
+
+    A protocol, so that tenancy, below every kind, imports none of them.
+    """
+
+    @property
+    def connection_ref(self) -> ConnectionRef:
+        """The LiteLLM instance or proxy it names."""
+
+    @property
+    def team_id(self) -> str | None:
+        """The LiteLLM team it names, if any."""
+
+    @property
+    def user_id(self) -> str | None:
+        """The LiteLLM user it names, if any."""
+
+    @property
+    def rotation(self) -> AskedRotation | None:
+        """Its rotation, if any."""
 
 
 class PolicyRefusedError(InvalidInputError):
@@ -122,7 +157,7 @@ def connect(ref: ConnectionRef, tenant: Tenant, policies: Policies) -> Grant:
 
 
 def authorize(
-    spec: VirtualKeySpec,
+    spec: AskedKey,
     tenant: Tenant,
     policies: Policies,
     *,
@@ -162,7 +197,7 @@ def authorize(
     )
 
 
-def _rotation_interval(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> timedelta:
+def _rotation_interval(spec: AskedKey, tenant: Tenant, grant: Grant) -> timedelta:
     """The shortest time between rotations; refuses a schedule more often than that."""
     least, written = grant.min_rotation
     every = spec.rotation.every if spec.rotation is not None else None
@@ -178,7 +213,7 @@ def _rotation_interval(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> ti
     return least
 
 
-def _check_grace_period(spec: VirtualKeySpec, tenant: Tenant, grant: Grant) -> None:
+def _check_grace_period(spec: AskedKey, tenant: Tenant, grant: Grant) -> None:
     """Refuse a grace period longer than the rules allow: the old key is a second live key."""
     most = grant.max_grace_period
     if spec.rotation is None or most is None:
