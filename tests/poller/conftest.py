@@ -24,10 +24,14 @@ import httpx
 import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
+from function.poller.accounts import AccountTarget
 from function.poller.cycle import Poller
-from function.poller.kube import KubeCluster, api_client
+from function.poller.fetch import Wanted
+from function.poller.keys import KeyTarget
+from function.poller.kube import KubeCluster, XRRef, api_client
 from function.poller.metrics import Metrics
 from function.poller.settings import Settings
+from function.tenancy.connection import Connection, MasterKeyRef
 from tests.poller.fake_apiserver import FakeAPIServer, Key
 
 MASTER_NAMESPACE = "litellm"
@@ -78,6 +82,37 @@ class GrantingAPIServer(FakeAPIServer):
             if namespace and namespace not in namespaces:
                 self.add_policy(grant(name, _INSTANCES[name], [*namespaces, namespace]))
         return super().add(plural, obj)
+
+
+def add_master_key(apiserver: FakeAPIServer, master_key: str) -> None:
+    """The master-key Secret that the instances of `grant` name."""
+    apiserver.add_secret(MASTER_NAMESPACE, MASTER_SECRET, {"masterkey": master_key})
+
+
+def condition(status: dict[str, Any], kind: str = "SpendSynced") -> dict[str, Any]:
+    """One condition of a status, by type."""
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def proxy_connection(namespace: str, secret: str) -> Connection:
+    """A proxy whose master key is in Secret `secret` of `namespace`: one instance each."""
+    return Connection("http://127.0.0.1:4000", MasterKeyRef(secret, namespace, "masterkey"))
+
+
+def key_target(namespace: str, secret: str, *, tenant_proxy: bool = True) -> KeyTarget:
+    """A VirtualKey named `secret`, read from the instance of `proxy_connection`."""
+    owner = (namespace, secret)
+    ref = XRRef("virtualkeys", secret, namespace)
+    connection = proxy_connection(namespace, secret)
+    return KeyTarget(ref, {}, Wanted(secret, owner), connection, owner, tenant_proxy=tenant_proxy)
+
+
+def user_target(namespace: str, secret: str) -> AccountTarget:
+    """A User named `secret` on a tenant proxy, read from the instance of `proxy_connection`."""
+    ref = XRRef("users", secret, namespace)
+    connection = proxy_connection(namespace, secret)
+    owner = (namespace, secret)
+    return AccountTarget(ref, {}, f"{namespace}.{secret}", connection, owner, tenant_proxy=True)
 
 
 def new_raw_key() -> str:

@@ -18,14 +18,18 @@ import pytest
 
 from benchmarks.fake_litellm import FakeLiteLLM
 from function.poller.kube import KubeCluster, api_client
+from function.poller.tenancy import Tenancy, cap_tenant_proxies
+from function.tenancy.policy import load_policies
 from tests.poller.conftest import (
     MASTER_NAMESPACE,
     MASTER_SECRET,
     RawProxy,
     Writer,
+    key_target,
     make_poller,
     new_raw_key,
     routes,
+    user_target,
     virtualkey,
 )
 from tests.poller.fake_apiserver import FakeAPIServer
@@ -184,3 +188,32 @@ def test_policies_and_labels_are_listed_once_a_cycle(
     listed = [target.split("?", 1)[0] for method, target in apiserver.requests if method == "GET"]
     assert listed.count("/apis/litellm.fn.crossplane.io/v1beta1/tenancypolicies") == 1
     assert listed.count("/api/v1/namespaces") == 1
+
+
+def _tenant_rule(namespaces: list[str], max_instances: int) -> dict[str, Any]:
+    proxies = {"allow": True, "allowLoopback": True, "maxInstances": max_instances}
+    return {
+        "apiVersion": "litellm.fn.crossplane.io/v1beta1",
+        "kind": "TenancyPolicy",
+        "metadata": {"name": f"own-{max_instances}"},
+        "spec": {
+            "rules": [
+                {"name": "own", "namespaces": {"names": namespaces}, "tenantProxies": proxies}
+            ]
+        },
+    }
+
+
+def test_the_tenant_proxy_cap_reads_the_first_instances_of_each_namespace() -> None:
+    tenancy = Tenancy(load_policies([_tenant_rule(["t"], 2), _tenant_rule(["t"], 1)]), {})
+    assert tenancy.tenant_proxy_limit("t") == 2  # the largest of the rules that allow them
+    assert tenancy.tenant_proxy_limit("other") == 0
+    keys = [key_target("t", s) for s in ("s3", "s1", "s4")]
+    platform = key_target("t", "platform", tenant_proxy=False)
+    accounts = [user_target("t", "s2"), user_target("other", "x")]
+    capped = cap_tenant_proxies([*keys, platform], accounts, tenancy)
+    # By instance id, s1 and s2 come first; the platform instance is never capped.
+    assert [k.ref.name for k in capped.keys] == ["s1", "platform"]
+    assert [(k.ref.name, limit) for k, limit in capped.over] == [("s3", 2), ("s4", 2)]
+    assert [a.ref.name for a in capped.accounts] == ["s2"]  # "other" allows none
+    assert capped.left_out == 3

@@ -83,13 +83,8 @@ def poller(apiserver: FakeAPIServer, cluster: KubeCluster) -> Poller:
     return make_poller(cluster)
 
 
-@needs_proxy
-@pytest.mark.e2e
-def test_spend_budget_and_members_in_two_requests(
-    proxy: httpx.Client, apiserver: FakeAPIServer, poller: Poller
-) -> None:
-    url = os.environ["LITELLM_URL"]
-    user, team = f"u-{RUN}", f"t-{RUN}"
+def _spend_as_a_team_member(proxy: httpx.Client, url: str, user: str, team: str) -> None:
+    """The function's user and team on the real proxy; the user spends with a team key."""
     user_id, team_id = f"{NAMESPACE}.{user}", f"{NAMESPACE}.{team}"
     made = proxy.post(
         "/user/new",
@@ -126,6 +121,17 @@ def test_spend_budget_and_members_in_two_requests(
         timeout=30,
     )
     assert chat.status_code == 200
+
+
+@needs_proxy
+@pytest.mark.e2e
+def test_spend_budget_and_members_in_two_requests(
+    proxy: httpx.Client, apiserver: FakeAPIServer, poller: Poller
+) -> None:
+    url = os.environ["LITELLM_URL"]
+    user, team = f"u-{RUN}", f"t-{RUN}"
+    user_id, team_id = f"{NAMESPACE}.{user}", f"{NAMESPACE}.{team}"
+    _spend_as_a_team_member(proxy, url, user, team)
     user_key = apiserver.add("users", account("users", user, url))
     team_key = apiserver.add("teams", account("teams", team, url))
     others = [apiserver.add("teams", account("teams", f"other-{i}-{RUN}", url)) for i in range(20)]

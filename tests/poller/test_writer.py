@@ -1,14 +1,15 @@
-"""Status writes: conflicts re-read and retried, 5xx retried, others' fields kept."""
+"""Status writes: conflicts re-read and retried, 5xx retried, others' fields kept, one by one."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-import pytest
-
 from benchmarks.fake_litellm import FakeLiteLLM
-from function.poller.kube import KubeCluster
-from function.poller.kubeapi import KubeTemporaryError
+from function.poller.deadline import Deadline
+from function.poller.kube import KubeCluster, XRRef
+from function.poller.metrics import Metrics
+from function.poller.writer import Writer
 from tests.poller.conftest import (
     MASTER_NAMESPACE,
     MASTER_SECRET,
@@ -104,16 +105,6 @@ def test_spend_synced_is_replaced_in_place_and_transition_time_kept(
     assert status["conditions"][2]["message"] != first["message"]
 
 
-def test_list_failure_raises_for_the_loop_to_back_off(
-    apiserver: FakeAPIServer, litellm: FakeLiteLLM, cluster: KubeCluster
-) -> None:
-    _one_key(apiserver, litellm)
-    apiserver.fail("GET", "/virtualkeys", 500)
-    with pytest.raises(KubeTemporaryError):
-        make_poller(cluster).cycle()
-    assert apiserver.writes == []
-
-
 def test_deleted_between_list_and_patch_is_not_an_error(
     apiserver: FakeAPIServer, litellm: FakeLiteLLM, cluster: KubeCluster
 ) -> None:
@@ -126,3 +117,20 @@ def test_deleted_between_list_and_patch_is_not_an_error(
     report = make_poller(cluster).cycle()
     assert (report.writes, report.write_errors) == (0, 0)
     assert key not in apiserver.objects
+
+
+def test_each_write_stays_with_its_object_and_stops_at_the_deadline() -> None:
+    writer = Writer(None, Metrics(), retries=0, sleep=lambda _: None)  # type: ignore[arg-type]
+
+    def broken() -> bool:
+        raise ZeroDivisionError
+
+    refs = [XRRef("virtualkeys", name, "team-a") for name in ("a", "b", "c")]
+    writes = [(refs[0], lambda: True), (refs[1], broken), (refs[2], lambda: False)]
+    assert writer.each(writes, Deadline(float("inf"))) == 1
+    assert writer.counts() == (0, 1)
+    assert writer.counts() == (0, 0)  # counted once
+    stop = threading.Event()
+    stop.set()
+    assert writer.each(writes, Deadline(float("inf"), stop)) == 0
+    assert writer.each(writes, Deadline(0.0)) == 0  # the deadline has passed
