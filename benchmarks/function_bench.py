@@ -76,11 +76,11 @@ LABELS = {
 
 def steady_state_request() -> fnv1.RunFunctionRequest:
     """The seed VirtualKey with its Secret and Request observed, as after a good reconcile."""
-    xr = yaml.safe_load((ROOT / "examples" / "virtualkey.yaml").read_text())
+    xr = yaml.safe_load((ROOT / "examples" / "virtualkey" / "virtualkey.yaml").read_text())
     xr["metadata"]["uid"] = "5e1f1c57-0000-4000-8000-000000000001"
-    fn_input = yaml.safe_load((ROOT / "examples" / "composition.yaml").read_text())["spec"][
-        "pipeline"
-    ][0]["input"]
+    fn_input = yaml.safe_load((ROOT / "examples" / "install" / "composition.yaml").read_text())[
+        "spec"
+    ]["pipeline"][0]["input"]
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
