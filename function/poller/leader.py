@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def _micro_time(moment: datetime) -> str:
+    # Not function.units.rfc3339: a Lease's times are MicroTime, with microseconds.
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -242,6 +242,8 @@ def status_patch(
 
 
 def _spend_of(status: dict[str, Any]) -> Decimal:
+    # Not function.units.dollars: what `dollars` wrote is read back as it is, a
+    # negative key spend included (LiteLLM allows one), and anything else is 0.
     try:
         return Decimal(str(status.get("currentSpend", "0")))
     except InvalidOperation:
