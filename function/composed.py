@@ -7,6 +7,7 @@
   the names they are built from, for a v2 namespaced XR or a legacy claim's
   XR; `base_name(name)`: the stem every composed name starts with.
 - `MANAGED_BY`: the label on everything the function composes.
+- `Given`: what one RunFunction call gives every kind's composer.
 
 Every kind (VirtualKey, User, Team) and the poller build on this module; it
 imports no kind.
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from function.provider_http.readiness import KeyState
+from function.tenancy.policy import Policies
 from function.validation import InvalidInputError
 
 LEGACY_CLAIM_NAME = "crossplane.io/claim-name"
@@ -27,6 +29,32 @@ LEGACY_CLAIM_NAMESPACE = "crossplane.io/claim-namespace"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "function-litellm-keys"}
 _MAX_BASE = 200  # leaves room for suffixes in a 253-character name
 _HASHED_BASE = _MAX_BASE - 9  # a longer name keeps this much, then "-<8 hex of its SHA-256>"
+
+
+@dataclass(frozen=True)
+class Given:
+    """What one RunFunction call gives a kind's composer, as Crossplane sent it.
+
+    `policies` are the cluster's TenancyPolicies and `namespace_labels` the
+    labels of the tenant's Namespace (None if it was not found). `users`,
+    `teams` and their Requests are the ones the XR references or its Team
+    joins, as Crossplane fetched them (empty if none exist); their stored
+    answers say whether they exist on the proxy. `unmasked` names the
+    observed key Requests whose mask Secret does not exist. `now` decides
+    rotations and grace periods.
+    """
+
+    xr: dict[str, Any]
+    observed: dict[str, dict[str, Any]]
+    raw_input: Any
+    policies: Policies
+    namespace_labels: dict[str, str] | None
+    users: list[dict[str, Any]] = field(default_factory=list)
+    teams: list[dict[str, Any]] = field(default_factory=list)
+    user_requests: list[dict[str, Any]] = field(default_factory=list)
+    team_requests: list[dict[str, Any]] = field(default_factory=list)
+    unmasked: frozenset[str] = frozenset()
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)

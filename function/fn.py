@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from function.accounts.requests import ACCOUNT_KIND
 from function.accounts.teams import compose_team
 from function.accounts.users import compose_user
 from function.cache import BytesLRU
-from function.composed import Composed, owner_of
+from function.composed import Composed, Given, owner_of
 from function.input import parse_input
 from function.keys.compose import compose, key_requests
 from function.provider_http import mask
@@ -80,6 +81,12 @@ KINDS = {
     "XUser": "User",
     "Team": "Team",
     "XTeam": "Team",
+}
+# Each kind's one orchestrating function.
+COMPOSERS: dict[str, Callable[[Given], Composed]] = {
+    "VirtualKey": compose,
+    "User": compose_user,
+    "Team": compose_team,
 }
 USERS = "users"
 TEAMS = "teams"
@@ -149,34 +156,22 @@ def _compose(
     )
     if any(w not in req.required_resources for w in rsp.requirements.resources):
         return None
-    policies = load_policies(_required(req, POLICIES))
     tenant_namespace = _required(req, NAMESPACE)
     labels = _labels(tenant_namespace[0]) if tenant_namespace else None
-    if kind == "User":
-        return compose_user(xr, seen, raw_input, policies, labels)
-    if kind == "Team":
-        return compose_team(
-            xr,
-            seen,
-            raw_input,
-            policies,
-            labels,
-            users=_required(req, USERS),
-            user_requests=_required(req, USER_REQUESTS),
-        )
-    unmasked = frozenset(n for n in masks if not req.required_resources[MASK_PREFIX + n].items)
-    return compose(
+    given = Given(
         xr,
         seen,
         raw_input,
-        policies,
+        load_policies(_required(req, POLICIES)),
         labels,
-        unmasked=unmasked,
         users=_required(req, USERS),
         teams=_required(req, TEAMS),
-        account_requests=_required(req, USER_REQUESTS) + _required(req, TEAM_REQUESTS),
+        user_requests=_required(req, USER_REQUESTS),
+        team_requests=_required(req, TEAM_REQUESTS),
+        unmasked=frozenset(n for n in masks if not req.required_resources[MASK_PREFIX + n].items),
         now=now,
     )
+    return COMPOSERS[kind](given)
 
 
 def _references(xr: dict[str, Any], kind: str) -> dict[str, Reference]:

@@ -151,6 +151,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
 
 
+class SpecModel(BaseModel):
+    """A kind's spec: frozen, and unknown fields ignored rather than refused.
+
+    Crossplane keeps its own machinery (compositionRef, resourceRefs,
+    claimRef, crossplane) in the same `spec`, and the XRD's structural
+    schema already prunes typos.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+
+# A spec's metadata (at most 64 entries, with Field(max_length=64)): values up to 4 KiB.
+Metadata = dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]]
+
+
 class LocalRef(StrictModel):
     """A User or Team in the referrer's own namespace, by name."""
 

@@ -30,8 +30,10 @@ from function.validation import (
     Dollars,
     Duration,
     LocalRef,
+    Metadata,
     NonEmpty,
     Parallel,
+    SpecModel,
     refuse_provenance,
     refuse_repeats,
     refuse_soft_over_max,
@@ -45,23 +47,15 @@ LOCAL_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,127}$"
 LocalID = Annotated[str, StringConstraints(pattern=LOCAL_ID_PATTERN)]
 
 
-class AccountSpec(BaseModel):
-    """What a User's and a Team's spec share: models, limits, metadata, connection.
-
-    Unknown fields are ignored, as in VirtualKeySpec: Crossplane keeps its
-    own machinery in the same `spec`.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+class AccountSpec(SpecModel):
+    """What a User's and a Team's spec share: models, limits, metadata, connection."""
 
     models: list[NonEmpty] = Field(default_factory=list, max_length=200)
     max_budget: Dollars | None = Field(default=None, alias="maxBudget")
     budget_duration: Duration | None = Field(default=None, alias="budgetDuration")
     tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
     rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
-    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
-    )
+    metadata: Metadata = Field(default_factory=dict, max_length=64)
     blocked: StrictBool | None = None
     connection_ref: ConnectionRef = Field(alias="connectionRef")
 

@@ -1,6 +1,6 @@
 """A Team: one LiteLLM team and its members, reconciled as a complete set. Pure.
 
-`compose_team(xr, observed, raw_input, policies, labels, users)` -> `Composed`:
+`compose_team(given)` -> `Composed`:
 
 - `team` -> the provider-http Request of the team (`/team/new`, `info`,
   `update`, `delete`).
@@ -24,11 +24,11 @@ from function.accounts.members import compose_members, wanted_ids
 from function.accounts.pruning import Pruning, prune
 from function.accounts.requests import Account, account_fields
 from function.accounts.spec import TeamSpec, parse_team_spec
-from function.composed import MANAGED_BY, Composed, Desired, owner_of
+from function.composed import MANAGED_BY, Composed, Desired, Given, owner_of
 from function.input import parse_input
 from function.provider_http.readiness import KeyState, state_of
 from function.tenancy.decide import connect
-from function.tenancy.policy import Policies, Tenant
+from function.tenancy.policy import Tenant
 
 CONDITION_TYPE = "TeamReady"
 TEAM_RESOURCE = "team"
@@ -43,25 +43,18 @@ def team_fields(spec: TeamSpec) -> dict[str, Any]:
     )
 
 
-def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
-    xr: dict[str, Any],
-    observed: dict[str, dict[str, Any]],
-    raw_input: Any,
-    policies: Policies,
-    namespace_labels: dict[str, str] | None,
-    *,
-    users: list[dict[str, Any]],
-    user_requests: list[dict[str, Any]] | None = None,
-) -> Composed:
+def compose_team(given: Given) -> Composed:
     """The desired state for one Team (raises InvalidInputError).
 
-    `users` are the namespace's Users and `user_requests` their Requests,
-    whose stored answers say which users exist on the proxy as theirs.
+    `given.users` are the namespace's Users and `given.user_requests` their
+    Requests, whose stored answers say which users exist on the proxy as theirs.
     """
-    settings = parse_input(raw_input)
-    owner = owner_of(xr)
-    spec = parse_team_spec(xr.get("spec"))
-    grant = connect(spec.connection_ref, Tenant(owner.namespace, namespace_labels), policies)
+    observed, users = given.observed, given.users
+    settings = parse_input(given.raw_input)
+    owner = owner_of(given.xr)
+    spec = parse_team_spec(given.xr.get("spec"))
+    tenant = Tenant(owner.namespace, given.namespace_labels)
+    grant = connect(spec.connection_ref, tenant, given.policies)
     team_id = litellm_id(owner.namespace, spec.team_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/team": owner.virtualkey[:63].rstrip("-.")}
     place = settings.place(owner.namespace, grant.connection, labels)
@@ -75,7 +68,7 @@ def compose_team(  # noqa: PLR0913 - each argument is one independent fact.
         team_ready=state.ready,
         observed=observed,
         users=users,
-        user_requests=user_requests or [],
+        user_requests=given.user_requests,
         place=place,
     )
     pruning = Pruning()

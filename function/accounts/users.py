@@ -1,6 +1,6 @@
 """A User: one LiteLLM user, and with `autoCreateKey` its VirtualKey. Pure.
 
-`compose_user(xr, observed, raw_input, policies, labels)` -> `Composed`:
+`compose_user(given)` -> `Composed`:
 
 - `user` -> the provider-http Request of the user (`/user/new`, `info`,
   `update`, `delete`). `/user/new` is always sent `auto_create_key: false`:
@@ -29,11 +29,11 @@ from typing import Any
 from function.accounts.identity import KINDS, litellm_id
 from function.accounts.requests import ACCOUNT_KIND, Account, account_fields
 from function.accounts.spec import UserSpec, parse_user_spec
-from function.composed import MANAGED_BY, Composed, Desired, Owner, only_set, owner_of
+from function.composed import MANAGED_BY, Composed, Desired, Given, Owner, only_set, owner_of
 from function.input import parse_input
 from function.provider_http.readiness import KeyState, state_of
 from function.tenancy.decide import check_role, connect
-from function.tenancy.policy import Policies, Tenant
+from function.tenancy.policy import Tenant
 
 CONDITION_TYPE = "UserReady"
 USER_RESOURCE = "user"
@@ -82,19 +82,14 @@ def _ready_condition(observed: dict[str, Any] | None) -> bool:
     )
 
 
-def compose_user(
-    xr: dict[str, Any],
-    observed: dict[str, dict[str, Any]],
-    raw_input: Any,
-    policies: Policies,
-    namespace_labels: dict[str, str] | None,
-) -> Composed:
+def compose_user(given: Given) -> Composed:
     """The desired state for one User (raises InvalidInputError)."""
-    settings = parse_input(raw_input)
-    owner = owner_of(xr)
-    spec = parse_user_spec(xr.get("spec"))
-    tenant = Tenant(owner.namespace, namespace_labels)
-    grant = connect(spec.connection_ref, tenant, policies)
+    observed = given.observed
+    settings = parse_input(given.raw_input)
+    owner = owner_of(given.xr)
+    spec = parse_user_spec(given.xr.get("spec"))
+    tenant = Tenant(owner.namespace, given.namespace_labels)
+    grant = connect(spec.connection_ref, tenant, given.policies)
     check_role(spec.user_role, tenant, grant)
     user_id = litellm_id(owner.namespace, spec.user_id or owner.virtualkey)
     labels = {**MANAGED_BY, "auth.litellm.ai/user": owner.virtualkey[:63].rstrip("-.")}

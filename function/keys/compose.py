@@ -1,6 +1,6 @@
 """From a VirtualKey and what Crossplane observed to the desired state. Pure.
 
-`compose(xr, observed, raw_input)` -> `Composed`: the desired resources with
+`compose(given)` -> `Composed`: the desired resources with
 their readiness, the XR status fields the function owns, one condition and
 results. It raises `InvalidInputError` for input a person must fix; the gRPC
 layer turns that into a Fatal result, so Crossplane applies nothing and
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from function.accounts import identity
-from function.composed import MANAGED_BY, Composed, owner_of
+from function.composed import MANAGED_BY, Composed, Given, owner_of
 from function.input import Input, parse_input
 from function.keys import strays
 from function.keys.context import KeyContext, observed_requests
@@ -42,7 +42,7 @@ from function.keys.request import token_in_request
 from function.keys.spec import VirtualKeySpec, parse_spec
 from function.provider_http.answers import last_answer
 from function.tenancy.decide import Authorization, authorize, user_roles
-from function.tenancy.policy import Policies, Tenant
+from function.tenancy.policy import Tenant
 
 CONDITION_TYPE = "KeyReady"
 
@@ -58,45 +58,30 @@ def key_requests(observed: dict[str, dict[str, Any]]) -> dict[str, str]:
     return names
 
 
-def compose(  # noqa: PLR0913 - each argument is one independent fact.
-    xr: dict[str, Any],
-    observed: dict[str, dict[str, Any]],
-    raw_input: Any,
-    policies: Policies,
-    namespace_labels: dict[str, str] | None,
-    *,
-    unmasked: frozenset[str] = frozenset(),
-    users: list[dict[str, Any]] | None = None,
-    teams: list[dict[str, Any]] | None = None,
-    account_requests: list[dict[str, Any]] | None = None,
-    now: datetime | None = None,
-) -> Composed:
+def compose(given: Given) -> Composed:
     """The desired state for one VirtualKey (raises InvalidInputError).
 
-    `policies` are the cluster's TenancyPolicies and `namespace_labels` the
-    labels of the tenant's Namespace (None if it was not found). `unmasked`
-    names the observed Requests whose mask Secret does not exist:
-    provider-http could not mask the key it created. `users` and `teams` are
-    the User and Team that spec.userRef and spec.teamRef name, as Crossplane
-    fetched them (empty if they do not exist), and `account_requests` their
-    Requests, whose stored answers say whether they exist on the proxy.
-    `now` decides rotations and grace periods (function.keys.rotation).
+    `given.users` and `given.teams` are the User and Team that spec.userRef
+    and spec.teamRef name; `given.unmasked` the key Requests provider-http
+    could not mask the key of.
     """
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    settings: Input = parse_input(raw_input)
-    owner = owner_of(xr)
-    spec: VirtualKeySpec = parse_spec(xr.get("spec"))
-    tenant = Tenant(owner.namespace, namespace_labels)
+    now = (given.now or datetime.now(UTC)).replace(microsecond=0)
+    settings: Input = parse_input(given.raw_input)
+    owner = owner_of(given.xr)
+    spec: VirtualKeySpec = parse_spec(given.xr.get("spec"))
+    observed, policies = given.observed, given.policies
+    account_requests = given.user_requests + given.team_requests
+    tenant = Tenant(owner.namespace, given.namespace_labels)
     own_user = identity.referenced_id(
         "User",
         spec.user_ref,
-        users,
+        given.users,
         account_requests,
         owner.namespace,
         roles=user_roles(spec.connection_ref, tenant, policies) if spec.user_ref else None,
     )
     own_team = identity.referenced_id(
-        "Team", spec.team_ref, teams, account_requests, owner.namespace
+        "Team", spec.team_ref, given.teams, account_requests, owner.namespace
     )
     granted: Authorization = authorize(spec, tenant, policies, own_team=own_team, own_user=own_user)
     key, replaced = choose_key(observed)
@@ -109,7 +94,7 @@ def compose(  # noqa: PLR0913 - each argument is one independent fact.
         settings=settings,
         now=now,
         labels={**MANAGED_BY, "auth.litellm.ai/virtualkey": owner.virtualkey[:63].rstrip("-.")},
-        exposed=_exposed(requests, unmasked),
+        exposed=_exposed(requests, given.unmasked),
     )
     flow = key_flow(ctx, key, replaced)
     token = flow.token

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from function.keys.spec import VirtualKeySpec
     from function.tenancy.decide import Authorization
 
-SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
-NEXT_SECRET_RESOURCE = "next-key"  # noqa: S105 - a resource name, not a secret.
 REQUEST_RESOURCE_PREFIX = "request-"
 # A VirtualKey has at most three key Requests at once (current, new, retiring);
 # only the function composes them, and this bounds what a run reads anyway.

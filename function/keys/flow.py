@@ -37,8 +37,6 @@ from typing import Any
 from function.composed import Desired
 from function.keys import holders, rotation
 from function.keys.context import (
-    NEXT_SECRET_RESOURCE,
-    SECRET_RESOURCE,
     Flow,
     KeyContext,
     observed_requests,
@@ -48,7 +46,7 @@ from function.keys.context import (
 from function.keys.memory import EXPOSED, NEXT_KEY, ROTATION, TRIGGER, remember
 from function.keys.request import created_once, token_in_request
 from function.keys.rotating import retiring, rotating
-from function.keys.secrets import new_key, token_of
+from function.keys.secrets import NEXT_SECRET_RESOURCE, SECRET_RESOURCE, new_key, token_of
 from function.provider_http.readiness import KeyState, revoked
 from function.units import money, rfc3339
 

@@ -25,8 +25,6 @@ from typing import Any
 from function.composed import Desired
 from function.keys import rotation
 from function.keys.context import (
-    NEXT_SECRET_RESOURCE,
-    SECRET_RESOURCE,
     Flow,
     KeyContext,
     observed_requests,
@@ -34,7 +32,7 @@ from function.keys.context import (
 )
 from function.keys.memory import KeyMemory, remember
 from function.keys.request import token_in_request
-from function.keys.secrets import token_of
+from function.keys.secrets import NEXT_SECRET_RESOURCE, SECRET_RESOURCE, token_of
 from function.provider_http.readiness import KeyState
 from function.provider_http.request import as_observed
 from function.units import duration, money, rfc3339

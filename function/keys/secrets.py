@@ -18,6 +18,9 @@ KEY_PREFIX = "sk-"
 # 32 bytes from the OS CSPRNG, URL-safe base64 without padding: 43 characters.
 KEY_BYTES = 32
 _KEY_SHAPE = re.compile(r"sk-[A-Za-z0-9_-]{43,128}")
+# The composed Secrets: the key in use, and during a rotation the new one.
+SECRET_RESOURCE = "key"  # noqa: S105 - a resource name, not a secret.
+NEXT_SECRET_RESOURCE = "next-key"  # noqa: S105 - a resource name, not a secret.
 
 
 def new_key() -> str:

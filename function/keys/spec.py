@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StringConstraints,
@@ -28,8 +26,10 @@ from function.validation import (
     Dollars,
     Duration,
     LocalRef,
+    Metadata,
     NonEmpty,
     Parallel,
+    SpecModel,
     StrictModel,
     memoized_by_json,
     refuse_provenance,
@@ -64,15 +64,8 @@ class Rotation(StrictModel):
     grace_period_budget: Dollars | None = Field(default=None, alias="gracePeriodBudget")
 
 
-class VirtualKeySpec(BaseModel):
-    """The user-facing part of a VirtualKey's spec.
-
-    Unknown fields are ignored rather than refused: Crossplane keeps its own
-    machinery (compositionRef, resourceRefs, claimRef, crossplane) in the
-    same `spec`, and the XRD's structural schema already prunes typos.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+class VirtualKeySpec(SpecModel):
+    """The user-facing part of a VirtualKey's spec."""
 
     key_alias: Annotated[str, StringConstraints(pattern=KEY_ALIAS_PATTERN)] = Field(
         alias="keyAlias"
@@ -86,9 +79,7 @@ class VirtualKeySpec(BaseModel):
     tpm_limit: Count | None = Field(default=None, alias="tpmLimit")
     rpm_limit: Count | None = Field(default=None, alias="rpmLimit")
     max_parallel_requests: Parallel | None = Field(default=None, alias="maxParallelRequests")
-    metadata: dict[NonEmpty, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64
-    )
+    metadata: Metadata = Field(default_factory=dict, max_length=64)
     tags: list[NonEmpty] = Field(default_factory=list, max_length=64)
     team_id: NonEmpty | None = Field(default=None, alias="teamID")
     user_id: NonEmpty | None = Field(default=None, alias="userID")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from function.poller.deadline import Deadline
 from function.poller.litellm import PAGE_SIZE, LiteLLMClient, LiteLLMTemporaryError
@@ -107,26 +107,22 @@ class _Matcher:
         return {alias: record for alias, record in self.held.items() if alias in missing}
 
 
+@dataclass(eq=False)
 class KeyFetcher:
-    """Fetches keys from one proxy; takes turns over the aliases it confirms."""
+    """Fetches keys from one proxy; takes turns over the aliases it confirms.
 
-    def __init__(
-        self,
-        client: LiteLLMClient,
-        mode: FetchMode = FetchMode.BULK,
-        max_pages: int = MAX_PAGES,
-        deadline: float = 300.0,
-        max_confirmations: int = MAX_CONFIRMATIONS,
-    ) -> None:
-        """Fetch through `client` with `mode`; one fetch gets `deadline` seconds at most."""
-        self.client = client
-        self.mode = mode
-        self.max_pages = max_pages
-        self.deadline = deadline
-        self.max_confirmations = max_confirmations
-        # Alias -> the key holding it, for wanted keys the last fetch did not find.
-        self.holders: dict[str, KeyRecord] = {}
-        self._turn = 0  # where the next confirmations start, so every alias gets its turn
+    Through `client` with `mode`; one fetch gets `deadline` seconds at most.
+    """
+
+    client: LiteLLMClient
+    mode: FetchMode = FetchMode.BULK
+    max_pages: int = MAX_PAGES
+    deadline: float = 300.0
+    max_confirmations: int = MAX_CONFIRMATIONS
+    # Alias -> the key holding it, for wanted keys the last fetch did not find.
+    holders: dict[str, KeyRecord] = field(default_factory=dict, init=False)
+    # Where the next confirmations start, so every alias gets its turn.
+    _turn: int = field(default=0, init=False)
 
     def fetch(
         self, wanted: list[Wanted], deadline: Deadline | None = None

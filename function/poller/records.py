@@ -46,13 +46,14 @@ class KeyRecord:
 
     token: str | None
     alias: str | None
-    spend: Decimal
-    max_budget: Decimal | None
-    soft_budget: Decimal | None
-    expires: datetime | None
-    budget_reset_at: datetime | None
-    blocked: bool
-    deleted: bool
+    # The defaults: what is known of a key whose object could not be read.
+    spend: Decimal = Decimal(0)
+    max_budget: Decimal | None = None
+    soft_budget: Decimal | None = None
+    expires: datetime | None = None
+    budget_reset_at: datetime | None = None
+    blocked: bool = False
+    deleted: bool = False
     # Why LiteLLM's object for this key could not be read (None: it could).
     problem: str | None = None
     key_name: str | None = None
@@ -72,19 +73,7 @@ class KeyRecord:
         owner: tuple[str, str] | None = None,
     ) -> KeyRecord:
         """A key LiteLLM listed but whose object is malformed."""
-        return cls(
-            token=token,
-            alias=alias,
-            owner=owner,
-            spend=Decimal(0),
-            max_budget=None,
-            soft_budget=None,
-            expires=None,
-            budget_reset_at=None,
-            blocked=False,
-            deleted=False,
-            problem=problem,
-        )
+        return cls(token=token, alias=alias, owner=owner, problem=problem)
 
 
 def money(value: Any, field: str, *, signed: bool = True) -> Decimal:

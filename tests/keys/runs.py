@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from function.composed import Composed
+from function.composed import Composed, Given
 from function.keys.compose import compose
 from function.keys.secrets import token_of
 from function.tenancy.policy import load_policies
@@ -59,7 +59,7 @@ def run(
     now: datetime = NOW,
     policies: Any = POLICIES,
 ) -> Composed:
-    return compose(vk, observed, None, policies, {}, now=now)
+    return compose(Given(vk, observed, None, policies, {}, now=now))
 
 
 def body(composed: Composed, name: str) -> dict[str, Any]:
