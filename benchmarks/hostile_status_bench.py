@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
     hostile = _virtualkey()
-    hostile["status"] = forged_status("definition.yaml", many=20_000)
+    hostile["status"] = forged_status("install/definition.yaml", many=20_000)
     hostile["status"]["strayTokens"] = [
         hashlib.sha256(str(i).encode()).hexdigest() for i in range(20_000)
     ]
