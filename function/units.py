@@ -6,15 +6,17 @@
 - `dollars(value)` -> Decimal or None: money from a spec, a status or a
   proxy's answer, to the micro-dollar, rounded up (a charge is never
   under-counted); None for anything that is not a plausible amount.
-  `money(amount)`: as the spec and status write it. `litellm_float(text)`:
-  the float LiteLLM keeps, from a dollar string exact until then.
+  `money(amount)`: as the spec and status write it, to the nearest
+  micro-dollar (half up). `litellm_float(text)`: the float LiteLLM keeps,
+  from a dollar string exact until then. The poller reads LiteLLM's amounts
+  exactly (`function.poller.records.amount`) and shows them with `money`.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
@@ -62,9 +64,15 @@ def dollars(value: Any) -> Decimal | None:
 
 
 def money(amount: Decimal) -> str:
-    """Dollars as the status and the spec write them."""
-    text = format(amount.quantize(MICRO), "f").rstrip("0").rstrip(".")
-    return text or "0"
+    """Dollars as the status and the spec write them: to the micro-dollar, half up.
+
+    The one rule for money shown: LiteLLM's spend shown to people is the
+    nearest micro-dollar ($0.0000001 shows as 0). An amount the function
+    charges against a budget was rounded up already, by `dollars`, where
+    never under-counting matters.
+    """
+    text = format(amount.quantize(MICRO, rounding=ROUND_HALF_UP), "f").rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def litellm_float(value: str) -> float:

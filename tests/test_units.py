@@ -48,7 +48,7 @@ def test_dollars(value: Any, want: Decimal | None) -> None:
         pytest.param(Decimal("1E+2"), "100", id="never an exponent"),
     ],
 )
-def test_money(amount: Decimal, want: str) -> None:
+def test_money_round_trips(amount: Decimal, want: str) -> None:
     assert units.money(amount) == want
     assert units.dollars(want) == amount
 
@@ -84,3 +84,16 @@ def test_times_are_whole_seconds_in_utc() -> None:
 )
 def test_a_time_written_otherwise_is_none(value: Any) -> None:
     assert units.parse_time(value) is None
+
+
+@pytest.mark.parametrize(
+    ("amount", "want"),
+    [
+        pytest.param(Decimal("0.0000005"), "0.000001", id="half a micro-dollar rounds up"),
+        pytest.param(Decimal("0.0000015"), "0.000002", id="half up, not to even"),
+        pytest.param(Decimal("0.00000049"), "0", id="less than half rounds down"),
+        pytest.param(Decimal("-0.0000001"), "0", id="never a negative zero"),
+    ],
+)
+def test_money_shown_rounds_half_up(amount: Decimal, want: str) -> None:
+    assert units.money(amount) == want

@@ -49,14 +49,13 @@ from function.poller.deadline import Deadline
 from function.poller.kube import Cluster, XRRef
 from function.poller.kubeapi import KubeError
 from function.poller.litellm import LiteLLMClient, LiteLLMTemporaryError
-from function.poller.records import MalformedKeyError, money, parse_time
+from function.poller.records import MalformedKeyError, amount, parse_time
 from function.poller.redact import redact
-from function.poller.state import dollars
 from function.poller.tenancy import Tenancy, log_skipped
 from function.poller.writer import Writer
 from function.tenancy.connection import Connection
 from function.tenancy.decide import connect
-from function.units import rfc3339
+from function.units import money, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +169,7 @@ def _account(obj: dict[str, Any], *, team: bool) -> Account:
 
 def _parse_account(obj: dict[str, Any], *, team: bool) -> Account:
     reset = parse_time(obj.get("budget_reset_at"), "budget_reset_at")
-    spend = money(obj.get("spend", 0), "spend", signed=False)
+    spend = amount(obj.get("spend", 0), "spend", signed=False)
     members: list[tuple[str, str]] = []
     if team:
         listed = obj.get("members_with_roles")
@@ -292,7 +291,7 @@ def account_patch(
     if account is None or account.problem is not None:
         return None
     wanted: dict[str, Any] = {
-        "spend": dollars(account.spend),
+        "spend": money(account.spend),
         "budgetResetAt": account.budget_reset_at,
     }
     if team:

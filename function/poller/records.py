@@ -76,11 +76,11 @@ class KeyRecord:
         return cls(token=token, alias=alias, owner=owner, problem=problem)
 
 
-def money(value: Any, field: str, *, signed: bool = True) -> Decimal:
+def amount(value: Any, field: str, *, signed: bool = True) -> Decimal:
     """An exact amount from a proxy's answer, or MalformedKeyError naming `field`.
 
     Not `function.units.dollars`: the poller keeps LiteLLM's amount exact
-    (compared with budgets, then rounded for people by `state.dollars`), up to
+    (compared with budgets, then rounded for people by `function.units.money`), up to
     $10^15 rather than $10^12, and says in its own words what is wrong with an
     amount, for the condition or the log. A key's spend may be negative
     (`signed`); a user's or team's may not.
@@ -103,7 +103,7 @@ def money(value: Any, field: str, *, signed: bool = True) -> Decimal:
 
 
 def _optional_money(value: Any, field: str) -> Decimal | None:
-    return None if value is None else money(value, field)
+    return None if value is None else amount(value, field)
 
 
 def parse_time(value: Any, field: str) -> datetime | None:
@@ -147,7 +147,7 @@ def parse_key(obj: Any) -> KeyRecord:
         msg = "blocked is not a boolean"
         raise MalformedKeyError(msg)
     listed_spend = obj.get("spend")
-    spend = Decimal(0) if listed_spend is None else money(listed_spend, "spend")
+    spend = Decimal(0) if listed_spend is None else amount(listed_spend, "spend")
     return KeyRecord(
         token=_optional_str(obj.get("token"), "token"),
         alias=_optional_str(obj.get("key_alias"), "key_alias"),

@@ -30,11 +30,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from function.poller.records import KeyRecord
-from function.units import MICRO, money, rfc3339
+from function.units import money, rfc3339
 
 CONDITION_TYPE = "SpendSynced"
 OWNED_FIELDS = ("currentSpend", "isActive", "expiryDate", "budgetResetAt", "aliasHolder")
@@ -77,25 +77,11 @@ class Event:
     message: str
 
 
-def dollars(value: Decimal) -> str:
-    """Dollars with at most 6 decimals and no trailing zeros: 0.0048, 10, 0.
-
-    Written as `function.units.money` writes money, but rounded to the
-    nearest micro-dollar (half up), not up as `units.dollars` rounds: this is
-    LiteLLM's own figure shown to people, not an amount the function charges
-    against a budget (where never under-counting matters). Rounding it up
-    would show a spend of $0.0000001 as $0.000001, and change what every
-    status already says.
-    """
-    text = money(value.quantize(MICRO, rounding=ROUND_HALF_UP))
-    return "0" if text == "-0" else text
-
-
 def _budget_text(record: KeyRecord) -> str:
-    spent = f"${dollars(record.spend)} spent"
+    spent = f"${money(record.spend)} spent"
     if record.max_budget is None:
         return f"{spent}, no max budget"
-    return f"{spent} of a ${dollars(record.max_budget)} max budget"
+    return f"{spent} of a ${money(record.max_budget)} max budget"
 
 
 def observe(record: KeyRecord | None, now: datetime) -> Observation:
@@ -116,7 +102,7 @@ def observe(record: KeyRecord | None, now: datetime) -> Observation:
             {"isActive": False},
         )
     fields: dict[str, Any] = {
-        "currentSpend": dollars(record.spend),
+        "currentSpend": money(record.spend),
         "expiryDate": rfc3339(record.expires) if record.expires else None,
         "budgetResetAt": rfc3339(record.budget_reset_at) if record.budget_reset_at else None,
     }
@@ -171,7 +157,7 @@ def alias_holder(
     found: dict[str, Any] = {"owner": owner}
     if (owner == "this" or replace_foreign) and holder.token and holder.problem is None:
         found["tokenHash"] = holder.token
-        found["spend"] = dollars(holder.spend)
+        found["spend"] = money(holder.spend)
     return found
 
 
@@ -263,7 +249,7 @@ def _budget_events(
 ) -> list[Event]:
     found: list[Event] = []
     budget = record.max_budget
-    spent = f"Spend ${dollars(record.spend)}"
+    spent = f"Spend ${money(record.spend)}"
     if budget is not None and budget > 0:
         old_level, new_level = _level(before, budget), _level(record.spend, budget)
         newly_over = changed and observation.reason is Reason.BUDGET_EXCEEDED
@@ -272,7 +258,7 @@ def _budget_events(
                 Event(
                     "Warning",
                     "BudgetExceeded",
-                    f"{spent} reached the max budget ${dollars(budget)}; "
+                    f"{spent} reached the max budget ${money(budget)}; "
                     "LiteLLM refuses the key's requests",
                 )
             )
@@ -281,15 +267,13 @@ def _budget_events(
                 Event(
                     "Normal",
                     "BudgetAlmostSpent",
-                    f"{spent} passed 80% of the max budget ${dollars(budget)}",
+                    f"{spent} passed 80% of the max budget ${money(budget)}",
                 )
             )
     soft = record.soft_budget
     if soft is not None and before < soft <= record.spend:
         found.append(
-            Event(
-                "Warning", "SoftBudgetExceeded", f"{spent} passed the soft budget ${dollars(soft)}"
-            )
+            Event("Warning", "SoftBudgetExceeded", f"{spent} passed the soft budget ${money(soft)}")
         )
     return found
 

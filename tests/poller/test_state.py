@@ -13,12 +13,12 @@ from function.poller.records import KeyRecord
 from function.poller.state import (
     Reason,
     alias_holder,
-    dollars,
     events,
     observe,
     status_patch,
     unavailable,
 )
+from function.units import money
 
 NOW = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 BASE = KeyRecord(
@@ -46,8 +46,8 @@ BASE = KeyRecord(
         (Decimal("0.1"), "0.1"),
     ],
 )
-def test_dollars(value: Decimal, text: str) -> None:
-    assert dollars(value) == text
+def test_status_money(value: Decimal, text: str) -> None:
+    assert money(value) == text
 
 
 def test_reason_precedence() -> None:
