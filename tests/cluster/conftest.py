@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -151,6 +152,15 @@ XRD_PAIRS = {
 }
 
 
+def readme_block(heading: str) -> str:
+    """The first bash block after `heading` in the README, as written."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(heading) :]
+    match = re.search(r"```bash\n(.*?)```", after, re.DOTALL)
+    assert match is not None
+    return match.group(1)
+
+
 def install_xrd(plane: Plane, definition: Path, composition: Path) -> None:
     """Install `definition` (v2 or legacy), replacing the other one if it is there."""
     xrd = yaml.safe_load(definition.read_text())
@@ -188,9 +198,11 @@ def platform_policy(url: str) -> Obj:
     return policy
 
 
-@pytest.fixture(scope="session")
-def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
-    """The platform team's manifests, applied verbatim; the proxy rid of the seed's aliases."""
+def install_platform(plane: Plane, proxy: Proxy) -> None:
+    """The platform team's manifests, applied verbatim; the proxy rid of the seed's aliases.
+
+    `proxy.url` is where the plane reaches the proxy: it becomes the seed instance's URL.
+    """
     for namespace in ("litellm", "team-a", "team-b"):
         if plane.get("namespace", namespace) is None:
             plane.kubectl("create", "namespace", namespace)
@@ -211,6 +223,11 @@ def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
     plane.apply(instance)
     with proxy.admin() as admin:  # a run that died half-way may have left them
         admin.post("/key/delete", json={"key_aliases": list(SEED_ALIASES)})
+
+
+@pytest.fixture(scope="session")
+def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
+    install_platform(plane, proxy)
     yield plane
 
 

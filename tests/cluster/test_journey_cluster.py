@@ -7,7 +7,6 @@ collector deletes what the XR owned. The README's kubectl lines run verbatim.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.cluster.conftest import (
     keys_with_alias,
     platform_policy,
     poll_once,
+    readme_block,
     until,
 )
 from tests.conftest import ROOT, VIRTUALKEYS, Proxy, chat
@@ -30,15 +30,6 @@ from tests.conftest import ROOT, VIRTUALKEYS, Proxy, chat
 pytestmark = pytest.mark.cluster
 
 HELLO = [ChatCompletionUserMessageParam(role="user", content="hello")]
-
-
-def readme_block(heading: str) -> str:
-    """The first bash block after `heading` in the README, as written."""
-    text = (ROOT / "README.md").read_text()
-    after = text[text.index(heading) :]
-    match = re.search(r"```bash\n(.*?)```", after, re.DOTALL)
-    assert match is not None
-    return match.group(1)
 
 
 def test_readme_journey_runs_verbatim(platform: Plane, proxy: Proxy) -> None:

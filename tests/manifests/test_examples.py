@@ -129,6 +129,15 @@ def check_secret(doc: dict[str, Any]) -> None:
         base64.b64decode(value, validate=True)
 
 
+def check_provider(doc: dict[str, Any]) -> None:
+    """provider-http's package (no Provider CRD in ../shared/schemas): v1.0.14 or later."""
+    assert set(doc["spec"]) <= {"package", "runtimeConfigRef", "packagePullPolicy"}
+    image, _, tag = doc["spec"]["package"].rpartition(":")
+    assert image == "xpkg.crossplane.io/crossplane-contrib/provider-http"
+    version = tuple(int(part) for part in tag.removeprefix("v").split("."))
+    assert version >= (1, 0, 14), "earlier provider-http versions never send REMOVE"
+
+
 def validate_doc(path: Path, doc: dict[str, Any]) -> None:
     api_version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
     assert api_version and kind, f"{path}: document without apiVersion/kind"
@@ -146,6 +155,8 @@ def validate_doc(path: Path, doc: dict[str, Any]) -> None:
         check_policy(doc)
     elif key == ("v1", "Secret"):
         check_secret(doc)
+    elif key == ("pkg.crossplane.io/v1", "Provider"):
+        check_provider(doc)
     elif key in CORE_KINDS:
         assert check_core(doc) == []
     else:

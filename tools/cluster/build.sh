@@ -2,6 +2,9 @@
 # Build the real control plane the end-to-end suite runs, into .tools/bin:
 #
 #   kube-apiserver, kube-controller-manager, kubectl   k8s.io/kubernetes v1.34.4 (kube/)
+#   kube-scheduler, kubelet, kube-proxy                the same module, for the node (node.sh)
+#   coredns                                            CoreDNS v1.12.4 (coredns/), the node's DNS
+#   helm                                               Helm v4.3.2 (helm/), renders Crossplane's chart
 #   crossplane-core                                    Crossplane v2.2.0 core (../crossplane/)
 #   crossplane                                         the Crossplane CLI, same module
 #   provider-http                                      provider-http v1.0.14 (provider-http/)
@@ -45,6 +48,11 @@ build() {
 build kube-apiserver "$here/kube" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
 build kube-controller-manager "$here/kube" k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
 build kubectl "$here/kube" k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
+build kube-scheduler "$here/kube" k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
+build kubelet "$here/kube" k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
+build kube-proxy "$here/kube" k8s.io/kubernetes/cmd/kube-proxy "$kube_ldflags"
+build coredns "$here/coredns" github.com/coredns/coredns
+build helm "$here/helm" helm.sh/helm/v4/cmd/helm
 build crossplane "$here/../crossplane" github.com/crossplane/crossplane/v2/cmd/crank
 build crossplane-core "$here/../crossplane" github.com/crossplane/crossplane/v2/cmd/crossplane \
   "$crossplane_ldflags"

@@ -2,8 +2,8 @@
 # Build the two Crossplane packages into OUTDIR (default dist/):
 #   configuration.xpkg  crossplane.yaml + the v2 XRDs and Compositions from examples/install/
 #                       and examples/accounts/, with the VirtualKey, User and Team examples
-#   function.xpkg       package/ (metadata and input CRD); pass an image as $2 to embed
-#                       the runtime, e.g. one built from the Dockerfile
+#   function.xpkg       package/ (metadata and input CRD); pass an image tarball as $2
+#                       to embed the runtime (tools/image/build.sh makes one from the Dockerfile)
 # Each package gets a clean staging directory, since `xpkg build` reads every
 # YAML file under its root.
 set -euo pipefail
@@ -30,5 +30,5 @@ cp "$examples/virtualkey/virtualkey.yaml" "$examples/virtualkey/virtualkey-advan
 mkdir -p "$stage/function"
 cp -r "$root/package/." "$stage/function/"
 "$cli" xpkg build --package-root="$stage/function" --examples-root="$stage/function/none" \
-  --package-file="$out/function.xpkg" ${runtime:+--embed-runtime-image="$runtime"}
+  --package-file="$out/function.xpkg" ${runtime:+--embed-runtime-image-tarball="$runtime"}
 echo "built $out/configuration.xpkg $out/function.xpkg" >&2

@@ -1,0 +1,74 @@
+"""The node plane for the node suite, or a one-line skip.
+
+`tools/cluster/node.sh up` starts a control plane with a real node (containerd,
+kubelet, kube-proxy, CoreDNS), installs Crossplane from its Helm chart,
+provider-http and the function as packages with their runtime images, and the
+function with the poller sidecar from examples/poller/. It prints `export
+NODE_KUBECONFIG=... NODE_STATE_DIR=... NODE_LITELLM_URL=...`. Without them the
+suite is skipped; with NODE_REQUIRED=1 (as .ci/run sets) a missing plane fails
+the run instead.
+
+Pods reach the LiteLLM proxy at NODE_LITELLM_URL (node.sh relays it from
+loopback); the platform's manifests are applied as on the host plane, with that
+URL as the seed instance's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import Obj, Plane, Tenant, install_platform
+from tests.conftest import ROOT, Proxy, unavailable
+
+NAMESPACE = "crossplane-system"
+FUNCTION = "pkg.crossplane.io/function=function-litellm-keys"
+
+
+@pytest.fixture(scope="session")
+def node() -> Plane:
+    kubeconfig, state = os.environ.get("NODE_KUBECONFIG"), os.environ.get("NODE_STATE_DIR")
+    if not kubeconfig or not state:
+        unavailable(
+            "NODE_REQUIRED",
+            'no node plane (NODE_STATE_DIR): run `eval "$(tools/cluster/node.sh up)"` as root',
+        )
+    found = Plane(kubeconfig, Path(state), ROOT / ".tools" / "bin")
+    if found.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
+        unavailable("NODE_REQUIRED", f"the node plane in {state} does not answer")
+    return found
+
+
+@pytest.fixture(scope="session")
+def node_proxy(proxy: Proxy) -> Proxy:
+    """The same proxy, at the address the node's pods reach it."""
+    url = os.environ.get("NODE_LITELLM_URL")
+    if not url:
+        unavailable("NODE_REQUIRED", "node.sh up ran without LITELLM_URL: no NODE_LITELLM_URL")
+    return Proxy(url.rstrip("/"), proxy.master_key)
+
+
+@pytest.fixture(scope="session")
+def node_platform(node: Plane, node_proxy: Proxy) -> Iterator[Plane]:
+    install_platform(node, node_proxy)
+    yield node
+
+
+@pytest.fixture
+def node_tenant(node_platform: Plane) -> Iterator[Tenant]:
+    made = Tenant(node_platform, os.urandom(4).hex(), [])
+    yield made
+    for namespace, name in made.made:
+        node_platform.kubectl(
+            "delete", "virtualkey", "-n", namespace, name, "--wait=false", check=False
+        )
+
+
+def function_pods(node: Plane) -> list[Obj]:
+    """The function's pods that are not being deleted, oldest first."""
+    pods = node.items("pods", NAMESPACE, FUNCTION)
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return sorted(live, key=lambda p: str(p["metadata"]["creationTimestamp"]))

@@ -1,0 +1,3 @@
+module fnlk/tools/pause
+
+go 1.24
