@@ -39,3 +39,19 @@ def test_list_is_paged(
         if m == "GET" and t.startswith("/apis/auth.litellm.ai/v1alpha1/virtualkeys")
     ]
     assert len(lists) == 3
+
+
+def test_listed_objects_keep_nothing_the_poller_never_reads(
+    apiserver: FakeAPIServer, litellm: FakeLiteLLM, cluster: KubeCluster
+) -> None:
+    xr = virtualkey("svc", litellm.url)
+    xr["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}] * 50
+    xr["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{" + '"x": 1,' * 1000 + "}",
+        "crossplane.io/paused": "true",
+    }
+    apiserver.add("virtualkeys", xr)
+    ((_, listed),) = cluster.list_virtualkeys()
+    assert "managedFields" not in listed["metadata"]
+    assert listed["metadata"]["annotations"] == {"crossplane.io/paused": "true"}
+    assert listed["spec"] == xr["spec"]
