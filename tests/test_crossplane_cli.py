@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ACCOUNTS, EXAMPLES, INSTALL, ROOT, SHARED, VIRTUALKEYS
+from tests.conftest import ACCOUNTS, EXAMPLES, INSTALL, ROOT, SHARED, VIRTUALKEYS, free_port
 
 CLI = Path(os.environ.get("CROSSPLANE_CLI", ROOT / ".tools" / "bin" / "crossplane"))
 # The image name only keys the offline cache that holds Crossplane's CRDs.
@@ -44,17 +44,10 @@ def cli() -> Path:
     return CLI
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The function's real server, and a functions.yaml that points render at it."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own entry point.
         [
             sys.executable,

@@ -161,6 +161,25 @@ def readme_block(heading: str) -> str:
     return match.group(1)
 
 
+def run_readme_journey(plane: Plane, proxy: Proxy) -> subprocess.CompletedProcess[str]:
+    """The README's whole journey, verbatim, on `plane`, with the proxy at `proxy.url`."""
+    script = readme_block("The whole journey against your own cluster:")
+    done = subprocess.run(  # noqa: S603 - the README's own lines.
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**plane.env, "LITELLM_URL": proxy.url},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Hello from the mock gpt-4o" in done.stdout, done.stdout
+    assert "KeyReady" in done.stdout  # kubectl describe
+    assert 'virtualkey.auth.litellm.ai "example-service" deleted' in done.stdout
+    return done
+
+
 def install_xrd(plane: Plane, definition: Path, composition: Path) -> None:
     """Install `definition` (v2 or legacy), replacing the other one if it is there."""
     xrd = yaml.safe_load(definition.read_text())

@@ -7,7 +7,6 @@ collector deletes what the XR owned. The README's kubectl lines run verbatim.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import openai
@@ -22,10 +21,10 @@ from tests.cluster.conftest import (
     keys_with_alias,
     platform_policy,
     poll_once,
-    readme_block,
+    run_readme_journey,
     until,
 )
-from tests.conftest import ROOT, VIRTUALKEYS, Proxy, chat
+from tests.conftest import VIRTUALKEYS, Proxy, chat
 
 pytestmark = pytest.mark.cluster
 
@@ -33,21 +32,8 @@ HELLO = [ChatCompletionUserMessageParam(role="user", content="hello")]
 
 
 def test_readme_journey_runs_verbatim(platform: Plane, proxy: Proxy) -> None:
-    script = readme_block("The whole journey against your own cluster:")
-    done = subprocess.run(  # noqa: S603 - the README's own lines.
-        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**platform.env, "LITELLM_URL": proxy.url},
-        check=False,
-    )
     try:
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "Hello from the mock gpt-4o" in done.stdout, done.stdout
-        assert "KeyReady" in done.stdout  # kubectl describe
-        assert 'virtualkey.auth.litellm.ai "example-service" deleted' in done.stdout
+        run_readme_journey(platform, proxy)
         # REMOVE deleted the key on the proxy; the XR owned nothing that is left.
         # (/key/list leaves deleted keys out.)
         until(lambda: keys_with_alias(proxy, "example-service") == [], "the key's deletion")

@@ -28,7 +28,7 @@ import yaml
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 from google.protobuf import json_format
 
-from tests.conftest import ACCOUNTS, ROOT, VIRTUALKEYS, unavailable
+from tests.conftest import ACCOUNTS, ROOT, VIRTUALKEYS, free_port, unavailable
 from tests.grpc_harness import FunctionServer, make_request
 
 IMAGE = "localhost/litellm/function-litellm-keys:dev"
@@ -68,17 +68,10 @@ def _podman(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def served(image: str) -> Iterator[str]:
     """`serve` in the image, as its pod runs it, on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     name = f"fnlk-image-test-{port}"
     proc = subprocess.Popen(  # noqa: S603 - podman with our own arguments.
         [*RUN, "--name", name, image, "serve", "--insecure", "--address", f"127.0.0.1:{port}"],

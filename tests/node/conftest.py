@@ -10,7 +10,9 @@ the run instead.
 
 Pods reach the LiteLLM proxy at NODE_LITELLM_URL (node.sh relays it from
 loopback); the platform's manifests are applied as on the host plane, with that
-URL as the seed instance's.
+URL as the seed instance's. The fixtures carry the host plane's names (`plane`,
+`platform`, `proxy`, `tenant`), so its journeys run here unchanged
+(test_node_journeys.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import Obj, Plane, Tenant, install_platform
+# The host plane's fixtures that build on `plane`, `platform` and `proxy`: here
+# they get the node plane's.
+from tests.cluster.conftest import (  # noqa: F401 - fixtures, found by name.
+    Obj,
+    Plane,
+    install_platform,
+    poller_kubeconfig,
+    tenant,
+    unique,
+)
 from tests.conftest import ROOT, Proxy, unavailable
 
 NAMESPACE = "crossplane-system"
@@ -29,7 +40,8 @@ FUNCTION = "pkg.crossplane.io/function=function-litellm-keys"
 
 
 @pytest.fixture(scope="session")
-def node() -> Plane:
+def plane() -> Plane:
+    """The node plane, under the name the host plane's tests use for theirs."""
     kubeconfig, state = os.environ.get("NODE_KUBECONFIG"), os.environ.get("NODE_STATE_DIR")
     if not kubeconfig or not state:
         unavailable(
@@ -43,8 +55,8 @@ def node() -> Plane:
 
 
 @pytest.fixture(scope="session")
-def node_proxy(proxy: Proxy) -> Proxy:
-    """The same proxy, at the address the node's pods reach it."""
+def proxy(proxy: Proxy) -> Proxy:
+    """The same proxy, at the address the node's pods reach it (and this machine too)."""
     url = os.environ.get("NODE_LITELLM_URL")
     if not url:
         unavailable("NODE_REQUIRED", "node.sh up ran without LITELLM_URL: no NODE_LITELLM_URL")
@@ -52,23 +64,13 @@ def node_proxy(proxy: Proxy) -> Proxy:
 
 
 @pytest.fixture(scope="session")
-def node_platform(node: Plane, node_proxy: Proxy) -> Iterator[Plane]:
-    install_platform(node, node_proxy)
-    yield node
+def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
+    install_platform(plane, proxy)
+    yield plane
 
 
-@pytest.fixture
-def node_tenant(node_platform: Plane) -> Iterator[Tenant]:
-    made = Tenant(node_platform, os.urandom(4).hex(), [])
-    yield made
-    for namespace, name in made.made:
-        node_platform.kubectl(
-            "delete", "virtualkey", "-n", namespace, name, "--wait=false", check=False
-        )
-
-
-def function_pods(node: Plane) -> list[Obj]:
+def function_pods(plane: Plane) -> list[Obj]:
     """The function's pods that are not being deleted, oldest first."""
-    pods = node.items("pods", NAMESPACE, FUNCTION)
+    pods = plane.items("pods", NAMESPACE, FUNCTION)
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     return sorted(live, key=lambda p: str(p["metadata"]["creationTimestamp"]))

@@ -10,14 +10,20 @@ killed function pod, and two poller replicas.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.cluster.conftest import Plane, Tenant, condition, keys_with_alias, readme_block, until
-from tests.conftest import ROOT, VIRTUALKEYS, Proxy, chat
+from tests.cluster.conftest import (
+    Plane,
+    Tenant,
+    condition,
+    keys_with_alias,
+    run_readme_journey,
+    until,
+)
+from tests.conftest import VIRTUALKEYS, Proxy, chat
 from tests.node.conftest import NAMESPACE, function_pods
 
 pytestmark = pytest.mark.node
@@ -27,11 +33,11 @@ LEASE = "function-litellm-keys-poller"
 LEASE_SECONDS = 15.0  # the poller's default lease duration
 
 
-def test_crossplane_made_the_function_deployment_with_the_poller_sidecar(node: Plane) -> None:
-    listed = node.kubectl("get", "pods", "-n", NAMESPACE).stdout
+def test_crossplane_made_the_function_deployment_with_the_poller_sidecar(plane: Plane) -> None:
+    listed = plane.kubectl("get", "pods", "-n", NAMESPACE).stdout
     rows = [line.split() for line in listed.splitlines() if "function-litellm-keys" in line]
     assert [row[1:3] for row in rows] == [["2/2", "Running"]], listed
-    pod = function_pods(node)[0]
+    pod = function_pods(plane)[0]
     containers = {c["name"]: c for c in pod["spec"]["containers"]}
     assert sorted(containers) == ["package-runtime", "poller"]
     # The sidecar names the public image (examples/poller/ as shipped), which the
@@ -47,19 +53,19 @@ def test_crossplane_made_the_function_deployment_with_the_poller_sidecar(node: P
     guard = containers["poller"]["securityContext"]
     assert (guard["readOnlyRootFilesystem"], guard["runAsNonRoot"]) == (True, True)
     assert pod["spec"]["serviceAccountName"] == POLLER_SA
-    function = node.get("function", "function-litellm-keys")
+    function = plane.get("function", "function-litellm-keys")
     assert condition(function, "Healthy").get("status") == "True"
     # Crossplane reaches the function through its Service, by cluster DNS.
-    assert node.get("service", "function-litellm-keys", NAMESPACE) is not None
+    assert plane.get("service", "function-litellm-keys", NAMESPACE) is not None
 
 
-def test_crossplane_runs_with_its_own_rbac(node_platform: Plane) -> None:
-    crossplane = node_platform.items("pods", NAMESPACE, "app=crossplane")
+def test_crossplane_runs_with_its_own_rbac(platform: Plane) -> None:
+    crossplane = platform.items("pods", NAMESPACE, "app=crossplane")
     assert [p["spec"]["serviceAccountName"] for p in crossplane] == ["crossplane"]
     who = "--as=system:serviceaccount:crossplane-system:crossplane"
 
     def can(*what: str) -> str:
-        done = node_platform.kubectl("auth", "can-i", *what, who, check=False)
+        done = platform.kubectl("auth", "can-i", *what, who, check=False)
         return done.stdout.strip()
 
     assert can("*", "*") == "no"  # not cluster-admin
@@ -68,42 +74,27 @@ def test_crossplane_runs_with_its_own_rbac(node_platform: Plane) -> None:
     assert can("list", "namespaces") == "yes"
 
 
-def test_the_seed_journey_runs_verbatim(node_platform: Plane, node_proxy: Proxy) -> None:
-    script = readme_block("The whole journey against your own cluster:")
-    done = subprocess.run(  # noqa: S603 - the README's own lines.
-        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**node_platform.env, "LITELLM_URL": node_proxy.url},
-        check=False,
-    )
+def test_the_seed_journey_runs_verbatim(platform: Plane, proxy: Proxy) -> None:
     try:
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "Hello from the mock gpt-4o" in done.stdout, done.stdout
-        assert "KeyReady" in done.stdout
-        assert 'virtualkey.auth.litellm.ai "example-service" deleted' in done.stdout
-        until(lambda: keys_with_alias(node_proxy, "example-service") == [], "the key's deletion")
-        research = node_platform.get("virtualkey", "research-key", "team-a")
+        run_readme_journey(platform, proxy)
+        until(lambda: keys_with_alias(proxy, "example-service") == [], "the key's deletion")
+        research = platform.get("virtualkey", "research-key", "team-a")
         assert condition(research, "Ready").get("status") == "True"
     finally:
-        node_platform.kubectl(
-            "delete", "-f", str(VIRTUALKEYS / "virtualkey-advanced.yaml"), check=False
-        )
-        node_platform.kubectl("delete", "-f", str(VIRTUALKEYS / "virtualkey.yaml"), check=False)
+        platform.kubectl("delete", "-f", str(VIRTUALKEYS / "virtualkey-advanced.yaml"), check=False)
+        platform.kubectl("delete", "-f", str(VIRTUALKEYS / "virtualkey.yaml"), check=False)
 
 
-def _kill(node: Plane, pod: dict[str, Any]) -> None:
-    node.kubectl(
+def _kill(plane: Plane, pod: dict[str, Any]) -> None:
+    plane.kubectl(
         "delete", "pod", "-n", NAMESPACE, pod["metadata"]["name"],
         "--grace-period=0", "--force", "--wait=false",
     )  # fmt: skip
 
 
-def _serving(node: Plane, old: str) -> bool:
+def _serving(plane: Plane, old: str) -> bool:
     """A pod other than `old` runs both containers, ready."""
-    for pod in function_pods(node):
+    for pod in function_pods(plane):
         statuses = pod.get("status", {}).get("containerStatuses") or []
         ready = len(statuses) == 2 and all(s.get("ready") for s in statuses)
         if pod["metadata"]["name"] != old and ready:
@@ -112,35 +103,33 @@ def _serving(node: Plane, old: str) -> bool:
 
 
 def test_a_killed_function_pod_loses_and_duplicates_no_key(
-    node_tenant: Tenant, node_proxy: Proxy, node: Plane
+    tenant: Tenant, proxy: Proxy, plane: Plane
 ) -> None:
-    xr = node_tenant.virtualkey()
-    victim = function_pods(node)[0]
-    _kill(node, victim)  # while Crossplane composes the new key
-    ready = node_tenant.ready(xr, 240)
-    until(lambda: _serving(node, victim["metadata"]["name"]), "a new function pod", 240)
+    xr = tenant.virtualkey()
+    victim = function_pods(plane)[0]
+    _kill(plane, victim)  # while Crossplane composes the new key
+    ready = tenant.ready(xr, 240)
+    until(lambda: _serving(plane, victim["metadata"]["name"]), "a new function pod", 240)
     alias = xr["spec"]["keyAlias"]
-    live = keys_with_alias(node_proxy, alias)
+    live = keys_with_alias(proxy, alias)
     assert [k["token"] for k in live] == [ready["status"]["tokenHash"]]
-    key = node_tenant.key(xr)
-    assert chat(node_proxy, key) == 200
+    key = tenant.key(xr)
+    assert chat(proxy, key) == 200
     # Killed again, mid-update: the update lands in place on the new pod.
-    _kill(node, function_pods(node)[0])
+    _kill(plane, function_pods(plane)[0])
     meta = xr["metadata"]
-    node.kubectl(
+    plane.kubectl(
         "patch", "virtualkey", "-n", meta["namespace"], meta["name"], "--type=merge",
         "-p", '{"spec":{"maxBudget":"200"}}',
     )  # fmt: skip
 
     def budget() -> float | None:
-        found = keys_with_alias(node_proxy, alias)
+        found = keys_with_alias(proxy, alias)
         return found[0].get("max_budget") if len(found) == 1 else None
 
     until(lambda: budget() == 200.0, "the new budget on the proxy", 240)
-    assert [k["token"] for k in keys_with_alias(node_proxy, alias)] == [
-        ready["status"]["tokenHash"]
-    ]
-    assert node_tenant.key(xr) == key
+    assert [k["token"] for k in keys_with_alias(proxy, alias)] == [ready["status"]["tokenHash"]]
+    assert tenant.key(xr) == key
 
 
 def _metrics(pod: dict[str, Any]) -> dict[str, float]:
@@ -154,25 +143,25 @@ def _metrics(pod: dict[str, Any]) -> dict[str, float]:
     return found
 
 
-def _holder(node: Plane) -> str:
-    lease = node.get("lease", LEASE, NAMESPACE)
+def _holder(plane: Plane) -> str:
+    lease = plane.get("lease", LEASE, NAMESPACE)
     return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
 
-def _replicas(node: Plane, count: int) -> None:
+def _replicas(plane: Plane, count: int) -> None:
     patch = {"spec": {"deploymentTemplate": {"spec": {"replicas": count}}}}
-    node.kubectl(
+    plane.kubectl(
         "patch", "deploymentruntimeconfig", "function-litellm-keys", "--type=merge",
         "-p", json.dumps(patch),
     )  # fmt: skip
 
 
-def test_two_pollers_one_writes_and_the_other_takes_over(node: Plane) -> None:
-    _replicas(node, 2)
+def test_two_pollers_one_writes_and_the_other_takes_over(plane: Plane) -> None:
+    _replicas(plane, 2)
     try:
 
         def two_ready() -> list[dict[str, Any]] | None:
-            pods = function_pods(node)
+            pods = function_pods(plane)
             ready = [
                 p
                 for p in pods
@@ -183,28 +172,28 @@ def test_two_pollers_one_writes_and_the_other_takes_over(node: Plane) -> None:
 
         pods = until(two_ready, "two function pods, each with its poller", 240)
         names = {p["metadata"]["name"] for p in pods}
-        holder = until(lambda: _holder(node) in names and _holder(node), "a Lease holder")
+        holder = until(lambda: _holder(plane) in names and _holder(plane), "a Lease holder")
         leader = next(p for p in pods if p["metadata"]["name"] == holder)
         follower = next(p for p in pods if p["metadata"]["name"] != holder)
         until(lambda: _metrics(leader).get("litellm_poller_leader") == 1.0, "the leader's gauge")
         seen = _metrics(follower)
         assert seen.get("litellm_poller_leader") == 0.0
         assert seen.get("litellm_poller_cycles_total", 0.0) == 0.0  # it writes nothing
-        _kill(node, leader)
+        _kill(plane, leader)
         # The follower, or the Deployment's replacement for the killed pod if it
         # asks first: a live replica holds the Lease within the Lease's time.
         gone = leader["metadata"]["name"]
 
         def new_holder() -> str:
-            live = {p["metadata"]["name"] for p in function_pods(node)} - {gone}
-            return _holder(node) if _holder(node) in live else ""
+            live = {p["metadata"]["name"] for p in function_pods(plane)} - {gone}
+            return _holder(plane) if _holder(plane) in live else ""
 
         holder = until(new_holder, "a live poller to take the Lease", LEASE_SECONDS * 2)
         until(
             lambda: (
                 [
                     _metrics(p).get("litellm_poller_leader")
-                    for p in function_pods(node)
+                    for p in function_pods(plane)
                     if p.get("status", {}).get("podIP") and p["metadata"]["name"] != gone
                 ].count(1.0)
                 == 1
@@ -212,12 +201,12 @@ def test_two_pollers_one_writes_and_the_other_takes_over(node: Plane) -> None:
             "exactly one leader among the live pollers",
             LEASE_SECONDS * 2,
         )
-        now = next(p for p in function_pods(node) if p["metadata"]["name"] == holder)
+        now = next(p for p in function_pods(plane) if p["metadata"]["name"] == holder)
         until(
             lambda: _metrics(now).get("litellm_poller_cycles_total", 0.0) >= 1.0,
             "the new leader's first cycle",
             LEASE_SECONDS * 3,
         )
     finally:
-        _replicas(node, 1)
-        until(lambda: len(function_pods(node)) == 1, "one function pod again", 240)
+        _replicas(plane, 1)
+        until(lambda: len(function_pods(plane)) == 1, "one function pod again", 240)

@@ -34,20 +34,8 @@ die() { log "error: $*"; exit 1; }
 source "$here/lib.sh"
 
 k() { "$BIN/kubectl" --kubeconfig "$S/admin.kubeconfig" "$@"; }
-port_of() { cat "$S/ports/$1"; }
-new_port() { mkdir -p "$S/ports"; free_port >"$S/ports/$1"; }
 
 # --- components ---------------------------------------------------------------------
-start_etcd() {
-  local client peer
-  client=$(port_of etcd) peer=$(port_of etcd-peer)
-  spawn etcd etcd --name fnlk --data-dir "$S/etcd" \
-    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
-    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "fnlk=http://127.0.0.1:$peer"
-  wait_for etcd curl -sf "http://127.0.0.1:$client/health"
-}
-
 start_apiserver() {
   spawn apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$(port_of etcd)" \

@@ -1,7 +1,7 @@
 # Shared by cluster.sh and node.sh: free ports, and processes started in their
 # own session whose pid files hold "pid start-time", so a recycled pid is never
 # killed. The caller sets S (state directory) and TIMEOUT (seconds per wait)
-# and defines log.
+# and defines log; ports live in $S/ports, one file per name.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -56,4 +56,18 @@ wait_for() {
     fi
     sleep 0.5
   done
+}
+
+port_of() { cat "$S/ports/$1"; }
+new_port() { mkdir -p "$S/ports"; free_port >"$S/ports/$1"; }
+
+# etcd on loopback, on the ports named etcd and etcd-peer, its data in $S/etcd.
+start_etcd() {
+  local client peer
+  client=$(port_of etcd) peer=$(port_of etcd-peer)
+  spawn etcd etcd --name fnlk --data-dir "$S/etcd" \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "fnlk=http://127.0.0.1:$peer"
+  wait_for etcd curl -sf "http://127.0.0.1:$client/health"
 }

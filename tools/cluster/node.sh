@@ -47,8 +47,6 @@ die() { log "error: $*"; exit 1; }
 source "$here/lib.sh"
 
 k() { "$BIN/kubectl" --kubeconfig "$S/admin.kubeconfig" "$@"; }
-port_of() { cat "$S/ports/$1"; }
-new_port() { mkdir -p "$S/ports"; free_port >"$S/ports/$1"; }
 registry() { echo "$NODE_IP:$(port_of registry)"; }
 
 # --- one-time set-up ------------------------------------------------------------------
@@ -126,16 +124,6 @@ EOF
 }
 
 # --- the control plane ----------------------------------------------------------------
-start_etcd() {
-  local client peer
-  client=$(port_of etcd) peer=$(port_of etcd-peer)
-  spawn etcd etcd --name node --data-dir "$S/etcd" \
-    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
-    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "node=http://127.0.0.1:$peer"
-  wait_for etcd curl -sf "http://127.0.0.1:$client/health"
-}
-
 start_apiserver() {
   # Its self-signed serving certificate names NODE_IP and the Service 10.96.0.1,
   # so pods verify it with the CA the controller-manager puts in their tokens.
