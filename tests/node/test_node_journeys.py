@@ -13,7 +13,8 @@ from tests.cluster.test_accounts_cluster import (  # noqa: F401 - tests and fixt
     examples,
     test_users_and_teams_as_the_readme_says,
 )
-from tests.cluster.test_rotation_cluster import (  # noqa: F401 - tests, by name.
+from tests.cluster.test_rotation_cluster import (  # noqa: F401 - tests and fixtures, by name.
+    rotating_often,
     test_a_bumped_trigger_rotates_with_a_grace_period,
     test_a_reinstalled_virtualkey_replaces_the_key_it_made_before,
 )

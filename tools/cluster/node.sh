@@ -392,7 +392,11 @@ down() {
   local name
   for name in kubelet kube-proxy; do stop "$name"; done
   # The pods outlive kubelet: their shims belong to this containerd.
-  pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $S/containerd.sock" 2>/dev/null || true
+  local shim
+  for shim in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $S/containerd.sock" || true); do
+    pkill -KILL -P "$shim" 2>/dev/null || true
+    kill -KILL "$shim" 2>/dev/null || true
+  done
   for name in containerd litellm-relay registry-relay registry scheduler controller-manager apiserver etcd; do
     stop "$name"
   done
