@@ -196,18 +196,22 @@ def install_xrd(plane: Plane, definition: Path, composition: Path) -> None:
     plane.kubectl("apply", "-f", str(composition))
 
 
-@pytest.fixture(scope="session")
-def plane() -> Plane:
-    kubeconfig, state = os.environ.get("KUBECONFIG"), os.environ.get("CLUSTER_STATE_DIR")
+def open_plane(kubeconfig_env: str, state_env: str, required_by: str, up: str) -> Plane:
+    """The plane the two environment variables name, or a skip (a failure with `required_by`)."""
+    kubeconfig, state = os.environ.get(kubeconfig_env), os.environ.get(state_env)
     if not kubeconfig or not state:
-        unavailable(
-            "CLUSTER_REQUIRED",
-            'no control plane (CLUSTER_STATE_DIR): run `eval "$(tools/cluster/cluster.sh up)"`',
-        )
+        unavailable(required_by, f'no control plane ({state_env}): run `eval "$({up})"`')
     found = Plane(kubeconfig, Path(state), ROOT / ".tools" / "bin")
     if found.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
-        unavailable("CLUSTER_REQUIRED", f"the control plane in {state} does not answer")
+        unavailable(required_by, f"the control plane in {state} does not answer")
     return found
+
+
+@pytest.fixture(scope="session")
+def plane() -> Plane:
+    return open_plane(
+        "KUBECONFIG", "CLUSTER_STATE_DIR", "CLUSTER_REQUIRED", "tools/cluster/cluster.sh up"
+    )
 
 
 def platform_policy(url: str) -> Obj:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
+import httpx
 import pytest
 
 # The host plane's fixtures that build on `plane`, `platform` and `proxy`: here
@@ -29,11 +29,12 @@ from tests.cluster.conftest import (  # noqa: F401 - fixtures, found by name.
     Obj,
     Plane,
     install_platform,
+    open_plane,
     poller_kubeconfig,
     tenant,
     unique,
 )
-from tests.conftest import ROOT, Proxy, unavailable
+from tests.conftest import Proxy, unavailable
 
 NAMESPACE = "crossplane-system"
 FUNCTION = "pkg.crossplane.io/function=function-litellm-keys"
@@ -42,16 +43,9 @@ FUNCTION = "pkg.crossplane.io/function=function-litellm-keys"
 @pytest.fixture(scope="session")
 def plane() -> Plane:
     """The node plane, under the name the host plane's tests use for theirs."""
-    kubeconfig, state = os.environ.get("NODE_KUBECONFIG"), os.environ.get("NODE_STATE_DIR")
-    if not kubeconfig or not state:
-        unavailable(
-            "NODE_REQUIRED",
-            'no node plane (NODE_STATE_DIR): run `eval "$(tools/cluster/node.sh up)"` as root',
-        )
-    found = Plane(kubeconfig, Path(state), ROOT / ".tools" / "bin")
-    if found.kubectl("get", "--raw", "/readyz", check=False).returncode != 0:
-        unavailable("NODE_REQUIRED", f"the node plane in {state} does not answer")
-    return found
+    return open_plane(
+        "NODE_KUBECONFIG", "NODE_STATE_DIR", "NODE_REQUIRED", "tools/cluster/node.sh up  # as root"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +61,17 @@ def proxy(proxy: Proxy) -> Proxy:
 def platform(plane: Plane, proxy: Proxy) -> Iterator[Plane]:
     install_platform(plane, proxy)
     yield plane
+
+
+def poller_metric(pod: Obj, name: str) -> float | None:
+    """One metric of the pod's poller, summed over its labels; None if it has no series."""
+    text = httpx.get(f"http://{pod['status']['podIP']}:8089/metrics", timeout=30).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((f"{name} ", f"{name}{{"))
+    ]
+    return sum(values) if values else None
 
 
 def function_pods(plane: Plane) -> list[Obj]:

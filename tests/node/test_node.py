@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.cluster.conftest import (
@@ -24,7 +23,7 @@ from tests.cluster.conftest import (
     until,
 )
 from tests.conftest import VIRTUALKEYS, Proxy, chat
-from tests.node.conftest import NAMESPACE, function_pods
+from tests.node.conftest import NAMESPACE, function_pods, poller_metric
 
 pytestmark = pytest.mark.node
 
@@ -92,14 +91,15 @@ def _kill(plane: Plane, pod: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
+def _both_ready(pod: dict[str, Any]) -> bool:
+    """The function and the poller both run, ready."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return len(statuses) == 2 and all(s.get("ready") for s in statuses)
+
+
 def _serving(plane: Plane, old: str) -> bool:
     """A pod other than `old` runs both containers, ready."""
-    for pod in function_pods(plane):
-        statuses = pod.get("status", {}).get("containerStatuses") or []
-        ready = len(statuses) == 2 and all(s.get("ready") for s in statuses)
-        if pod["metadata"]["name"] != old and ready:
-            return True
-    return False
+    return any(_both_ready(p) for p in function_pods(plane) if p["metadata"]["name"] != old)
 
 
 def test_a_killed_function_pod_loses_and_duplicates_no_key(
@@ -132,17 +132,6 @@ def test_a_killed_function_pod_loses_and_duplicates_no_key(
     assert tenant.key(xr) == key
 
 
-def _metrics(pod: dict[str, Any]) -> dict[str, float]:
-    text = httpx.get(f"http://{pod['status']['podIP']}:8089/metrics", timeout=10).text
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(("litellm_poller_leader ", "litellm_poller_cycles_total")):
-            series, value = line.rsplit(" ", 1)
-            name = series.split("{", 1)[0]  # summed over labels
-            found[name] = found.get(name, 0.0) + float(value)
-    return found
-
-
 def _holder(plane: Plane) -> str:
     lease = plane.get("lease", LEASE, NAMESPACE)
     return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
@@ -162,12 +151,7 @@ def test_two_pollers_one_writes_and_the_other_takes_over(plane: Plane) -> None:
 
         def two_ready() -> list[dict[str, Any]] | None:
             pods = function_pods(plane)
-            ready = [
-                p
-                for p in pods
-                if len(p.get("status", {}).get("containerStatuses") or []) == 2
-                and all(s.get("ready") for s in p["status"]["containerStatuses"])
-            ]
+            ready = [p for p in pods if _both_ready(p)]
             return ready if len(pods) == 2 and len(ready) == 2 else None
 
         pods = until(two_ready, "two function pods, each with its poller", 240)
@@ -175,10 +159,10 @@ def test_two_pollers_one_writes_and_the_other_takes_over(plane: Plane) -> None:
         holder = until(lambda: _holder(plane) in names and _holder(plane), "a Lease holder")
         leader = next(p for p in pods if p["metadata"]["name"] == holder)
         follower = next(p for p in pods if p["metadata"]["name"] != holder)
-        until(lambda: _metrics(leader).get("litellm_poller_leader") == 1.0, "the leader's gauge")
-        seen = _metrics(follower)
-        assert seen.get("litellm_poller_leader") == 0.0
-        assert seen.get("litellm_poller_cycles_total", 0.0) == 0.0  # it writes nothing
+        until(lambda: poller_metric(leader, "litellm_poller_leader") == 1.0, "the leader's gauge")
+        assert poller_metric(follower, "litellm_poller_leader") == 0.0
+        # it writes nothing
+        assert (poller_metric(follower, "litellm_poller_cycles_total") or 0.0) == 0.0
         _kill(plane, leader)
         # The follower, or the Deployment's replacement for the killed pod if it
         # asks first: a live replica holds the Lease within the Lease's time.
@@ -192,7 +176,7 @@ def test_two_pollers_one_writes_and_the_other_takes_over(plane: Plane) -> None:
         until(
             lambda: (
                 [
-                    _metrics(p).get("litellm_poller_leader")
+                    poller_metric(p, "litellm_poller_leader")
                     for p in function_pods(plane)
                     if p.get("status", {}).get("podIP") and p["metadata"]["name"] != gone
                 ].count(1.0)
@@ -203,7 +187,7 @@ def test_two_pollers_one_writes_and_the_other_takes_over(plane: Plane) -> None:
         )
         now = next(p for p in function_pods(plane) if p["metadata"]["name"] == holder)
         until(
-            lambda: _metrics(now).get("litellm_poller_cycles_total", 0.0) >= 1.0,
+            lambda: (poller_metric(now, "litellm_poller_cycles_total") or 0.0) >= 1.0,
             "the new leader's first cycle",
             LEASE_SECONDS * 3,
         )

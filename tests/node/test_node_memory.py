@@ -23,7 +23,7 @@ import yaml
 from function import provenance
 from tests.cluster.conftest import Plane, until
 from tests.conftest import POLLER, VIRTUALKEYS, Proxy
-from tests.node.conftest import function_pods
+from tests.node.conftest import function_pods, poller_metric
 
 pytestmark = pytest.mark.node
 
@@ -122,12 +122,7 @@ def _clean(plane: Plane, proxy: Proxy, label: str) -> None:
 
 
 def _metric(pod: dict[str, Any], name: str) -> float:
-    text = httpx.get(f"http://{pod['status']['podIP']}:8089/metrics", timeout=30).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((f"{name} ", f"{name}{{"))
-    )
+    return poller_metric(pod, name) or 0.0
 
 
 def _peak_mib(pod: dict[str, Any]) -> float:
